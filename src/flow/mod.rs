@@ -1,0 +1,2 @@
+//! Flow table. TODO (lead).
+pub mod community_id;
