@@ -1,1 +1,309 @@
-//! TODO
+//! Wires the stages together: loads rules and key, starts metrics, the alert writer and the
+//! workers, runs the capture loop on the calling thread, and shuts down in order (flush batches,
+//! let workers end their flows, drain alerts).
+
+use crate::alert::Observer;
+use crate::capture::{CaptureStats, FileSource, LiveSource, Next, RawPacket};
+use crate::cli::{InputMode, Settings};
+use crate::clock::Timestamp;
+use crate::decode::{Decoder, LinkType, Skip};
+use crate::flow::{Endpoint, FlowKey, Proto, ShardHasher};
+use crate::matcher::Matcher;
+use crate::metrics::{Metrics, MetricsServer};
+use crate::pii::PiiKey;
+use crate::pipeline::{self, Dispatcher, WhenFull, Worker, WorkerShared};
+use crate::rules::RuleSet;
+use anyhow::Context;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a finished run reports.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Packets read from the source.
+    pub packets: u64,
+    /// Alerts written.
+    pub alerts: u64,
+    /// Packets dropped because a worker queue was full (live only).
+    pub queue_drops: u64,
+    /// libpcap's counters (live only).
+    pub capture: CaptureStats,
+}
+
+/// Loads the rule set and compiles it, with the directory named in any error.
+pub fn load_matcher(dir: &std::path::Path) -> anyhow::Result<Matcher> {
+    let rules = RuleSet::load_dir(dir)?;
+    Ok(Matcher::new(rules)?)
+}
+
+/// Runs `capture` or `read` until the input ends or `stop` is set.
+pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+    let matcher = load_matcher(&settings.rules_dir)?;
+    let key = match &settings.pii_key_file {
+        Some(p) => PiiKey::from_file(p).with_context(|| format!("cannot use --pii-key-file {}", p.display()))?,
+        None => {
+            tracing::warn!("no --pii-key-file given: using a random key, so value hashes will not correlate across runs or sensors");
+            PiiKey::random()
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let _server = match settings.metrics_listen {
+        Some(addr) => {
+            let s = MetricsServer::start(addr, Arc::clone(&metrics))?;
+            tracing::info!(addr = %s.addr(), "serving Prometheus metrics on /metrics");
+            Some(s)
+        }
+        None => None,
+    };
+
+    // Open the source before starting threads, so a bad file or interface fails cleanly.
+    let mut source = Source::open(&settings.input)?;
+
+    let (alert_tx, alert_rx) = crossbeam_channel::bounded(crate::sink::QUEUE);
+    let sink = crate::sink::start(&settings.alerts, alert_rx, Arc::clone(&metrics))?;
+    let shared = Arc::new(WorkerShared {
+        matcher,
+        key: Arc::new(key),
+        home_net: settings.home_net.clone(),
+        observer: Observer::new(settings.observer_name.clone()),
+        flow: settings.flow.clone(),
+        reassembly: settings.reassembly.clone(),
+        reassembly_memcap: settings.reassembly_memcap,
+        alert: settings.alert.clone(),
+        metrics: Arc::clone(&metrics),
+        alerts: alert_tx,
+    });
+    let when_full = if source.is_live() { WhenFull::Drop } else { WhenFull::Block };
+    let (dispatcher, queues) = pipeline::channels(settings.workers, settings.pipeline.queue_batches, settings.pipeline.batch_packets, when_full);
+    let mut handles = Vec::new();
+    for (id, q) in queues.into_iter().enumerate() {
+        let w = Worker::new(id, Arc::clone(&shared))?;
+        handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || w.run(q))?);
+    }
+    drop(shared);
+
+    tracing::info!(workers = settings.workers, rules = %settings.rules_dir.display(), "started");
+    let mut cap = CaptureLoop::new(dispatcher, &settings, Arc::clone(&metrics));
+    let result = cap.run(&mut source, &stop);
+    cap.dispatcher.flush();
+    let queue_drops = cap.dispatcher.dropped_packets();
+    let stats = source.stats();
+    cap.publish_stats(stats);
+    let packets = cap.packets;
+    drop(cap);
+    for h in handles {
+        if h.join().is_err() {
+            tracing::error!("a worker thread panicked");
+        }
+    }
+    let alerts = sink.join().unwrap_or(0);
+    let capture = source.stats();
+    tracing::info!(packets, alerts, queue_drops, kernel_drops = capture.dropped, interface_drops = capture.if_dropped, "finished");
+    result?;
+    Ok(Summary { packets, alerts, queue_drops, capture })
+}
+
+/// The packet source for this run.
+enum Source {
+    Live(LiveSource),
+    Files { files: Vec<std::path::PathBuf> },
+}
+
+impl Source {
+    fn open(input: &InputMode) -> anyhow::Result<Source> {
+        Ok(match input {
+            InputMode::Live { interface, bpf, buffer_mb } => Source::Live(LiveSource::open(interface, bpf.as_deref(), *buffer_mb)?),
+            InputMode::Files(files) => {
+                // Check every file up front: a typo in the last file should not cost a long run.
+                for f in files {
+                    FileSource::open(f)?;
+                }
+                Source::Files { files: files.clone() }
+            }
+        })
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self, Source::Live(_))
+    }
+
+    fn stats(&mut self) -> CaptureStats {
+        match self {
+            Source::Live(l) => l.stats(),
+            Source::Files { .. } => CaptureStats::default(),
+        }
+    }
+}
+
+/// Results of the capture thread's per-packet triage (metric label `result`).
+#[derive(Clone, Copy)]
+enum Triage {
+    Queued,
+    NoEgress,
+    DecodeSkipped,
+    FragmentHeld,
+}
+
+const TRIAGE_LABELS: [&str; 4] = ["queued", "no_egress", "decode_skipped", "fragment_held"];
+
+struct CaptureLoop {
+    dispatcher: Dispatcher,
+    decoder: Decoder,
+    hasher: ShardHasher,
+    home_net: crate::cli::HomeNet,
+    metrics: Arc<Metrics>,
+    packets: u64,
+    triage: [(u64, u64); 4],
+    published: [(u64, u64); 4],
+    published_drops: u64,
+    skips: Vec<(Skip, u64)>,
+    last_stats: CaptureStats,
+    last_publish: Instant,
+}
+
+impl CaptureLoop {
+    fn new(dispatcher: Dispatcher, settings: &Settings, metrics: Arc<Metrics>) -> CaptureLoop {
+        CaptureLoop {
+            dispatcher,
+            decoder: Decoder::new(settings.defrag.clone()),
+            hasher: ShardHasher::default(),
+            home_net: settings.home_net.clone(),
+            metrics,
+            packets: 0,
+            triage: [(0, 0); 4],
+            published: [(0, 0); 4],
+            published_drops: 0,
+            skips: Vec::new(),
+            last_stats: CaptureStats::default(),
+            last_publish: Instant::now(),
+        }
+    }
+
+    fn run(&mut self, source: &mut Source, stop: &AtomicBool) -> anyhow::Result<()> {
+        match source {
+            Source::Live(live) => self.run_live(live, stop),
+            Source::Files { files, .. } => {
+                let files = files.clone();
+                self.run_files(&files, stop)
+            }
+        }
+    }
+
+    fn run_live(&mut self, live: &mut LiveSource, stop: &AtomicBool) -> anyhow::Result<()> {
+        let link = live.link();
+        while !stop.load(Ordering::Relaxed) {
+            match live.next()? {
+                Next::Packet(p) => self.packet(link, p),
+                // Quiet link: send partial batches so alerts are not held back.
+                _ => self.dispatcher.flush(),
+            }
+            if self.last_publish.elapsed() >= Duration::from_secs(1) {
+                let stats = live.stats();
+                self.publish_stats(stats);
+            }
+        }
+        tracing::info!("stop requested; flushing");
+        Ok(())
+    }
+
+    fn run_files(&mut self, files: &[std::path::PathBuf], stop: &AtomicBool) -> anyhow::Result<()> {
+        let mut damage: Vec<String> = Vec::new();
+        for path in files {
+            let mut f = FileSource::open(path)?;
+            let link = f.link();
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    tracing::info!("stop requested; flushing");
+                    return Ok(());
+                }
+                match f.next() {
+                    Ok(Next::Packet(p)) => {
+                        self.packet(link, p);
+                        if self.packets % 65536 == 0 {
+                            self.publish_stats(CaptureStats::default());
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        // Everything before the damage was processed; go on with the next
+                        // file and fail the run at the end.
+                        tracing::error!(error = %e, "damaged capture file");
+                        damage.push(e.to_string());
+                        break;
+                    }
+                }
+            }
+            tracing::info!(file = %path.display(), packets = f.packets(), "file done");
+        }
+        if damage.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(damage.join("; ")))
+        }
+    }
+
+    fn packet(&mut self, link: LinkType, p: RawPacket<'_>) {
+        self.packets += 1;
+        let triage = self.triage_packet(link, p.ts, p.data);
+        let t = &mut self.triage[triage as usize];
+        t.0 += 1;
+        t.1 += u64::from(p.wire_len);
+    }
+
+    fn triage_packet(&mut self, link: LinkType, ts: Timestamp, data: &[u8]) -> Triage {
+        let pkt = match self.decoder.decode(link, ts, data) {
+            Ok(p) => p,
+            Err(skip) => {
+                if skip.as_label() == "fragment_held" {
+                    return Triage::FragmentHeld;
+                }
+                match self.skips.iter_mut().find(|(s, _)| *s == skip) {
+                    Some((_, n)) => *n += 1,
+                    None => self.skips.push((skip, 1)),
+                }
+                return Triage::DecodeSkipped;
+            }
+        };
+        // Only flows that cross the home-net boundary can carry egress bytes.
+        if self.home_net.contains(&pkt.src) == self.home_net.contains(&pkt.dst) {
+            return Triage::NoEgress;
+        }
+        let proto = match pkt.transport {
+            crate::decode::Transport::Tcp(_) => Proto::Tcp,
+            crate::decode::Transport::Udp => Proto::Udp,
+        };
+        let (key, _) = FlowKey::new(proto, Endpoint { ip: pkt.src, port: pkt.src_port }, Endpoint { ip: pkt.dst, port: pkt.dst_port });
+        let worker = (self.hasher.hash(&key) % self.dispatcher.workers() as u64) as usize;
+        match pkt.reassembled {
+            Some(datagram) => self.dispatcher.push(worker, ts, LinkType::RawIp, datagram),
+            None => self.dispatcher.push(worker, ts, link, data),
+        }
+        Triage::Queued
+    }
+
+    fn publish_stats(&mut self, s: CaptureStats) {
+        self.last_publish = Instant::now();
+        let m = &self.metrics;
+        for (i, label) in TRIAGE_LABELS.iter().enumerate() {
+            let (p, b) = self.triage[i];
+            let (pp, pb) = self.published[i];
+            m.packets.with_label_values(&[label]).inc_by(p - pp);
+            m.bytes.with_label_values(&[label]).inc_by(b - pb);
+            self.published[i] = (p, b);
+        }
+        let drops = self.dispatcher.dropped_packets();
+        m.queue_drops.inc_by(drops - self.published_drops);
+        self.published_drops = drops;
+        for (skip, n) in self.skips.drain(..) {
+            m.decode_skipped.with_label_values(&[skip.as_label()]).inc_by(n);
+        }
+        for (w, depth) in self.dispatcher.queue_depths().enumerate() {
+            m.queue_depth.with_label_values(&[&w.to_string()]).set(depth as i64);
+        }
+        m.capture_received.inc_by(s.received.saturating_sub(self.last_stats.received));
+        m.capture_kernel_drops.inc_by(s.dropped.saturating_sub(self.last_stats.dropped));
+        m.capture_interface_drops.inc_by(s.if_dropped.saturating_sub(self.last_stats.if_dropped));
+        self.last_stats = s;
+    }
+}

@@ -26,3 +26,4 @@ pub mod pipeline;
 pub mod reassembly;
 pub mod rules;
 pub mod validate;
+pub mod sink;

@@ -1,1 +1,50 @@
-fn main() {}
+//! The `nigehban` binary: parse flags, run, and turn any error into one line and an exit code.
+
+use clap::Parser;
+use nigehban::cli::{self, Cli, Command, InputArgs, LogFormat, RulesCommand};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, whole cause chain: what failed, where, and why.
+            eprintln!("nigehban: error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGEHBAN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (input, common) = match cli.command {
+        Command::Rules { command: RulesCommand::Check { dir } } => {
+            let dir = dir.unwrap_or_else(cli::default_rules_dir);
+            let matcher = nigehban::app::load_matcher(&dir)?;
+            let report = nigehban::rules::check(&matcher)?;
+            println!("{}: {report}", dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Read(a) => (InputArgs::Files(a.files), a.common),
+        Command::Capture(a) => (InputArgs::Live { interface: a.interface, bpf: a.bpf, buffer_mb: a.buffer_mb }, a.common),
+    };
+    let settings = cli::settings(Some(input), &common)?;
+    init_logs(settings.log_format);
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    nigehban::app::run(settings, stop)?;
+    Ok(ExitCode::SUCCESS)
+}

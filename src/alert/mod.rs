@@ -1,1 +1,253 @@
-//! TODO
+//! Alerts: the JSON document a SOC receives (Elastic Common Schema field names, nested objects),
+//! and the per-flow-direction bookkeeping that reports every distinct leaked value exactly once,
+//! in bounded batches.
+//!
+//! Policy, per flow direction and rule: the first value(s) found raise an alert at once (with
+//! everything found in the same packet); later values are batched and raised when the batch holds
+//! `max_matches_per_alert` values, when `batch_interval` of packet time has passed since the batch
+//! started, or when the flow ends. A bulk upload of N values therefore yields about
+//! `1 + N / max_matches_per_alert` alerts, never N.
+
+mod leaks;
+
+pub use leaks::{AddOutcome, AlertPolicy, DirLeaks, PendingBatch};
+
+use crate::clock::Timestamp;
+use crate::flow::{Endpoint, Proto};
+use crate::pii::PiiKind;
+use crate::rules::{Rule, Severity};
+use serde::Serialize;
+
+/// One value in an alert: never the clear value, only its mask and keyed hash.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PiiMatch {
+    /// `cnic` or `card`.
+    #[serde(rename = "type")]
+    pub kind: PiiKind,
+    /// Redacted form, e.g. `35202-*******-1`.
+    pub masked: String,
+    /// Lowercase hex HMAC-SHA256 of the normalised digits.
+    pub hash: String,
+}
+
+/// The sensor's identity in alerts (ECS `observer`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Observer {
+    /// Sensor name (host name unless configured).
+    pub name: String,
+    /// Always `sensor`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `Nigehban`.
+    pub product: &'static str,
+    /// Crate version.
+    pub version: &'static str,
+}
+
+impl Observer {
+    /// An observer called `name`.
+    pub fn new(name: String) -> Observer {
+        Observer { name, kind: "sensor", product: "Nigehban", version: env!("CARGO_PKG_VERSION") }
+    }
+}
+
+/// The rule fields an alert carries.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertRule<'a> {
+    /// Rule id.
+    pub id: &'a str,
+    /// Rule name.
+    pub name: &'a str,
+    /// Kind of value the rule finds.
+    pub pii: PiiKind,
+    /// Severity.
+    pub severity: Severity,
+}
+
+impl<'a> From<&'a Rule> for AlertRule<'a> {
+    fn from(r: &'a Rule) -> Self {
+        AlertRule { id: &r.id, name: &r.name, pii: r.pii, severity: r.severity }
+    }
+}
+
+/// Everything about the leaking flow direction an alert needs.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowContext<'a> {
+    /// Host sending the personal data.
+    pub sender: Endpoint,
+    /// Host receiving it.
+    pub receiver: Endpoint,
+    /// Transport.
+    pub proto: Proto,
+    /// Community ID v1 of the flow.
+    pub community_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct AlertDoc<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    message: String,
+    event: EventDoc,
+    rule: RuleDoc<'a>,
+    source: EndpointDoc,
+    destination: EndpointDoc,
+    network: NetworkDoc<'a>,
+    observer: &'a Observer,
+    pii: PiiDoc<'a>,
+}
+
+#[derive(Serialize)]
+struct EventDoc {
+    id: String,
+    kind: &'static str,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    kind_type: [&'static str; 1],
+    severity: u8,
+    created: String,
+    dataset: &'static str,
+    module: &'static str,
+}
+
+#[derive(Serialize)]
+struct RuleDoc<'a> {
+    id: &'a str,
+    name: &'a str,
+    category: &'static str,
+    ruleset: &'static str,
+}
+
+#[derive(Serialize)]
+struct EndpointDoc {
+    ip: String,
+    port: u16,
+}
+
+#[derive(Serialize)]
+struct NetworkDoc<'a> {
+    transport: &'static str,
+    #[serde(rename = "type")]
+    ip_version: &'static str,
+    direction: &'static str,
+    community_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct PiiDoc<'a> {
+    /// Values in this alert.
+    count: usize,
+    /// 1 for the first alert of this rule in this flow direction, then 2, 3, …
+    batch: u32,
+    matches: &'a [PiiMatch],
+}
+
+/// Renders one alert as a single JSON line (no trailing newline).
+pub fn render(ts: Timestamp, rule: AlertRule<'_>, flow: &FlowContext<'_>, observer: &Observer, matches: &[PiiMatch], batch: u32) -> String {
+    let what = match rule.pii {
+        PiiKind::Cnic => "CNIC",
+        PiiKind::Card => "card number",
+    };
+    let plural = if matches.len() == 1 { "" } else { "s" };
+    let message = format!(
+        "{} {what}{plural} sent in clear text from {} to {} over {}",
+        matches.len(),
+        fmt_endpoint(&flow.sender),
+        fmt_endpoint(&flow.receiver),
+        flow.proto.as_str()
+    );
+    let doc = AlertDoc {
+        timestamp: rfc3339(ts),
+        message,
+        event: EventDoc {
+            id: random_id(),
+            kind: "alert",
+            category: ["network"],
+            kind_type: ["info"],
+            severity: rule.severity.as_number(),
+            created: rfc3339(now()),
+            dataset: "nigehban.pii",
+            module: "nigehban",
+        },
+        rule: RuleDoc { id: rule.id, name: rule.name, category: "pii", ruleset: "nigehban" },
+        source: EndpointDoc { ip: flow.sender.ip.to_string(), port: flow.sender.port },
+        destination: EndpointDoc { ip: flow.receiver.ip.to_string(), port: flow.receiver.port },
+        network: NetworkDoc {
+            transport: flow.proto.as_str(),
+            ip_version: if flow.sender.ip.is_ipv4() { "ipv4" } else { "ipv6" },
+            direction: "egress",
+            community_id: flow.community_id,
+        },
+        observer,
+        pii: PiiDoc { count: matches.len(), batch, matches },
+    };
+    serde_json::to_string(&doc).expect("alert documents always serialise")
+}
+
+fn fmt_endpoint(e: &Endpoint) -> String {
+    match e.ip {
+        std::net::IpAddr::V4(ip) => format!("{ip}:{}", e.port),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{}", e.port),
+    }
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// RFC 3339 UTC with microseconds, e.g. `2026-11-22T03:37:29.123456Z`.
+pub fn rfc3339(ts: Timestamp) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    let nanos = i128::from(ts.as_micros()) * 1000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000000Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_format() {
+        assert_eq!(rfc3339(Timestamp::from_micros(1_700_000_000_123_456)), "2023-11-14T22:13:20.123456Z");
+    }
+
+    #[test]
+    fn alert_has_the_ecs_fields_a_siem_needs() {
+        let rule = AlertRule { id: "NGB-T-1", name: "test", pii: PiiKind::Cnic, severity: Severity::High };
+        let flow = FlowContext {
+            sender: Endpoint { ip: "10.1.2.3".parse().unwrap(), port: 443 },
+            receiver: Endpoint { ip: "203.0.113.9".parse().unwrap(), port: 50000 },
+            proto: Proto::Tcp,
+            community_id: "1:abc=",
+        };
+        let m = PiiMatch { kind: PiiKind::Cnic, masked: "35202-*******-1".into(), hash: "ab".repeat(32) };
+        let line = render(Timestamp::from_micros(1_700_000_000_000_000), rule, &flow, &Observer::new("s1".into()), &[m], 1);
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["@timestamp"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(v["event"]["kind"], "alert");
+        assert_eq!(v["event"]["category"][0], "network");
+        assert_eq!(v["event"]["severity"], 3);
+        assert_eq!(v["rule"]["id"], "NGB-T-1");
+        assert_eq!(v["source"]["ip"], "10.1.2.3");
+        assert_eq!(v["source"]["port"], 443);
+        assert_eq!(v["destination"]["ip"], "203.0.113.9");
+        assert_eq!(v["network"]["transport"], "tcp");
+        assert_eq!(v["network"]["type"], "ipv4");
+        assert_eq!(v["network"]["direction"], "egress");
+        assert_eq!(v["network"]["community_id"], "1:abc=");
+        assert_eq!(v["observer"]["name"], "s1");
+        assert_eq!(v["pii"]["matches"][0]["type"], "cnic");
+        assert_eq!(v["pii"]["matches"][0]["masked"], "35202-*******-1");
+        assert_eq!(v["pii"]["count"], 1);
+        assert_eq!(v["message"], "1 CNIC sent in clear text from 10.1.2.3:443 to 203.0.113.9:50000 over tcp");
+    }
+}

@@ -1,0 +1,416 @@
+//! The TOML config file and the validated settings object.
+
+use super::{CommonArgs, LogFormat};
+use crate::alert::AlertPolicy;
+use crate::decode::DefragConfig;
+use crate::flow::FlowTableConfig;
+use crate::reassembly::ReassemblyConfig;
+use anyhow::{bail, Context};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+
+
+const MIB: usize = 1024 * 1024;
+
+/// The config file. Every key is optional; see `deploy/nigehban.toml` for each one documented.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    rules: Option<PathBuf>,
+    home_net: Option<Vec<String>>,
+    alerts: Option<String>,
+    pii_key_file: Option<PathBuf>,
+    workers: Option<usize>,
+    metrics_listen: Option<String>,
+    log_format: Option<LogFormat>,
+    observer_name: Option<String>,
+    #[serde(default)]
+    capture: CaptureSection,
+    #[serde(default)]
+    pipeline: PipelineSection,
+    #[serde(default)]
+    flow: FlowSection,
+    #[serde(default)]
+    reassembly: ReassemblySection,
+    #[serde(default)]
+    defrag: DefragSection,
+    #[serde(default)]
+    alert: AlertSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureSection {
+    interface: Option<String>,
+    bpf: Option<String>,
+    buffer_mb: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineSection {
+    batch_packets: Option<usize>,
+    queue_batches: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowSection {
+    tcp_idle_timeout_secs: Option<u64>,
+    udp_idle_timeout_secs: Option<u64>,
+    lifetime_secs: Option<u64>,
+    memcap_mb: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReassemblySection {
+    max_ooo_bytes_per_stream: Option<usize>,
+    max_ooo_segments_per_stream: Option<usize>,
+    gap_timeout_secs: Option<u64>,
+    memcap_mb: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefragSection {
+    memcap_mb: Option<usize>,
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertSection {
+    max_matches_per_alert: Option<usize>,
+    batch_interval_secs: Option<u64>,
+    max_distinct_per_direction: Option<usize>,
+}
+
+/// Where packets come from.
+#[derive(Debug, Clone)]
+pub enum InputMode {
+    /// Live capture.
+    Live {
+        /// Interface name.
+        interface: String,
+        /// Kernel BPF filter.
+        bpf: Option<String>,
+        /// Kernel buffer in MiB.
+        buffer_mb: u32,
+    },
+    /// Offline files, in order.
+    Files(Vec<PathBuf>),
+}
+
+/// Where alerts are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertOutput {
+    /// Standard output.
+    Stdout,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// The inside network: bytes from inside to outside are egress.
+#[derive(Debug, Clone)]
+pub struct HomeNet(Vec<IpNet>);
+
+impl HomeNet {
+    /// Parses CIDRs; an error names the bad one.
+    pub fn parse(cidrs: &[String]) -> anyhow::Result<HomeNet> {
+        let mut nets = Vec::with_capacity(cidrs.len());
+        for c in cidrs {
+            let c = c.trim();
+            let net = c
+                .parse::<IpNet>()
+                .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|e| anyhow::anyhow!("bad --home-net '{c}': {e} (expected a CIDR such as 10.0.0.0/8 or fc00::/7)"))?;
+            nets.push(net);
+        }
+        if nets.is_empty() {
+            bail!("--home-net is empty: at least one inside network is needed");
+        }
+        Ok(HomeNet(nets))
+    }
+
+    /// The defaults: RFC 1918, RFC 6598 shared space, IPv6 ULA.
+    pub fn default_nets() -> Vec<String> {
+        ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"].map(String::from).to_vec()
+    }
+
+    /// True if `ip` is inside.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(ip))
+    }
+
+    /// The networks.
+    pub fn nets(&self) -> &[IpNet] {
+        &self.0
+    }
+}
+
+/// Batching between the capture thread and the workers.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Packets per batch (default 64).
+    pub batch_packets: usize,
+    /// Batches queued per worker before live capture drops (default 64).
+    pub queue_batches: usize,
+}
+
+/// Validated settings for `capture` and `read`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Packet source.
+    pub input: InputMode,
+    /// Rule directory.
+    pub rules_dir: PathBuf,
+    /// Inside networks.
+    pub home_net: HomeNet,
+    /// Alert destination.
+    pub alerts: AlertOutput,
+    /// Key file for the keyed hash; `None` = random key per run.
+    pub pii_key_file: Option<PathBuf>,
+    /// Worker threads.
+    pub workers: usize,
+    /// Prometheus endpoint; `None` = off.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `observer.name` in alerts.
+    pub observer_name: String,
+    /// Capture → worker batching.
+    pub pipeline: PipelineConfig,
+    /// Flow table limits, per worker (the configured memcap divided by workers).
+    pub flow: FlowTableConfig,
+    /// Reassembly limits.
+    pub reassembly: ReassemblyConfig,
+    /// Out-of-order bytes held per worker (the configured memcap divided by workers).
+    pub reassembly_memcap: usize,
+    /// IPv4 defragmentation limits (capture thread).
+    pub defrag: DefragConfig,
+    /// Alert batching.
+    pub alert: AlertPolicy,
+}
+
+/// Reads the config file (if any) and merges flags over it.
+pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result<Settings> {
+    let (file, base) = match &common.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?;
+            let cfg: FileConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {}", p.display(), one_line(&e.to_string())))?;
+            (cfg, p.parent().map(Path::to_path_buf).unwrap_or_default())
+        }
+        None => (FileConfig::default(), PathBuf::new()),
+    };
+    let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+
+    let input = match input {
+        Some(InputArgs::Files(files)) => {
+            for f in &files {
+                std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
+            }
+            InputMode::Files(files)
+        }
+        Some(InputArgs::Live { interface, bpf, buffer_mb }) => {
+            let interface = interface
+                .or(file.capture.interface.clone())
+                .context("no interface: give --interface IFACE (or capture.interface in the config)")?;
+            let buffer_mb = buffer_mb.or(file.capture.buffer_mb).unwrap_or(64);
+            if buffer_mb == 0 {
+                bail!("--buffer-mb must be at least 1");
+            }
+            InputMode::Live { interface, bpf: bpf.or(file.capture.bpf.clone()), buffer_mb }
+        }
+        None => InputMode::Files(Vec::new()),
+    };
+
+    let rules_dir = match (&common.rules, &file.rules) {
+        (Some(r), _) => r.clone(),
+        (None, Some(r)) => rel(r.clone()),
+        (None, None) => default_rules_dir(),
+    };
+    let home_net = if !common.home_net.is_empty() {
+        HomeNet::parse(&common.home_net)?
+    } else if let Some(h) = &file.home_net {
+        HomeNet::parse(h).context("config home_net")?
+    } else {
+        HomeNet::parse(&HomeNet::default_nets())?
+    };
+    let alerts = match common.alerts.clone().or(file.alerts.clone()).as_deref() {
+        None | Some("-") => AlertOutput::Stdout,
+        Some(p) if common.alerts.is_some() => AlertOutput::File(PathBuf::from(p)),
+        Some(p) => AlertOutput::File(rel(PathBuf::from(p))),
+    };
+    let pii_key_file = common.pii_key_file.clone().or(file.pii_key_file.clone().map(rel));
+    let workers = match common.workers.or(file.workers) {
+        Some(0) => bail!("--workers must be at least 1"),
+        Some(n) if n > 256 => bail!("--workers {n} is more than 256"),
+        Some(n) => n,
+        None => default_workers(),
+    };
+    let metrics_listen = match common.metrics_listen.clone().or(file.metrics_listen.clone()).as_deref() {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9750))),
+        Some("off") => None,
+        Some(a) => Some(a.parse().map_err(|_| anyhow::anyhow!("bad --metrics-listen '{a}': expected ADDR:PORT such as 127.0.0.1:9750, or off"))?),
+    };
+    let log_format = common.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
+    let observer_name = common
+        .observer_name
+        .clone()
+        .or(file.observer_name.clone())
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+
+    let pipeline = PipelineConfig {
+        batch_packets: positive(file.pipeline.batch_packets, 64, "pipeline.batch_packets")?,
+        queue_batches: positive(file.pipeline.queue_batches, 64, "pipeline.queue_batches")?,
+    };
+    let secs = |v: Option<u64>, d: u64, name: &str| -> anyhow::Result<Duration> {
+        match v.unwrap_or(d) {
+            0 => bail!("config {name} must be at least 1 second"),
+            s => Ok(Duration::from_secs(s)),
+        }
+    };
+    let flow = FlowTableConfig {
+        tcp_idle_timeout: secs(file.flow.tcp_idle_timeout_secs, 600, "flow.tcp_idle_timeout_secs")?,
+        udp_idle_timeout: secs(file.flow.udp_idle_timeout_secs, 60, "flow.udp_idle_timeout_secs")?,
+        lifetime: secs(file.flow.lifetime_secs, 3600, "flow.lifetime_secs")?,
+        memcap: positive(file.flow.memcap_mb, 1024, "flow.memcap_mb")? * MIB / workers,
+    };
+    let reassembly = ReassemblyConfig {
+        max_ooo_bytes_per_stream: positive(file.reassembly.max_ooo_bytes_per_stream, 1024 * 1024, "reassembly.max_ooo_bytes_per_stream")?,
+        max_ooo_segments_per_stream: positive(file.reassembly.max_ooo_segments_per_stream, 1024, "reassembly.max_ooo_segments_per_stream")?,
+        gap_timeout: secs(file.reassembly.gap_timeout_secs, 10, "reassembly.gap_timeout_secs")?,
+    };
+    let reassembly_memcap = positive(file.reassembly.memcap_mb, 256, "reassembly.memcap_mb")? * MIB / workers;
+    let defrag = DefragConfig {
+        memcap: positive(file.defrag.memcap_mb, 32, "defrag.memcap_mb")? * MIB,
+        timeout: secs(file.defrag.timeout_secs, 30, "defrag.timeout_secs")?,
+    };
+    let alert = AlertPolicy {
+        max_matches_per_alert: positive(file.alert.max_matches_per_alert, 100, "alert.max_matches_per_alert")?,
+        batch_interval: secs(file.alert.batch_interval_secs, 5, "alert.batch_interval_secs")?,
+        max_distinct_per_direction: positive(file.alert.max_distinct_per_direction, 100_000, "alert.max_distinct_per_direction")?,
+    };
+    Ok(Settings {
+        input,
+        rules_dir,
+        home_net,
+        alerts,
+        pii_key_file,
+        workers,
+        metrics_listen,
+        log_format,
+        observer_name,
+        pipeline,
+        flow,
+        reassembly,
+        reassembly_memcap,
+        defrag,
+        alert,
+    })
+}
+
+/// The packet source requested on the command line.
+#[derive(Debug)]
+pub enum InputArgs {
+    /// `read FILE...`
+    Files(Vec<PathBuf>),
+    /// `capture ...`
+    Live {
+        /// `--interface`
+        interface: Option<String>,
+        /// `--bpf`
+        bpf: Option<String>,
+        /// `--buffer-mb`
+        buffer_mb: Option<u32>,
+    },
+}
+
+fn positive(v: Option<usize>, default: usize, name: &str) -> anyhow::Result<usize> {
+    match v.unwrap_or(default) {
+        0 => bail!("config {name} must be at least 1"),
+        n => Ok(n),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Workers default to one per core, leaving one core for the capture thread.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1)
+}
+
+/// The bundled rules: `./rules`, then `<exe>/../share/nigehban/rules`, then the source tree's.
+pub fn default_rules_dir() -> PathBuf {
+    let mut candidates = vec![PathBuf::from("rules")];
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(prefix) = exe.parent().and_then(Path::parent) {
+            candidates.push(prefix.join("share/nigehban/rules"));
+        }
+    }
+    candidates.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")));
+    candidates.iter().find(|p| p.is_dir()).cloned().unwrap_or_else(|| candidates.remove(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_net_defaults_and_membership() {
+        let h = HomeNet::parse(&HomeNet::default_nets()).unwrap();
+        for inside in ["10.1.2.3", "172.31.0.1", "192.168.1.1", "100.64.0.9", "fd00::1"] {
+            assert!(h.contains(&inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["8.8.8.8", "172.32.0.1", "2001:db8::1", "100.128.0.1"] {
+            assert!(!h.contains(&outside.parse().unwrap()), "{outside}");
+        }
+    }
+
+    #[test]
+    fn bad_cidr_is_named() {
+        let e = HomeNet::parse(&["10.0.0.0/33".to_string()]).unwrap_err().to_string();
+        assert!(e.contains("10.0.0.0/33"), "{e}");
+        assert!(HomeNet::parse(&["192.0.2.7".to_string()]).is_ok(), "a bare address is a /32");
+    }
+
+    #[test]
+    fn config_file_merges_under_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("n.toml");
+        std::fs::write(&cfg, "workers = 3\nalerts = \"out.json\"\nhome_net = [\"10.9.0.0/16\"]\n[flow]\nmemcap_mb = 30\n").unwrap();
+        let common = CommonArgs { config: Some(cfg.clone()), workers: Some(2), ..CommonArgs::default() };
+        let s = settings(None, &common).unwrap();
+        assert_eq!(s.workers, 2);
+        assert_eq!(s.alerts, AlertOutput::File(dir.path().join("out.json")));
+        assert!(s.home_net.contains(&"10.9.1.1".parse().unwrap()));
+        assert!(!s.home_net.contains(&"10.8.1.1".parse().unwrap()));
+        assert_eq!(s.flow.memcap, 15 * MIB);
+    }
+
+    #[test]
+    fn unknown_config_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("n.toml");
+        std::fs::write(&cfg, "[flow]\nmemcap_gb = 1\n").unwrap();
+        let common = CommonArgs { config: Some(cfg), ..CommonArgs::default() };
+        let e = format!("{:#}", settings(None, &common).unwrap_err());
+        assert!(e.contains("memcap_gb") && e.contains("n.toml"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_off_and_bad() {
+        let off = CommonArgs { metrics_listen: Some("off".into()), ..CommonArgs::default() };
+        assert!(settings(None, &off).unwrap().metrics_listen.is_none());
+        let bad = CommonArgs { metrics_listen: Some("nowhere".into()), ..CommonArgs::default() };
+        assert!(format!("{:#}", settings(None, &bad).unwrap_err()).contains("nowhere"));
+    }
+}
