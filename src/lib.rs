@@ -27,3 +27,4 @@ pub mod reassembly;
 pub mod rules;
 pub mod validate;
 pub mod sink;
+pub mod synth;

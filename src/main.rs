@@ -7,7 +7,19 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // clap's own report spans several lines; scripts and service logs want one.
+            let first = e.to_string().lines().next().unwrap_or("bad command line").trim_start_matches("error: ").to_string();
+            eprintln!("nigehban: error: {first} (see nigehban --help)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

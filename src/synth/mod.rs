@@ -1,0 +1,312 @@
+//! Synthetic traffic for tests, benchmarks and the demo capture: real Ethernet/IP/TCP/UDP frames
+//! built with etherparse and written with libpcap's own pcap writer, so everything the sensor
+//! reads in a test went through the same code paths as a capture from the wire.
+//!
+//! Nothing here touches a network; it only builds bytes.
+
+mod traffic;
+
+pub use traffic::{benign_mix, MixConfig};
+
+use crate::clock::Timestamp;
+use etherparse::PacketBuilder;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+/// One frame with its capture time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Capture time.
+    pub ts: Timestamp,
+    /// Ethernet frame bytes.
+    pub data: Vec<u8>,
+}
+
+/// Writes frames as a classic pcap file (link type Ethernet) with libpcap.
+pub fn write_pcap(path: &Path, frames: &[Frame]) -> Result<(), pcap::Error> {
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)?;
+    let mut out = dead.savefile(path)?;
+    for f in frames {
+        let micros = f.ts.as_micros();
+        let header = pcap::PacketHeader {
+            ts: libc::timeval { tv_sec: (micros / 1_000_000) as libc::time_t, tv_usec: (micros % 1_000_000) as libc::suseconds_t },
+            caplen: f.data.len() as u32,
+            len: f.data.len() as u32,
+        };
+        out.write(&pcap::Packet::new(&header, &f.data));
+    }
+    out.flush()
+}
+
+/// TCP flags of a synthetic segment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flags {
+    /// SYN.
+    pub syn: bool,
+    /// ACK (always set after the handshake).
+    pub ack: bool,
+    /// FIN.
+    pub fin: bool,
+    /// RST.
+    pub rst: bool,
+}
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+
+/// Builds one Ethernet frame carrying a TCP segment (optionally VLAN-tagged: one tag or QinQ).
+pub fn tcp_frame(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, flags: Flags, payload: &[u8], vlans: &[u16]) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
+    let ip = match vlans {
+        [] => ip_step(eth.into_ip_builder(), src.ip(), dst.ip()),
+        [v] => ip_step(eth.single_vlan((*v).try_into().expect("vlan id < 4096")).into_ip_builder(), src.ip(), dst.ip()),
+        [o, i, ..] => ip_step(
+            eth.double_vlan((*o).try_into().expect("vlan id < 4096"), (*i).try_into().expect("vlan id < 4096")).into_ip_builder(),
+            src.ip(),
+            dst.ip(),
+        ),
+    };
+    let mut b = ip.tcp(src.port(), dst.port(), seq, 64240);
+    if flags.syn {
+        b = b.syn();
+    }
+    if flags.ack {
+        b = b.ack(ack);
+    }
+    if flags.fin {
+        b = b.fin();
+    }
+    if flags.rst {
+        b = b.rst();
+    }
+    if !payload.is_empty() {
+        b = b.psh();
+    }
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).expect("synthetic frame serialises");
+    out
+}
+
+/// Builds one Ethernet frame carrying a UDP datagram.
+pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let b = ip_step(PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC).into_ip_builder(), src.ip(), dst.ip()).udp(src.port(), dst.port());
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).expect("synthetic frame serialises");
+    out
+}
+
+/// Either link step of etherparse's builder, reduced to "add an IP header".
+trait IpStep {
+    fn v4(self, s: [u8; 4], d: [u8; 4]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders>;
+    fn v6(self, s: [u8; 16], d: [u8; 16]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders>;
+}
+
+struct EthStep(etherparse::PacketBuilderStep<etherparse::Ethernet2Header>);
+struct VlanStep(etherparse::PacketBuilderStep<etherparse::VlanHeader>);
+
+impl IpStep for EthStep {
+    fn v4(self, s: [u8; 4], d: [u8; 4]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        self.0.ipv4(s, d, 64)
+    }
+    fn v6(self, s: [u8; 16], d: [u8; 16]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        self.0.ipv6(s, d, 64)
+    }
+}
+
+impl IpStep for VlanStep {
+    fn v4(self, s: [u8; 4], d: [u8; 4]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        self.0.ipv4(s, d, 64)
+    }
+    fn v6(self, s: [u8; 16], d: [u8; 16]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        self.0.ipv6(s, d, 64)
+    }
+}
+
+trait IntoIpBuilder {
+    type Step: IpStep;
+    fn into_ip_builder(self) -> Self::Step;
+}
+
+impl IntoIpBuilder for etherparse::PacketBuilderStep<etherparse::Ethernet2Header> {
+    type Step = EthStep;
+    fn into_ip_builder(self) -> EthStep {
+        EthStep(self)
+    }
+}
+
+impl IntoIpBuilder for etherparse::PacketBuilderStep<etherparse::VlanHeader> {
+    type Step = VlanStep;
+    fn into_ip_builder(self) -> VlanStep {
+        VlanStep(self)
+    }
+}
+
+fn ip_step(step: impl IpStep, src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => step.v4(s.octets(), d.octets()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => step.v6(s.octets(), d.octets()),
+        _ => panic!("synthetic flow mixes IPv4 and IPv6"),
+    }
+}
+
+/// A synthetic TCP connection that produces correctly sequenced frames.
+#[derive(Debug, Clone)]
+pub struct TcpConn {
+    /// Client (opens the connection).
+    pub client: SocketAddr,
+    /// Server.
+    pub server: SocketAddr,
+    /// Next sequence number the client will send.
+    pub client_seq: u32,
+    /// Next sequence number the server will send.
+    pub server_seq: u32,
+    /// Time of the next frame.
+    pub ts: Timestamp,
+    /// Largest segment payload.
+    pub mss: usize,
+    /// VLAN tags (outer first).
+    pub vlans: Vec<u16>,
+}
+
+impl TcpConn {
+    /// A connection with the given initial sequence numbers, starting at `ts`.
+    pub fn new(client: SocketAddr, server: SocketAddr, client_isn: u32, server_isn: u32, ts: Timestamp) -> TcpConn {
+        TcpConn { client, server, client_seq: client_isn, server_seq: server_isn, ts, mss: 1460, vlans: Vec::new() }
+    }
+
+    fn tick(&mut self) -> Timestamp {
+        let t = self.ts;
+        self.ts = Timestamp::from_micros(t.as_micros() + 50);
+        t
+    }
+
+    fn ends(&self, from_client: bool) -> (SocketAddr, SocketAddr) {
+        if from_client {
+            (self.client, self.server)
+        } else {
+            (self.server, self.client)
+        }
+    }
+
+    /// A single frame from one side with explicit sequence number (for crafted tests).
+    pub fn frame_at(&mut self, from_client: bool, seq: u32, flags: Flags, payload: &[u8]) -> Frame {
+        let (s, d) = self.ends(from_client);
+        let ack = if from_client { self.server_seq } else { self.client_seq };
+        let ts = self.tick();
+        Frame { ts, data: tcp_frame(s, d, seq, ack, flags, payload, &self.vlans) }
+    }
+
+    /// SYN, SYN-ACK, ACK.
+    pub fn handshake(&mut self) -> Vec<Frame> {
+        let syn = Flags { syn: true, ..Flags::default() };
+        let f1 = self.frame_at(true, self.client_seq, syn, &[]);
+        self.client_seq = self.client_seq.wrapping_add(1);
+        let f2 = self.frame_at(false, self.server_seq, Flags { syn: true, ack: true, ..Flags::default() }, &[]);
+        self.server_seq = self.server_seq.wrapping_add(1);
+        let f3 = self.frame_at(true, self.client_seq, Flags { ack: true, ..Flags::default() }, &[]);
+        vec![f1, f2, f3]
+    }
+
+    /// Data segments of at most `mss` bytes from one side, each acknowledged by the other.
+    pub fn send(&mut self, from_client: bool, data: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for chunk in data.chunks(self.mss.max(1)) {
+            out.extend(self.segments(from_client, chunk, &[chunk.len()]));
+            let (seq, _) = self.seqs(!from_client);
+            out.push(self.frame_at(!from_client, seq, Flags { ack: true, ..Flags::default() }, &[]));
+        }
+        out
+    }
+
+    fn seqs(&self, from_client: bool) -> (u32, u32) {
+        if from_client {
+            (self.client_seq, self.server_seq)
+        } else {
+            (self.server_seq, self.client_seq)
+        }
+    }
+
+    /// `data` cut into segments of the given sizes (the last size repeats), no ACKs in between.
+    pub fn segments(&mut self, from_client: bool, data: &[u8], sizes: &[usize]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        let mut i = 0;
+        while off < data.len() {
+            let size = sizes.get(i).or(sizes.last()).copied().unwrap_or(data.len()).max(1);
+            let end = (off + size).min(data.len());
+            let (seq, _) = self.seqs(from_client);
+            out.push(self.frame_at(from_client, seq, Flags { ack: true, ..Flags::default() }, &data[off..end]));
+            let len = (end - off) as u32;
+            if from_client {
+                self.client_seq = self.client_seq.wrapping_add(len);
+            } else {
+                self.server_seq = self.server_seq.wrapping_add(len);
+            }
+            off = end;
+            i += 1;
+        }
+        out
+    }
+
+    /// FIN from each side and the last ACK.
+    pub fn close(&mut self) -> Vec<Frame> {
+        let fin = Flags { fin: true, ack: true, ..Flags::default() };
+        let f1 = self.frame_at(true, self.client_seq, fin, &[]);
+        self.client_seq = self.client_seq.wrapping_add(1);
+        let f2 = self.frame_at(false, self.server_seq, fin, &[]);
+        self.server_seq = self.server_seq.wrapping_add(1);
+        let f3 = self.frame_at(true, self.client_seq, Flags { ack: true, ..Flags::default() }, &[]);
+        vec![f1, f2, f3]
+    }
+}
+
+/// The bundled demo capture: a few benign conversations and a few leaks (all values synthetic).
+pub fn demo() -> Vec<Frame> {
+    let t0 = Timestamp::from_micros(1_763_769_600_000_000); // 2025-11-22T00:00:00Z
+    let sa = |s: &str| s.parse::<SocketAddr>().expect("literal address");
+    let mut frames = Vec::new();
+
+    // 1. An inside client posts a customer record with a dashed CNIC to an outside web service,
+    //    split across two segments right inside the number.
+    let mut c = TcpConn::new(sa("10.20.1.15:51234"), sa("203.0.113.80:80"), 1000, 90_000, t0);
+    frames.extend(c.handshake());
+    let body = b"POST /api/customers HTTP/1.1\r\nHost: crm.example.net\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{\"name\":\"Ayesha Khan\",\"cnic\":\"35202-1234567-2\",\"city\":\"Lahore\"}";
+    let cut = body.len() - 20;
+    frames.extend(c.segments(true, &body[..cut], &[cut]));
+    frames.extend(c.segments(true, &body[cut..], &[body.len() - cut]));
+    frames.extend(c.send(false, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"));
+    frames.extend(c.close());
+
+    // 2. An inside web server answers an outside client with card numbers (egress response).
+    let mut s = TcpConn::new(sa("198.51.100.7:44000"), sa("192.168.10.5:8080"), 5000, 7000, Timestamp::from_micros(t0.as_micros() + 1_000_000));
+    frames.extend(s.handshake());
+    frames.extend(s.send(true, b"GET /orders/export HTTP/1.1\r\nHost: shop.internal\r\n\r\n"));
+    let csv = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\norder,card\r\n1001,4111 1111 1111 1111\r\n1002,5555-5555-5555-4444\r\n1003,378282246310005\r\n";
+    frames.extend(s.send(false, csv));
+    frames.extend(s.close());
+
+    // 3. Benign: telemetry with 13-digit millisecond timestamps and Luhn-invalid ids, egress.
+    let mut b = TcpConn::new(sa("10.20.1.16:40000"), sa("198.51.100.20:443"), 1, 2, Timestamp::from_micros(t0.as_micros() + 2_000_000));
+    frames.extend(b.handshake());
+    frames.extend(b.send(true, b"{\"ts\":1732212345678,\"seen\":1763769600123,\"order\":4111111111111112,\"phone\":\"03001234567\"}"));
+    frames.extend(b.close());
+
+    // 4. Inside to inside: a CNIC that never leaves the network is not an alert.
+    let mut i = TcpConn::new(sa("10.20.1.17:40001"), sa("10.30.0.9:5432"), 10, 20, Timestamp::from_micros(t0.as_micros() + 3_000_000));
+    frames.extend(i.handshake());
+    frames.extend(i.send(true, b"INSERT INTO people VALUES ('61101-7654321-8');"));
+    frames.extend(i.close());
+
+    // 5. A CNIC in a UDP datagram (syslog-style) to an outside collector, and the same CNIC sent
+    //    again in the first connection's style over IPv6.
+    frames.push(Frame {
+        ts: Timestamp::from_micros(t0.as_micros() + 4_000_000),
+        data: udp_frame(sa("10.20.1.18:514"), sa("203.0.113.99:514"), b"<134>app: verified identity card 42101-9876543-3 ok"),
+    });
+    let mut v6 = TcpConn::new(sa("[fd00::15]:50000"), sa("[2001:db8::80]:80"), 77, 88, Timestamp::from_micros(t0.as_micros() + 5_000_000));
+    frames.extend(v6.handshake());
+    frames.extend(v6.send(true, b"cnic=35202-1234567-2&card=6011000990139424"));
+    frames.extend(v6.close());
+    frames.sort_by_key(|f| f.ts);
+    frames
+}

@@ -1,0 +1,102 @@
+//! Bad input gets one clear line and a non-zero exit; a damaged capture is processed up to the
+//! damage, which is reported with its offset.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn run(args: &[&str]) -> Run {
+    output_to_run(Command::new(bin()).args(args).output().unwrap())
+}
+
+fn one_line_error(r: &Run) -> &str {
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {}", r.stderr);
+    assert!(lines[0].starts_with("nigehban: error: "), "{}", lines[0]);
+    lines[0]
+}
+
+#[test]
+fn unknown_flag_is_one_line_exit_2() {
+    let r = run(&["read", "x.pcap", "--frobnicate"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(one_line_error(&r).contains("--frobnicate"));
+}
+
+#[test]
+fn bad_cidr_names_the_cidr() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("e.pcap");
+    nigehban::synth::write_pcap(&p, &[]).unwrap();
+    let r = run(&["read", p.to_str().unwrap(), "--home-net", "10.0.0.0/40", "--metrics-listen", "off"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(one_line_error(&r).contains("10.0.0.0/40"));
+}
+
+#[test]
+fn missing_and_non_pcap_files_are_named() {
+    let r = run(&["read", "/nonexistent/dir/capture.pcap", "--metrics-listen", "off"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(one_line_error(&r).contains("/nonexistent/dir/capture.pcap"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("readme.txt");
+    std::fs::write(&p, "this is a text file, not a capture; it is long enough for a header").unwrap();
+    let r = run(&["read", p.to_str().unwrap(), "--metrics-listen", "off"]);
+    assert_eq!(r.status.code(), Some(1));
+    let line = one_line_error(&r);
+    assert!(line.contains("readme.txt") && line.contains("pcap"), "{line}");
+}
+
+#[test]
+fn broken_rule_is_named_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(rules_dir().join("card_schemes.toml"), dir.path().join("card_schemes.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        "[[rule]]\nid = \"X-1\"\nname = \"broken\"\npii = \"cnic\"\nseverity = \"high\"\nvalidator = \"cnic\"\npatterns = ['\\d{5}-(\\d{7}']\n",
+    )
+    .unwrap();
+    let r = run(&["rules", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    let line = one_line_error(&r);
+    assert!(line.contains("broken.toml") && line.contains("X-1"), "{line}");
+
+    let pcap = dir.path().join("e.pcap");
+    nigehban::synth::write_pcap(&pcap, &[]).unwrap();
+    let r = run(&["read", pcap.to_str().unwrap(), "--rules", dir.path().to_str().unwrap(), "--metrics-listen", "off"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(one_line_error(&r).contains("broken.toml"));
+}
+
+#[test]
+fn bundled_rules_check_passes() {
+    let r = run(&["rules", "check", rules_dir().to_str().unwrap()]);
+    assert!(r.status.success(), "{}", r.stderr);
+}
+
+#[test]
+fn truncated_capture_processes_what_is_readable_and_reports_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.pcap");
+    let frames = egress_conn(50000, b"cnic 35202-1234567-2 sent", &[100], 0);
+    nigehban::synth::write_pcap(&p, &frames).unwrap();
+    // Append a record header that promises more bytes than the file holds.
+    let mut bytes = std::fs::read(&p).unwrap();
+    let damage = bytes.len();
+    bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 200, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(&p, &bytes).unwrap();
+    let r = read_files(dir.path(), &[p.as_path()], &[]);
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    assert_eq!(r.hashes(), vec![expected_hash("35202-1234567-2")], "packets before the damage are processed and flows flushed");
+    let line = r.stderr.lines().find(|l| l.starts_with("nigehban: error:")).expect("error line");
+    assert!(line.contains(&format!("offset {damage}")), "{line}");
+    assert!(line.contains("t.pcap"), "{line}");
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    assert!(run(&["--help"]).status.success());
+    assert!(run(&["--version"]).status.success());
+}

@@ -1,0 +1,141 @@
+//! Shared helpers for the integration tests: build captures, run the real binary, read alerts.
+#![allow(dead_code)]
+
+use nigehban::clock::Timestamp;
+use nigehban::synth::{self, Frame, TcpConn};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The key every test uses, so hashes can be computed independently.
+pub const KEY: &[u8] = b"nigehban-test-key";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nigehban")
+}
+
+pub fn rules_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+pub fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+pub fn t(micros: u64) -> Timestamp {
+    Timestamp::from_micros(1_763_769_600_000_000 + micros)
+}
+
+/// Expected keyed hash of a value's digits, computed here independently of the sensor.
+pub fn expected_hash(digits: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(KEY).unwrap();
+    let d: String = digits.chars().filter(|c| c.is_ascii_digit()).collect();
+    mac.update(d.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub struct Run {
+    pub alerts: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+    pub status: std::process::ExitStatus,
+}
+
+impl Run {
+    /// (type, hash) of every reported value, in order.
+    pub fn values(&self) -> Vec<(String, String)> {
+        self.alerts
+            .iter()
+            .flat_map(|a| a["pii"]["matches"].as_array().unwrap().iter())
+            .map(|m| (m["type"].as_str().unwrap().to_string(), m["hash"].as_str().unwrap().to_string()))
+            .collect()
+    }
+    pub fn hashes(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.values().into_iter().map(|(_, h)| h).collect();
+        v.sort();
+        v
+    }
+}
+
+pub fn write_key(dir: &Path) -> PathBuf {
+    let p = dir.join("key");
+    std::fs::write(&p, [KEY, b"\n"].concat()).unwrap();
+    p
+}
+
+/// Writes `frames` to a pcap in `dir` and runs `nigehban read` on it with extra args.
+pub fn read_frames(frames: &[Frame], extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("t.pcap");
+    synth::write_pcap(&pcap, frames).unwrap();
+    read_files(dir.path(), &[pcap.as_path()], extra)
+}
+
+pub fn read_files(dir: &Path, files: &[&Path], extra: &[&str]) -> Run {
+    let key = write_key(dir);
+    let mut cmd = Command::new(bin());
+    cmd.arg("read");
+    for f in files {
+        cmd.arg(f);
+    }
+    cmd.args(["--metrics-listen", "off", "--alerts", "-", "--workers", "2"]).arg("--pii-key-file").arg(&key).arg("--rules").arg(rules_dir());
+    cmd.args(extra);
+    output_to_run(cmd.output().unwrap())
+}
+
+pub fn output_to_run(out: Output) -> Run {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let alerts = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("alert line is not JSON ({e}): {l}")))
+        .collect();
+    Run { alerts, stdout, stderr, status: out.status }
+}
+
+/// A full egress TCP conversation from an inside client carrying `payload`, cut by `sizes`.
+pub fn egress_conn(port: u16, payload: &[u8], sizes: &[usize], start: u64) -> Vec<Frame> {
+    let mut c = TcpConn::new(sa(&format!("10.0.0.5:{port}")), sa("203.0.113.10:443"), 1_000_000 + u32::from(port), 77, t(start));
+    let mut f = c.handshake();
+    f.extend(c.segments(true, payload, sizes));
+    f.extend(c.close());
+    f
+}
+
+/// IPv4 fragments of a frame (Ethernet + IPv4), each carrying at most `chunk` bytes of IP payload
+/// (`chunk` a multiple of 8).
+pub fn fragment(frame: &Frame, chunk: usize) -> Vec<Frame> {
+    assert_eq!(chunk % 8, 0);
+    let (eth, ip) = frame.data.split_at(14);
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let (hdr, payload) = ip.split_at(ihl);
+    let mut out = Vec::new();
+    for (i, part) in payload.chunks(chunk).enumerate() {
+        let mut h = hdr.to_vec();
+        let total = (ihl + part.len()) as u16;
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h[4..6].copy_from_slice(&0x4242u16.to_be_bytes());
+        let more = (i + 1) * chunk < payload.len();
+        let off = ((i * chunk / 8) as u16) | if more { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&off.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let sum = checksum(&h);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut data = eth.to_vec();
+        data.extend_from_slice(&h);
+        data.extend_from_slice(part);
+        out.push(Frame { ts: frame.ts, data });
+    }
+    out
+}
+
+fn checksum(h: &[u8]) -> u16 {
+    let mut s: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
