@@ -748,3 +748,44 @@ proptest! {
         prop_assert_eq!(r.counters().gap_bytes, gap_bytes);
     }
 }
+
+#[test]
+fn merged_runs_keep_the_older_arrival_time() {
+    let cfg = ReassemblyConfig {
+        gap_timeout: Duration::from_secs(2),
+        ..big()
+    };
+    let mut t = H::new(cfg, 1 << 20);
+    t.seg_at(syn(ISN), b"", 0);
+    t.seg_at(h(ISN + 1 + 10), b"kl", 0); // the hole before offset 10 opened at 0 ms
+    t.seg_at(h(ISN + 1 + 2), b"c", 1000);
+    t.seg_at(h(ISN + 1 + 4), b"ef", 1000);
+    t.seg_at(h(ISN + 1 + 6), b"ghij", 1000); // merges 4..6 with 10..12
+    t.seg_at(h(ISN + 1), b"ab", 1000); // delivers 0..3; the hole 3..4 remains
+    assert_eq!(t.out.evs, vec![Ev::Data(b"abc".to_vec())]);
+    t.r.expire(&mut t.s, at(2500), &mut t.out);
+    assert_eq!(
+        t.out.evs,
+        vec![
+            Ev::Data(b"abc".to_vec()),
+            Ev::Gap(1),
+            Ev::Data(b"efghijkl".to_vec())
+        ]
+    );
+    t.finish();
+}
+
+#[test]
+fn fin_drops_held_bytes_beyond_it() {
+    let mut t = H::big();
+    t.seg(syn(ISN), b"")
+        .seg(h(ISN + 1 + 4), b"efgh")
+        .seg(h(ISN + 1 + 20), b"uv");
+    assert_eq!(t.r.held_bytes(), 6);
+    t.seg(fin(ISN + 1 + 6), b""); // the stream ends at 6: "gh" and "uv" are not part of it
+    assert_eq!(t.r.held_bytes(), 2);
+    t.seg(h(ISN + 1), b"abcd");
+    assert_eq!(t.out.evs, vec![Ev::Data(b"abcdef".to_vec())]);
+    assert!(t.s.is_closed());
+    t.finish();
+}
