@@ -80,15 +80,18 @@ impl Default for ReassemblyConfig {
 /// Per-worker counters.
 #[derive(Debug, Default, Clone)]
 pub struct ReassemblyCounters {
-    /// Holes skipped.
+    /// Holes skipped (one per `StreamSink::gap` call).
     pub gaps: u64,
-    /// Bytes never seen because of skipped holes.
+    /// Bytes never seen because of skipped holes (the sum of the `gap` lengths).
     pub gap_bytes: u64,
-    /// Overlaps whose bytes differed from what was seen first.
+    /// Overlaps whose bytes differed from what was seen first: one per held run a later segment
+    /// contradicts. Bytes already delivered are not kept, so overlaps with them are not compared.
     pub overlap_conflicts: u64,
-    /// Retransmitted or duplicate bytes discarded.
+    /// Retransmitted or duplicate bytes discarded: already delivered, already held, or from before
+    /// the point where a stream was picked up mid-way.
     pub duplicate_bytes: u64,
-    /// Segments refused because a cap was hit.
+    /// Segments refused because a cap was hit. Only the worker memcap drops: a per-stream cap
+    /// skips a hole instead, and in-order bytes are never refused.
     pub segments_dropped: u64,
 }
 
