@@ -283,7 +283,7 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
     };
     let reassembly = ReassemblyConfig {
         max_ooo_bytes_per_stream: positive(file.reassembly.max_ooo_bytes_per_stream, 1024 * 1024, "reassembly.max_ooo_bytes_per_stream")?,
-        max_ooo_segments_per_stream: positive(file.reassembly.max_ooo_segments_per_stream, 1024, "reassembly.max_ooo_segments_per_stream")?,
+        max_ooo_segments_per_stream: positive(file.reassembly.max_ooo_segments_per_stream, 256, "reassembly.max_ooo_segments_per_stream")?,
         gap_timeout: secs(file.reassembly.gap_timeout_secs, 10, "reassembly.gap_timeout_secs")?,
     };
     let reassembly_memcap = positive(file.reassembly.memcap_mb, 256, "reassembly.memcap_mb")? * MIB / workers;
@@ -412,5 +412,15 @@ mod tests {
         assert!(settings(None, &off).unwrap().metrics_listen.is_none());
         let bad = CommonArgs { metrics_listen: Some("nowhere".into()), ..CommonArgs::default() };
         assert!(format!("{:#}", settings(None, &bad).unwrap_err()).contains("nowhere"));
+    }
+}
+
+#[cfg(test)]
+mod example_config {
+    #[test]
+    fn bundled_example_config_is_valid() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nigehban.toml");
+        let common = super::CommonArgs { config: Some(p), ..super::CommonArgs::default() };
+        super::settings(None, &common).unwrap();
     }
 }
