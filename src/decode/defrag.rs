@@ -376,3 +376,137 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Reassembly checked against an obviously correct model: a byte map where the first write to
+    //! each byte wins, plus the same end rules.
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEADER: [u8; 20] = [
+        0x45, 0, 0, 0, 0, 1, 0x20, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+
+    fn key() -> FragKey {
+        FragKey::V4 {
+            src: [10, 0, 0, 1],
+            dst: [10, 0, 0, 2],
+            proto: 17,
+            id: 1,
+        }
+    }
+
+    /// The model of one datagram.
+    #[derive(Default)]
+    struct Model {
+        bytes: Vec<Option<u8>>,
+        end: Option<usize>,
+        conflicts: u64,
+    }
+
+    impl Model {
+        /// Applies a piece: `Ok(Some(payload))` when the datagram is now complete, `Ok(None)` when
+        /// held, `Err(())` when the piece is rejected.
+        fn add(&mut self, start: usize, data: &[u8], more: bool) -> Result<Option<Vec<u8>>, ()> {
+            let end = start + data.len();
+            let rejected = match self.end {
+                Some(e) => end > e || (!more && end != e),
+                None => !more && end < self.bytes.len(),
+            };
+            if rejected {
+                self.conflicts += 1;
+                return Err(());
+            }
+            if self.bytes.len() < end {
+                self.bytes.resize(end, None);
+            }
+            let mut conflict = false;
+            for (i, &b) in data.iter().enumerate() {
+                match self.bytes[start + i] {
+                    None => self.bytes[start + i] = Some(b),
+                    Some(held) => conflict |= held != b,
+                }
+            }
+            self.conflicts += u64::from(conflict);
+            if !more {
+                self.end = Some(end);
+            }
+            let complete = self.end.is_some() && self.bytes.iter().all(Option::is_some);
+            Ok(complete.then(|| self.bytes.iter().map(|b| b.unwrap()).collect()))
+        }
+    }
+
+    /// A piece: start (multiple of 8), length, whether more follow, whether it carries the
+    /// alternative (conflicting) bytes.
+    type Piece = (usize, usize, bool, bool);
+
+    fn pieces(len: usize) -> impl Strategy<Value = Vec<Piece>> {
+        let random = (0..len.div_ceil(8), 1usize..64, any::<bool>(), any::<bool>()).prop_map(
+            move |(s8, l8, last, alt)| {
+                let start = s8 * 8;
+                if last {
+                    let end = (start + l8).min(len);
+                    (start, end - start, false, alt)
+                } else {
+                    let end = (start + l8 * 8).min(len / 8 * 8);
+                    (start, end.saturating_sub(start), true, alt)
+                }
+            },
+        );
+        prop::collection::vec(random, 0..24).prop_map(move |mut v| {
+            v.retain(|&(_, l, more, _)| !(more && l == 0));
+            // Then a clean covering in order, so the datagram can complete.
+            for start in (0..len).step_by(64) {
+                let end = (start + 64).min(len);
+                v.push((start, end - start, end < len, false));
+            }
+            v
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_first_write_wins_model(
+            (len, ps) in (1usize..1500).prop_flat_map(|len| (Just(len), pieces(len))),
+            rotate in any::<prop::sample::Index>(),
+        ) {
+            let original: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let alternative: Vec<u8> = original.iter().map(|b| !b).collect();
+            let mut ps = ps;
+            let r = rotate.index(ps.len());
+            ps.rotate_left(r);
+
+            let mut defrag = Defrag::new(DefragConfig { memcap: 1 << 20, timeout: Duration::from_secs(30) });
+            let mut model = Model::default();
+            for &(start, l, more, alt) in &ps {
+                let source = if alt { &alternative } else { &original };
+                let data = &source[start..start + l];
+                let f = Fragment {
+                    key: key(),
+                    offset: start as u32,
+                    more,
+                    payload: data,
+                    header: &HEADER,
+                    next_proto: 17,
+                    max_end: 65_515,
+                };
+                let want = model.add(start, data, more);
+                let got = defrag.add(f, Timestamp::from_micros(1));
+                match (want, got) {
+                    (Ok(Some(payload)), Ok(whole)) => {
+                        prop_assert_eq!(&whole[20..], &payload[..]);
+                        prop_assert_eq!(usize::from(u16::from_be_bytes([whole[2], whole[3]])), whole.len());
+                        prop_assert_eq!(ipv4_checksum(&whole[..20]), 0);
+                        break;
+                    }
+                    (Ok(None), Err(Skip::FragmentHeld)) | (Err(()), Err(Skip::FragmentDropped)) => {}
+                    (want, got) => prop_assert!(false, "model {:?} vs {:?}", want, got),
+                }
+                prop_assert_eq!(defrag.stats.conflicts, model.conflicts);
+                let s = defrag.stats();
+                prop_assert_eq!(s.held_bytes, if s.held_datagrams == 1 { DATAGRAM_OVERHEAD + model.bytes.len() } else { 0 });
+            }
+        }
+    }
+}

@@ -75,6 +75,9 @@ fn ipv4(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
     let protocol = header.protocol().0;
 
     if header.is_fragmenting_payload() {
+        if !worth_reassembling(protocol) {
+            return Err(Skip::UnsupportedTransport);
+        }
         return Ok(Parsed::Fragment(Fragment {
             key: FragKey::V4 {
                 src: header.source(),
@@ -142,6 +145,9 @@ fn ipv6(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
                     rest = after;
                     continue;
                 }
+                if !worth_reassembling(frag.next_header().0) {
+                    return Err(Skip::UnsupportedTransport);
+                }
                 return Ok(Parsed::Fragment(Fragment {
                     key: FragKey::V6 {
                         src: src_octets,
@@ -160,6 +166,22 @@ fn ipv6(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
         }
     }
     Err(Skip::MalformedIp)
+}
+
+/// Whether a fragmented payload can turn out to be TCP or UDP once reassembled: fragments of ICMP,
+/// ESP, GRE, … are not held at all, so floods of them cost no reassembly memory.
+fn worth_reassembling(next: u8) -> bool {
+    matches!(
+        next,
+        proto::TCP
+            | proto::UDP
+            | proto::AUTH
+            | proto::DEST_OPTS
+            | proto::ROUTING
+            | proto::MOBILITY
+            | proto::HIP
+            | proto::SHIM6
+    )
 }
 
 /// Skips an IP Authentication Header (AH leaves the payload in clear text).

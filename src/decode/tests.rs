@@ -864,6 +864,28 @@ fn bad_fragments_are_dropped() {
 }
 
 #[test]
+fn fragments_that_cannot_hold_tcp_or_udp_are_not_held() {
+    let mut icmp = big_v4(11);
+    icmp[9] = 1;
+    let mut d = decoder();
+    for f in fragment_v4(&icmp, 1008) {
+        assert_eq!(
+            d.decode(LinkType::RawIp, at(1), &f).unwrap_err(),
+            Skip::UnsupportedTransport
+        );
+    }
+    let mut icmp6 = ipv6_tcp(&[7; 3000]);
+    icmp6[6] = 58;
+    for f in fragment_v6(&icmp6, 1232, 1) {
+        assert_eq!(
+            d.decode(LinkType::RawIp, at(1), &f).unwrap_err(),
+            Skip::UnsupportedTransport
+        );
+    }
+    assert_eq!(d.defrag_stats(), DefragStats::default());
+}
+
+#[test]
 fn ipv6_fragments_reassemble() {
     let body: Vec<u8> = TEXT.iter().cycle().take(2500).copied().collect();
     let original = ipv6_tcp(&body);
