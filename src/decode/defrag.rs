@@ -25,7 +25,7 @@ use std::time::Duration;
 /// datagram over a 576-byte MTU path needs 117.
 pub const MAX_FRAGMENTS_PER_DATAGRAM: u32 = 128;
 /// Largest reassembled datagram: 65535 bytes (IPv4 total length; IPv6 payload length).
-pub const MAX_DATAGRAM_LEN: usize = 65_535;
+pub const MAX_DATAGRAM_LEN: u32 = 65_535;
 /// Bytes charged against the memcap for each datagram besides its payload buffer (table entry,
 /// header copy, range list).
 const DATAGRAM_OVERHEAD: usize = 256;

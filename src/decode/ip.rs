@@ -8,7 +8,7 @@
 //! IPv6 extension headers are walked here rather than by `Ipv6Slice`, because the walk must stop
 //! at a fragment header: what follows it in a non-first fragment is payload, not headers.
 
-use super::defrag::{FragKey, Fragment};
+use super::defrag::{FragKey, Fragment, MAX_DATAGRAM_LEN};
 use super::link::L3;
 use super::{Packet, Skip, TcpHeader, Transport};
 use etherparse::{
@@ -19,8 +19,6 @@ use std::net::{IpAddr, Ipv6Addr};
 
 /// Most IPv6 extension headers walked before giving up (real packets carry two or three).
 const MAX_IPV6_EXT_HEADERS: usize = 16;
-/// Largest IP datagram (IPv4 total length, IPv6 payload length); jumbograms are not supported.
-const MAX_IP_LEN: u32 = 65_535;
 
 mod proto {
     pub(super) const HOP_BY_HOP: u8 = 0;
@@ -91,7 +89,7 @@ fn ipv4(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
             header: header.slice(),
             next_proto: protocol,
             // The reassembled datagram, header included, must fit an IPv4 total length.
-            max_end: MAX_IP_LEN - header_len as u32,
+            max_end: MAX_DATAGRAM_LEN - header_len as u32,
         }));
     }
 
@@ -159,7 +157,7 @@ fn ipv6(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
                     payload: after,
                     header: header.slice(),
                     next_proto: frag.next_header().0,
-                    max_end: MAX_IP_LEN,
+                    max_end: MAX_DATAGRAM_LEN, // jumbograms are not reassembled
                 }));
             }
             _ => return transport(src, dst, next, rest).map(Parsed::Whole),
