@@ -1,8 +1,37 @@
-//! Link, VLAN, IP (with IPv4 fragment reassembly) and transport decoding into a checked view.
-//! CONTRACT STUB — helper B implements.
+//! Link, VLAN, IP (with fragment reassembly) and transport decoding into a checked view.
+//!
+//! ```text
+//!  frame ──link──▶ (IPv4 | IPv6 | either, bytes) ──ip──▶ whole TCP/UDP packet ──────────▶ Packet
+//!                                                    └──▶ fragment ──defrag──▶ datagram ─┘ (+ reassembled)
+//! ```
+//!
+//! * [`link`] strips the link header (Ethernet with stacked 802.1Q/802.1ad/QinQ tags, MPLS and PPPoE
+//!   session inside Ethernet, Linux SLL and SLL2, BSD loopback, raw IP).
+//! * [`ip`] walks IPv4 (options, AH) or IPv6 (extension headers, AH) and TCP/UDP through etherparse's
+//!   zero-copy slices. Every length comes from the IP header, so Ethernet padding never reaches the
+//!   payload.
+//! * [`defrag`] reassembles IPv4 and IPv6 fragments under a memory cap and a packet-time timeout.
+//!
+//! Anything that is not a usable TCP/UDP packet is a [`Skip`], a closed set of reasons, each with a
+//! stable metric label.
+//!
+//! **Checksums are not verified.** The sensor is passive: it cannot know whether the receiver's NIC
+//! offloads checksums (captures taken on a sending host routinely carry zero or partial checksums),
+//! and an attacker who wants to hide data gains nothing from a bad checksum the receiver drops, while
+//! dropping packets the receiver *accepts* would blind us. We therefore decode what is on the wire.
+//!
+//! The non-fragment path allocates nothing: it only slices the frame.
+
+mod defrag;
+mod ip;
+mod link;
+#[cfg(test)]
+mod tests;
 
 use crate::clock::Timestamp;
 use std::net::IpAddr;
+
+pub use defrag::{DefragStats, MAX_DATAGRAM_LEN, MAX_FRAGMENTS_PER_DATAGRAM};
 
 /// Link-layer framing of captured packets (libpcap DLT values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,15 +48,24 @@ pub enum LinkType {
     Ipv4,
     /// DLT_IPV6 (229).
     Ipv6,
-    /// DLT_NULL (0) / DLT_LOOP (108): BSD loopback.
+    /// DLT_NULL (0) / DLT_LOOP (108): BSD loopback. The 4-byte address family is accepted in either
+    /// byte order, so one variant serves both.
     Null,
 }
 
 impl LinkType {
     /// Maps a libpcap data-link type number; `None` if unsupported.
     pub fn from_dlt(dlt: i32) -> Option<LinkType> {
-        let _ = dlt;
-        todo!()
+        Some(match dlt {
+            0 | 108 => LinkType::Null,
+            1 => LinkType::Ethernet,
+            12 | 101 => LinkType::RawIp,
+            113 => LinkType::LinuxSll,
+            228 => LinkType::Ipv4,
+            229 => LinkType::Ipv6,
+            276 => LinkType::LinuxSll2,
+            _ => return None,
+        })
     }
 }
 
@@ -72,46 +110,127 @@ pub struct Packet<'a> {
     pub transport: Transport,
     /// Transport payload (trimmed to the IP length, never including Ethernet padding).
     pub payload: &'a [u8],
-    /// When this packet was the last fragment of a reassembled IPv4 datagram: the whole datagram
-    /// (IP header + payload) so the capture thread can forward it as raw IP.
+    /// When this packet was the last fragment of a reassembled IP datagram: the whole datagram
+    /// (IP header + payload) so the capture thread can forward it as raw IP
+    /// ([`LinkType::RawIp`]); decoding those bytes gives this same packet with `reassembled: None`.
+    ///
+    /// For IPv4 the header is the first fragment's, with MF and offset cleared, total length and
+    /// header checksum rewritten. For IPv6 it is the fixed 40-byte header with payload length and
+    /// next header rewritten; the unfragmentable extension headers are not kept.
     pub reassembled: Option<&'a [u8]>,
 }
 
 /// Why a frame was not decoded into a TCP/UDP packet. Each maps to a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Whose fault: `truncated` is usually the capture's (snap length, a cut-off file); `malformed_*`
+/// is the sender's (or an evasion attempt); `unsupported_*` and `not_ip` are traffic the sensor is
+/// not built for; the two `fragment_*` outcomes belong to reassembly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Skip {
-    /// Placeholder.
+    /// The frame ends before a header does, or before the length an IP header declares.
     Truncated,
+    /// A link encapsulation the decoder does not handle (e.g. too many VLAN/MPLS labels, MPLS
+    /// pseudowire, SLL of a non-Ethernet-like device).
+    UnsupportedLink,
+    /// A link-layer protocol other than IP (ARP, LLDP, STP, PPPoE discovery, …).
+    NotIp,
+    /// IP carrying something other than TCP/UDP (ICMP, SCTP, GRE, ESP, …).
+    UnsupportedTransport,
+    /// An IP header that is inconsistent (bad version, header or total length, extension headers).
+    MalformedIp,
+    /// A TCP header that does not fit in its IP payload or has a bad data offset.
+    MalformedTcp,
+    /// A UDP header that does not fit in its IP payload or declares more than it has.
+    MalformedUdp,
+    /// A fragment was stored, waiting for the rest of its datagram. Not an error.
+    FragmentHeld,
+    /// A fragment was discarded: bad offset or length, conflicting end, too many fragments, memory
+    /// cap. (Datagrams dropped on timeout or memory cap are counted in [`DefragStats`].)
+    FragmentDropped,
 }
 
 impl Skip {
-    /// Metric label.
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [Skip; 9] = [
+        Skip::Truncated,
+        Skip::UnsupportedLink,
+        Skip::NotIp,
+        Skip::UnsupportedTransport,
+        Skip::MalformedIp,
+        Skip::MalformedTcp,
+        Skip::MalformedUdp,
+        Skip::FragmentHeld,
+        Skip::FragmentDropped,
+    ];
+
+    /// Metric label (stable snake_case).
     pub fn as_label(self) -> &'static str {
-        "truncated"
+        match self {
+            Skip::Truncated => "truncated",
+            Skip::UnsupportedLink => "unsupported_link",
+            Skip::NotIp => "not_ip",
+            Skip::UnsupportedTransport => "unsupported_transport",
+            Skip::MalformedIp => "malformed_ip",
+            Skip::MalformedTcp => "malformed_tcp",
+            Skip::MalformedUdp => "malformed_udp",
+            Skip::FragmentHeld => "fragment_held",
+            Skip::FragmentDropped => "fragment_dropped",
+        }
     }
 }
 
 /// Defragmentation limits.
 #[derive(Debug, Clone)]
 pub struct DefragConfig {
-    /// Most bytes held in incomplete datagrams.
+    /// Most bytes held in incomplete datagrams (payload bytes plus a fixed per-datagram overhead
+    /// of a few hundred bytes). When a fragment would exceed it, the oldest incomplete datagrams
+    /// are dropped first. Suggested default: 32 MiB per decoder.
     pub memcap: usize,
-    /// Incomplete datagrams are dropped after this long (packet time).
+    /// Incomplete datagrams are dropped this long after their first fragment (packet time).
+    /// Suggested default: 30 s (Linux `ipfrag_time`).
     pub timeout: std::time::Duration,
 }
 
-/// Stateful decoder (holds the IPv4 fragment reassembly table).
-pub struct Decoder {}
+/// Stateful decoder (holds the IPv4/IPv6 fragment reassembly table). One per capture thread.
+pub struct Decoder {
+    defrag: defrag::Defrag,
+}
 
 impl Decoder {
     /// A decoder with the given defragmentation limits.
     pub fn new(cfg: DefragConfig) -> Decoder {
-        let _ = cfg;
-        Decoder {}
+        Decoder {
+            defrag: defrag::Defrag::new(cfg),
+        }
     }
-    /// Decodes one frame.
-    pub fn decode<'a>(&'a mut self, link: LinkType, ts: Timestamp, frame: &'a [u8]) -> Result<Packet<'a>, Skip> {
-        let _ = (link, ts, frame);
-        todo!()
+
+    /// Decodes one frame captured at `ts` (packet time, which also drives fragment expiry).
+    pub fn decode<'a>(
+        &'a mut self,
+        link: LinkType,
+        ts: Timestamp,
+        frame: &'a [u8],
+    ) -> Result<Packet<'a>, Skip> {
+        self.defrag.expire(ts);
+        let (l3, bytes) = link::strip(link, frame)?;
+        match ip::parse(l3, bytes)? {
+            ip::Parsed::Whole(p) => Ok(p),
+            ip::Parsed::Fragment(f) => {
+                let whole = self.defrag.add(f, ts)?;
+                match ip::parse(link::L3::Either, whole)? {
+                    ip::Parsed::Whole(mut p) => {
+                        p.reassembled = Some(whole);
+                        Ok(p)
+                    }
+                    // A fragment header inside a reassembled payload: nothing legitimate does that.
+                    ip::Parsed::Fragment(_) => Err(Skip::FragmentDropped),
+                }
+            }
+        }
+    }
+
+    /// Reassembly counters and gauges.
+    pub fn defrag_stats(&self) -> DefragStats {
+        self.defrag.stats()
     }
 }
