@@ -38,7 +38,7 @@ fn payload_bytes(path: &Path) -> u64 {
     let mut dec = Decoder::new(DefragConfig { memcap: 1 << 20, timeout: Duration::from_secs(30) });
     let link = src.link();
     let mut total = 0u64;
-    while let Ok(Next::Packet(p)) = src.next() {
+    while let Ok(Next::Packet(p)) = src.next_packet() {
         if let Ok(pkt) = dec.decode(link, p.ts, p.data) {
             total += pkt.payload.len() as u64;
         }

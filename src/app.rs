@@ -193,7 +193,7 @@ impl CaptureLoop {
     fn run_live(&mut self, live: &mut LiveSource, stop: &AtomicBool) -> anyhow::Result<()> {
         let link = live.link();
         while !stop.load(Ordering::Relaxed) {
-            match live.next()? {
+            match live.next_packet()? {
                 Next::Packet(p) => self.packet(link, p),
                 // Quiet link: send partial batches so alerts are not held back.
                 _ => self.dispatcher.flush(),
@@ -217,7 +217,7 @@ impl CaptureLoop {
                     tracing::info!("stop requested; flushing");
                     return Ok(());
                 }
-                match f.next() {
+                match f.next_packet() {
                     Ok(Next::Packet(p)) => {
                         self.packet(link, p);
                         if self.packets % 65536 == 0 {

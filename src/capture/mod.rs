@@ -145,7 +145,7 @@ impl FileSource {
     }
 
     /// The next packet, `End` at the end of the file, or where the file is damaged.
-    pub fn next(&mut self) -> Result<Next<'_>, CaptureError> {
+    pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
         let offset = self.offset();
         match self.cap.next_packet() {
             Ok(p) => {
@@ -199,7 +199,7 @@ impl LiveSource {
     }
 
     /// The next packet, or `Idle` after the read timeout.
-    pub fn next(&mut self) -> Result<Next<'_>, CaptureError> {
+    pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.cap.next_packet() {
             Ok(p) => {
                 let ts = Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
@@ -258,7 +258,7 @@ mod tests {
         let mut src = FileSource::open(&p).unwrap();
         let mut n = 0;
         let err = loop {
-            match src.next() {
+            match src.next_packet() {
                 Ok(Next::Packet(_)) => n += 1,
                 Ok(_) => panic!("damage not reported"),
                 Err(e) => break e,

@@ -6,7 +6,7 @@ mod table;
 
 pub use table::{EndReason, FlowEntry, FlowTable, FlowTableConfig, FlowTableStats};
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 /// IP protocol numbers the sensor tracks.
@@ -116,9 +116,7 @@ pub struct ShardHasher {
 impl ShardHasher {
     /// Hash of the flow a packet belongs to.
     pub fn hash(&self, key: &FlowKey) -> u64 {
-        let mut h = self.state.build_hasher();
-        key.hash(&mut h);
-        h.finish()
+        self.state.hash_one(key)
     }
 }
 

@@ -195,8 +195,7 @@ impl<V> FlowTable<V> {
                 Proto::Tcp => self.cfg.tcp_idle_timeout,
                 Proto::Udp => self.cfg.udp_idle_timeout,
             };
-            loop {
-                let Some((k, e)) = self.list(proto).front() else { break };
+            while let Some((k, e)) = self.list(proto).front() {
                 if now.since(e.last_seen) <= timeout {
                     break;
                 }
