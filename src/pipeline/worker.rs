@@ -244,24 +244,22 @@ impl Worker {
         let is_egress = src_in;
         let Worker { table, engine, .. } = self;
 
-        // A SYN opening a new connection on a finished 5-tuple (port reuse) starts a new flow.
+        let mut exists = table.get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts))).is_some();
         if let Transport::Tcp(h) = pkt.transport {
-            if h.syn && !h.ack {
-                let reuse = table.get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts))).is_some_and(|e| e.value.stream.is_closed() || e.value.peer_fin);
+            // A SYN opening a new connection on a finished 5-tuple (port reuse) starts a new flow.
+            if exists && h.syn && !h.ack {
+                let reuse = table.peek_mut(&key).is_some_and(|e| e.value.stream.is_closed() || e.value.peer_fin);
                 if reuse {
                     table.end(&key, EndReason::Closed, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
+                    exists = false;
                 }
+            }
+            // Bare ACKs, FINs and RSTs of flows we do not know carry nothing to scan.
+            if !exists && !h.syn && pkt.payload.is_empty() {
+                return;
             }
         }
-
-        let exists = table.get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts))).is_some();
         if !exists {
-            // Bare ACKs, FINs and RSTs of flows we do not know carry nothing to scan.
-            if let Transport::Tcp(h) = pkt.transport {
-                if !h.syn && pkt.payload.is_empty() {
-                    return;
-                }
-            }
             let egress = if is_egress { dir } else { dir.reverse() };
             let flow = Flow { egress, stream: TcpStream::default(), scanner: DirScanner::default(), leaks: None, peer_fin: false, listed_pending: false };
             match proto {
@@ -270,7 +268,7 @@ impl Worker {
             }
             table.insert(key, ts, flow, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
         }
-        let entry = table.get(&key, ts, &mut |_, _, _| {}).expect("flow present");
+        let entry = table.peek_mut(&key).expect("flow present: found or just inserted");
         let before = entry.mem();
         let flow = &mut entry.value;
         let mut closed = false;
