@@ -44,7 +44,8 @@ pub struct PiiValue {
 impl PiiValue {
     /// Builds a value from normalised ASCII digits. Returns `None` unless 1..=19 ASCII digits.
     pub fn new(kind: PiiKind, digits: &[u8]) -> Option<Self> {
-        if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
+        if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.iter().all(u8::is_ascii_digit)
+        {
             return None;
         }
         let mut buf = [0u8; MAX_DIGITS];
@@ -162,11 +163,17 @@ impl PiiKey {
     /// (`InvalidData`, message naming the file).
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Self> {
         let bytes = std::fs::read(path)?;
-        let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+        let end = bytes
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
         if end == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("PII key file {} is empty: put at least 32 random bytes in it", path.display()),
+                format!(
+                    "PII key file {} is empty: put at least 32 random bytes in it",
+                    path.display()
+                ),
             ));
         }
         Ok(Self::new(&bytes[..end]))

@@ -163,8 +163,11 @@ fn contains_ci(hay: &[u8], needle_lower: &[u8]) -> bool {
     if needle_lower.len() > hay.len() {
         return false;
     }
-    hay.windows(needle_lower.len())
-        .any(|w| w.iter().zip(needle_lower).all(|(&h, &n)| h.to_ascii_lowercase() == n))
+    hay.windows(needle_lower.len()).any(|w| {
+        w.iter()
+            .zip(needle_lower)
+            .all(|(&h, &n)| h.to_ascii_lowercase() == n)
+    })
 }
 
 #[cfg(test)]
@@ -205,9 +208,17 @@ mod tests {
         assert!(!keyword_before(&c, &k, 8)); // keyword must fit entirely in the window
         let urdu = "شناختی کارڈ 3520212345671".as_bytes();
         let s = urdu.len() - 13;
-        assert!(keyword_before(&Candidate::new(urdu, s, urdu.len()).unwrap(), &k, 48));
+        assert!(keyword_before(
+            &Candidate::new(urdu, s, urdu.len()).unwrap(),
+            &k,
+            48
+        ));
         let none = b"order 3520212345671";
-        assert!(!keyword_before(&Candidate::new(none, 6, 19).unwrap(), &k, 48));
+        assert!(!keyword_before(
+            &Candidate::new(none, 6, 19).unwrap(),
+            &k,
+            48
+        ));
     }
 
     #[test]
