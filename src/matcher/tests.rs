@@ -121,6 +121,12 @@ fn context_keyword_in_an_earlier_chunk() {
     assert!(whole(&far).is_empty());
     let near = [&b"cnic"[..], &[b' '; 44], b"3520212345671 "].concat();
     assert_eq!(whole(&near).len(), 1);
+    // A keyword followed by another number does not vouch for a timestamp after that.
+    let ts = b"national_id=42101-7654321-3&{\"ts\":1732212345678}";
+    assert_eq!(
+        ids(&whole(ts)),
+        vec![("NGB-CNIC-001", 12, "42101-*******-3")]
+    );
 }
 
 #[test]

@@ -150,9 +150,17 @@ pub(crate) fn touches_digit(c: &Candidate<'_>) -> bool {
 }
 
 /// True if any of `keywords` (already ASCII-lowercased) occurs entirely within the `window`
-/// bytes before the hit, comparing ASCII case-insensitively (other bytes compare exactly).
+/// bytes before the hit with no ASCII digit between it and the hit, comparing ASCII
+/// case-insensitively (other bytes compare exactly).
+///
+/// The no-digit rule keeps a keyword from vouching for the *next* number: in
+/// `cnic: 35202-1234567-1,"ts":1732212345678` the keyword belongs to the CNIC, not the timestamp.
 pub fn keyword_before(c: &Candidate<'_>, keywords: &[Box<[u8]>], window: usize) -> bool {
-    let hay = c.context(window);
+    let ctx = c.context(window);
+    let hay = match ctx.iter().rposition(u8::is_ascii_digit) {
+        Some(i) => &ctx[i + 1..],
+        None => ctx,
+    };
     keywords.iter().any(|k| contains_ci(hay, k))
 }
 
@@ -210,6 +218,14 @@ mod tests {
         let s = urdu.len() - 13;
         assert!(keyword_before(
             &Candidate::new(urdu, s, urdu.len()).unwrap(),
+            &k,
+            48
+        ));
+        // A digit between keyword and hit: the keyword belongs to an earlier number.
+        let taken = b"cnic: 35202-1234567-1,\"ts\":1732212345678";
+        let s = taken.len() - 13;
+        assert!(!keyword_before(
+            &Candidate::new(taken, s, taken.len()).unwrap(),
             &k,
             48
         ));
