@@ -1,8 +1,33 @@
-//! Hyperscan streaming matcher. All unsafe FFI is confined here.
-//! CONTRACT STUB — helper A implements.
+//! Hyperscan streaming matcher. All unsafe FFI is confined here (in `hs.rs`).
+//!
+//! Design constraints:
+//! - One streaming database holds every rule's patterns (`SOM_LEFTMOST`, so hits carry their
+//!   start). [`Matcher`] is that database plus the rule set behind an `Arc`: cheap to clone,
+//!   read-only, shared by all workers.
+//! - Each worker owns a [`WorkerScratch`]: the Hyperscan scratch, a reusable hit buffer and
+//!   plain counters. Nothing on the hot path allocates after warm-up.
+//! - Each flow direction owns a [`DirScanner`], one pointer wide while idle. The first `feed`
+//!   opens a Hyperscan stream and a fixed-size state block (tail of recent bytes, pending hits).
+//! - Hyperscan reports only offsets, so the scanner keeps the last [`TAIL_LEN`] bytes of the
+//!   stream; a hit is read from a virtual view "tail ++ current chunk". Rules guarantee matches
+//!   of at most [`MAX_MATCH_WIDTH`] bytes and context windows of at most
+//!   [`MAX_CONTEXT_WINDOW`] bytes, so the tail always holds what a validator needs.
+//! - A hit ending fewer than [`AFTER_BYTES`] bytes before the data seen so far cannot be
+//!   boundary-checked yet; it waits (bounded, [`MAX_PENDING`]) for more data, a gap or the end.
+//!
+//! Finding offsets count the bytes fed to that scanner (gaps add nothing, as their length is
+//! not known here); datagram offsets are relative to the datagram.
+
+mod hs;
+mod stream;
+
+pub(crate) use hs::probe_pattern;
+pub use stream::{DirScanner, MAX_PENDING, TAIL_LEN};
 
 use crate::pii::PiiValue;
-use crate::rules::RuleSet;
+use crate::rules::{Rule, RuleSet, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH};
+use crate::validate::{Reject, AFTER_BYTES};
+use hyperscan::{Patterns, Scratch, StreamingDatabase};
 use std::sync::Arc;
 
 /// Index of a rule in `RuleSet::rules()`.
@@ -19,13 +44,17 @@ pub struct Finding {
     pub offset: u64,
 }
 
-/// Errors building the matcher.
+/// Errors building the matcher or a worker's scratch. None is the rule author's fault
+/// (rules are checked when loaded); they mean Hyperscan ran out of memory or a limit.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MatcherError {
-    /// Placeholder.
-    #[error("{0}")]
-    Other(String),
+    /// Hyperscan could not compile the combined database.
+    #[error("cannot compile the rule database: {0}; reduce the number or complexity of patterns")]
+    Compile(String),
+    /// Hyperscan could not allocate a scratch region or stream.
+    #[error("cannot allocate Hyperscan memory: {0}; check available memory")]
+    Alloc(String),
 }
 
 /// Per-worker counters, flushed to Prometheus by the worker.
@@ -37,64 +66,166 @@ pub struct MatchCounters {
     pub findings: Vec<u64>,
     /// Bytes scanned.
     pub bytes: u64,
+    /// Hits rejected by validation, by [`Reject::index`].
+    pub rejected: [u64; Reject::COUNT],
+    /// Hits whose bytes were no longer in the retained tail (cannot happen with checked rules;
+    /// counted rather than trusted).
+    pub window_overflow: u64,
+    /// Hits dropped because the pending array was full.
+    pub pending_overflow: u64,
+    /// Hyperscan scan/stream errors (the data of that call is not scanned).
+    pub scan_errors: u64,
+    /// Hyperscan streams opened (flow directions that saw data).
+    pub streams_opened: u64,
+}
+
+impl MatchCounters {
+    fn new(rules: usize) -> Self {
+        Self {
+            hits: vec![0; rules],
+            findings: vec![0; rules],
+            ..Self::default()
+        }
+    }
+}
+
+struct Inner {
+    rules: RuleSet,
+    db: StreamingDatabase,
+    /// Hyperscan pattern id → rule index.
+    pattern_rule: Vec<RuleIdx>,
+    /// Bytes of state per open stream.
+    stream_size: usize,
+    /// Per-rule bytes needed before a hit (boundary bytes or context window).
+    before_needed: Vec<u8>,
 }
 
 /// The compiled rule set, shared read-only by all workers.
 #[derive(Clone)]
 pub struct Matcher {
-    inner: Arc<()>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matcher")
+            .field("rules", &self.inner.rules.rules().len())
+            .field("patterns", &self.inner.pattern_rule.len())
+            .field("stream_size", &self.inner.stream_size)
+            .finish()
+    }
+}
+
+/// One raw Hyperscan hit (stream offsets of the current Hyperscan stream).
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    rule: RuleIdx,
+    start: u64,
+    end: u64,
 }
 
 /// Per-worker Hyperscan scratch and reusable buffers.
 pub struct WorkerScratch {
     /// Counters for this worker.
     pub counters: MatchCounters,
+    scratch: Scratch,
+    /// Reusable hit buffer of the current call.
+    hits: Vec<Hit>,
+    /// `(rule, start)` of findings emitted in the current batch, for de-duplication.
+    emitted: Vec<(RuleIdx, u64)>,
+    /// Reusable stream for datagrams.
+    dgram: DirScanner,
+    /// Identity of the matcher this scratch belongs to.
+    owner: usize,
 }
 
-/// Scanning state of one flow direction; holds no Hyperscan stream until the first byte.
-#[derive(Default)]
-pub struct DirScanner {}
+impl std::fmt::Debug for WorkerScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerScratch")
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
 
 impl Matcher {
     /// Compiles every rule's patterns into one streaming database.
     pub fn new(rules: RuleSet) -> Result<Matcher, MatcherError> {
-        let _ = rules;
-        todo!()
+        let mut patterns = Vec::new();
+        let mut pattern_rule = Vec::new();
+        for (idx, rule) in rules.rules().iter().enumerate() {
+            for p in &rule.patterns {
+                patterns.push(hs::pattern(p, pattern_rule.len()));
+                pattern_rule.push(idx as RuleIdx);
+            }
+        }
+        let db: StreamingDatabase = hyperscan::Builder::build(&Patterns(patterns))
+            .map_err(|e| MatcherError::Compile(hs::message(&e)))?;
+        let stream_size = db
+            .stream_size()
+            .map_err(|e| MatcherError::Alloc(e.to_string()))?;
+        let before_needed = rules
+            .rules()
+            .iter()
+            .map(|r| {
+                let w = r.context.as_ref().map_or(0, |c| c.window);
+                w.clamp(crate::validate::BEFORE_BYTES, MAX_CONTEXT_WINDOW) as u8
+            })
+            .collect();
+        Ok(Matcher {
+            inner: Arc::new(Inner {
+                rules,
+                db,
+                pattern_rule,
+                stream_size,
+                before_needed,
+            }),
+        })
     }
+
     /// The rule set this matcher was built from.
     pub fn rules(&self) -> &RuleSet {
-        let _ = &self.inner;
-        todo!()
+        &self.inner.rules
     }
+
+    /// The rule with index `idx` (as in [`Finding::rule`]).
+    pub fn rule(&self, idx: RuleIdx) -> &Rule {
+        &self.inner.rules.rules()[idx as usize]
+    }
+
+    /// Bytes of Hyperscan state per open stream.
+    pub fn stream_size(&self) -> usize {
+        self.inner.stream_size
+    }
+
     /// Scratch for one worker thread.
     pub fn worker(&self) -> Result<WorkerScratch, MatcherError> {
-        todo!()
+        let scratch = self
+            .inner
+            .db
+            .alloc_scratch()
+            .map_err(|e| MatcherError::Alloc(e.to_string()))?;
+        Ok(WorkerScratch {
+            counters: MatchCounters::new(self.inner.rules.rules().len()),
+            scratch,
+            hits: Vec::with_capacity(64),
+            emitted: Vec::with_capacity(8),
+            dgram: DirScanner::default(),
+            owner: self.id(),
+        })
     }
-    /// Scans one self-contained datagram (UDP payload).
+
+    /// Scans one self-contained datagram (UDP payload). Offsets are relative to the datagram.
     pub fn scan_datagram(&self, w: &mut WorkerScratch, data: &[u8], out: &mut dyn FnMut(Finding)) {
-        let _ = (w, data, out);
-        todo!()
+        let mut s = std::mem::take(&mut w.dgram);
+        s.feed(self, w, data, out);
+        s.reset(self, w, out);
+        w.dgram = s;
+    }
+
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 }
 
-impl DirScanner {
-    /// Feeds the next in-order bytes of the stream.
-    pub fn feed(&mut self, m: &Matcher, w: &mut WorkerScratch, data: &[u8], out: &mut dyn FnMut(Finding)) {
-        let _ = (m, w, data, out);
-        todo!()
-    }
-    /// Bytes are missing here and never coming; matches cannot span this point.
-    pub fn gap(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
-        let _ = (m, w, out);
-        todo!()
-    }
-    /// End of stream: report what is pending and release the Hyperscan stream.
-    pub fn finish(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
-        let _ = (m, w, out);
-        todo!()
-    }
-    /// Heap bytes held (Hyperscan stream state and the tail), for memory accounting.
-    pub fn memory(&self) -> usize {
-        0
-    }
-}
+#[cfg(test)]
+mod tests;

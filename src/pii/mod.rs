@@ -1,7 +1,11 @@
 //! The personal value type. Only its masked form and keyed hash ever leave this module:
 //! there is deliberately no accessor for the clear digits and `Debug` prints the mask.
-//! CONTRACT STUB — helper A implements.
+//!
+//! Everything that needs the clear digits (masking, the keyed hash) is computed here, so
+//! a reviewer auditing where clear personal data can flow only has to read this file.
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::fmt;
 
 /// What kind of personal data a value is.
@@ -24,74 +28,242 @@ impl PiiKind {
     }
 }
 
+/// Most digits a value can hold (the longest PAN).
+pub const MAX_DIGITS: usize = 19;
+
 /// A validated personal value: normalised digits only, at most 19 of them.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PiiValue {
     kind: PiiKind,
+    /// Invariant: `1 <= len <= 19`.
     len: u8,
-    digits: [u8; 19],
+    /// Invariant: `digits[..len]` are ASCII digits, `digits[len..]` are zero.
+    digits: [u8; MAX_DIGITS],
 }
 
 impl PiiValue {
     /// Builds a value from normalised ASCII digits. Returns `None` unless 1..=19 ASCII digits.
     pub fn new(kind: PiiKind, digits: &[u8]) -> Option<Self> {
-        let _ = (kind, digits);
-        todo!()
+        if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let mut buf = [0u8; MAX_DIGITS];
+        buf[..digits.len()].copy_from_slice(digits);
+        Some(Self {
+            kind,
+            len: digits.len() as u8,
+            digits: buf,
+        })
     }
+
     /// The kind of value.
     pub fn kind(&self) -> PiiKind {
         self.kind
     }
+
+    /// Number of digits.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Always false (a value has at least one digit); present for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&self) -> &[u8] {
+        debug_assert!((1..=MAX_DIGITS).contains(&self.len()));
+        &self.digits[..self.len()]
+    }
+
     /// The redacted form shown to analysts: CNIC `35202-*******-1`, card first six and last four.
+    ///
+    /// Values of unexpected length are masked conservatively: a CNIC that is not 13 digits and
+    /// a card shorter than 13 digits show only their length in `*`.
     pub fn masked(&self) -> String {
-        todo!()
+        let d = self.clear();
+        let mut s = String::with_capacity(d.len() + 2);
+        match self.kind {
+            PiiKind::Cnic if d.len() == 13 => {
+                s.extend(d[..5].iter().map(|&b| b as char));
+                s.push_str("-*******-");
+                s.push(d[12] as char);
+            }
+            PiiKind::Card if d.len() >= 13 => {
+                s.extend(d[..6].iter().map(|&b| b as char));
+                s.extend(std::iter::repeat('*').take(d.len() - 10));
+                s.extend(d[d.len() - 4..].iter().map(|&b| b as char));
+            }
+            _ => s.extend(std::iter::repeat('*').take(d.len())),
+        }
+        s
     }
 }
 
 impl fmt::Debug for PiiValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let _ = (self.len, self.digits);
         write!(f, "PiiValue({:?}, {})", self.kind, self.masked())
     }
 }
 
+type HmacSha256 = Hmac<Sha256>;
+
 /// HMAC-SHA256 key used to fingerprint values so that alerts can be correlated without the clear value.
+#[derive(Clone)]
 pub struct PiiKey {
-    key: Vec<u8>,
+    /// The MAC with the key already absorbed; cloned per hash (cheaper than re-keying).
+    mac: HmacSha256,
+}
+
+impl fmt::Debug for PiiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PiiKey(<redacted>)")
+    }
 }
 
 /// The keyed hash of a value (HMAC-SHA256 over its normalised digits).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PiiHash(pub [u8; 32]);
 
 impl PiiHash {
     /// Lowercase hex, as written in alerts.
     pub fn to_hex(&self) -> String {
-        todo!()
+        hex::encode(self.0)
     }
-    /// First 8 bytes, for compact de-duplication sets.
+    /// First 8 bytes (big-endian), for compact de-duplication sets.
     pub fn short(&self) -> u64 {
-        todo!()
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(b)
+    }
+}
+
+impl fmt::Debug for PiiHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PiiHash({})", self.to_hex())
     }
 }
 
 impl PiiKey {
     /// Uses `bytes` as the key (callers trim trailing whitespace of key files first).
     pub fn new(bytes: &[u8]) -> Self {
-        Self { key: bytes.to_vec() }
+        Self {
+            mac: HmacSha256::new_from_slice(bytes).expect("HMAC accepts keys of any length"),
+        }
     }
     /// A random 32-byte key, for runs without `--pii-key-file`.
+    ///
+    /// Hashes made with a random key cannot be correlated across restarts.
     pub fn random() -> Self {
-        todo!()
+        let key: [u8; 32] = rand::random();
+        Self::new(&key)
     }
-    /// Reads a key file: its bytes with trailing whitespace trimmed; an empty key is an error.
+    /// Reads a key file: its bytes with trailing whitespace trimmed; an empty key is an error
+    /// (`InvalidData`, message naming the file).
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Self> {
-        let _ = path;
-        todo!()
+        let bytes = std::fs::read(path)?;
+        let end = bytes
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        if end == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "PII key file {} is empty: put at least 32 random bytes in it",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Self::new(&bytes[..end]))
     }
     /// HMAC-SHA256 of the value's normalised digits.
     pub fn hash(&self, value: &PiiValue) -> PiiHash {
-        let _ = (&self.key, value);
-        todo!()
+        self.mac_bytes(value.clear())
+    }
+
+    fn mac_bytes(&self, data: &[u8]) -> PiiHash {
+        let mut mac = self.mac.clone();
+        mac.update(data);
+        PiiHash(mac.finalize().into_bytes().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_rejects_bad_input() {
+        assert!(PiiValue::new(PiiKind::Card, b"").is_none());
+        assert!(PiiValue::new(PiiKind::Card, b"12345678901234567890").is_none());
+        assert!(PiiValue::new(PiiKind::Card, b"4111-1111").is_none());
+        assert!(PiiValue::new(PiiKind::Card, b"1234567890123456789").is_some());
+    }
+
+    #[test]
+    fn masks() {
+        let c = PiiValue::new(PiiKind::Cnic, b"3520212345671").unwrap();
+        assert_eq!(c.masked(), "35202-*******-1");
+        let v = PiiValue::new(PiiKind::Card, b"4111111111111111").unwrap();
+        assert_eq!(v.masked(), "411111******1111");
+        let a = PiiValue::new(PiiKind::Card, b"378282246310005").unwrap();
+        assert_eq!(a.masked(), "378282*****0005");
+        let v19 = PiiValue::new(PiiKind::Card, b"4111111111111111003").unwrap();
+        assert_eq!(v19.masked(), "411111*********1003");
+        let odd = PiiValue::new(PiiKind::Cnic, b"123").unwrap();
+        assert_eq!(odd.masked(), "***");
+    }
+
+    #[test]
+    fn debug_prints_only_mask() {
+        let v = PiiValue::new(PiiKind::Card, b"4111111111111111").unwrap();
+        let s = format!("{v:?}");
+        assert!(!s.contains("4111111111111111"), "Debug leaked clear digits");
+        assert_eq!(s, "PiiValue(Card, 411111******1111)");
+        assert_eq!(format!("{:?}", PiiKey::new(b"k")), "PiiKey(<redacted>)");
+    }
+
+    #[test]
+    fn hmac_rfc4231_case_2() {
+        let key = PiiKey::new(b"Jefe");
+        let h = key.mac_bytes(b"what do ya want for nothing?");
+        assert_eq!(
+            h.to_hex(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(h.short(), 0x5bdc_c146_bf60_754e);
+    }
+
+    #[test]
+    fn hash_is_over_digits_and_keyed() {
+        let v = PiiValue::new(PiiKind::Card, b"4111111111111111").unwrap();
+        let k1 = PiiKey::new(b"one");
+        let k2 = PiiKey::new(b"two");
+        assert_eq!(k1.hash(&v), k1.mac_bytes(b"4111111111111111"));
+        assert_ne!(k1.hash(&v), k2.hash(&v));
+        // Kind is not hashed: the same digits correlate across rules.
+        let c = PiiValue::new(PiiKind::Cnic, b"4111111111111111").unwrap();
+        assert_eq!(k1.hash(&v), k1.hash(&c));
+    }
+
+    #[test]
+    fn key_file_trims_and_rejects_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key");
+        std::fs::write(&p, b"Jefe \n\t\r\n").unwrap();
+        let k = PiiKey::from_file(&p).unwrap();
+        assert_eq!(k.mac_bytes(b"x"), PiiKey::new(b"Jefe").mac_bytes(b"x"));
+        std::fs::write(&p, b" \n").unwrap();
+        let e = PiiKey::from_file(&p).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(PiiKey::from_file(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn random_keys_differ() {
+        let v = PiiValue::new(PiiKind::Cnic, b"3520212345671").unwrap();
+        assert_ne!(PiiKey::random().hash(&v), PiiKey::random().hash(&v));
     }
 }

@@ -1,0 +1,361 @@
+//! Per-direction scanning state: lazily opened Hyperscan stream, retained tail, pending hits.
+
+use super::hs::HsStream;
+use super::{
+    Finding, Hit, Inner, Matcher, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_WINDOW,
+    MAX_MATCH_WIDTH,
+};
+use crate::validate::{keyword_before, Candidate, BEFORE_BYTES};
+use hyperscan::Matching;
+
+/// Bytes of the stream kept after each chunk: enough for the longest match, the largest context
+/// window before it, the boundary bytes, and the pending slack.
+pub const TAIL_LEN: usize = MAX_MATCH_WIDTH + MAX_CONTEXT_WINDOW + BEFORE_BYTES + AFTER_BYTES + 4;
+/// Hits awaiting their boundary bytes, per direction. Each pattern can leave at most
+/// `AFTER_BYTES` of them (one per end offset), so this only overflows with very many patterns.
+pub const MAX_PENDING: usize = 16;
+/// Largest stack view a validator gets.
+const VIEW_MAX: usize = MAX_CONTEXT_WINDOW + MAX_MATCH_WIDTH + AFTER_BYTES;
+
+/// Scanning state of one flow direction; holds no Hyperscan stream until the first byte.
+///
+/// Idle size is one pointer; `Default` allocates nothing.
+#[derive(Default)]
+pub struct DirScanner {
+    active: Option<Box<Active>>,
+}
+
+impl std::fmt::Debug for DirScanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirScanner")
+            .field("active", &self.active.is_some())
+            .field("memory", &self.memory())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    rule: RuleIdx,
+    start: u64,
+    end: u64,
+}
+
+struct Active {
+    stream: HsStream,
+    /// Identity of the matcher whose database opened `stream`.
+    owner: usize,
+    /// Bytes of Hyperscan state behind `stream`.
+    stream_size: u32,
+    /// Scanner offset of the Hyperscan stream's offset 0 (bytes fed before the last gap).
+    base: u64,
+    /// Bytes scanned by the current Hyperscan stream.
+    pos: u64,
+    /// Invariant: `tail_len <= TAIL_LEN` and `tail_len <= pos`; `tail[..tail_len]` are the
+    /// stream bytes at `pos - tail_len .. pos`.
+    tail_len: u16,
+    /// Invariant: `n_pending <= MAX_PENDING`; each pending hit ends at or after `pos + 1 - AFTER_BYTES`.
+    n_pending: u8,
+    tail: [u8; TAIL_LEN],
+    pending: [Pending; MAX_PENDING],
+}
+
+/// Tail ++ chunk, addressed by Hyperscan stream offset.
+struct View<'a> {
+    tail: &'a [u8],
+    chunk: &'a [u8],
+    /// Stream offset of `chunk[0]` (= end of `tail`).
+    pos: u64,
+}
+
+impl View<'_> {
+    fn first(&self) -> u64 {
+        self.pos - self.tail.len() as u64
+    }
+    fn end(&self) -> u64 {
+        self.pos + self.chunk.len() as u64
+    }
+    /// Copies stream bytes `lo..hi` (inside the view) into `dst`.
+    fn copy(&self, lo: u64, hi: u64, dst: &mut [u8]) {
+        debug_assert!(self.first() <= lo && lo <= hi && hi <= self.end());
+        let mut n = 0;
+        if lo < self.pos {
+            let a = (lo - self.first()) as usize;
+            let b = (hi.min(self.pos) - self.first()) as usize;
+            dst[..b - a].copy_from_slice(&self.tail[a..b]);
+            n = b - a;
+        }
+        if hi > self.pos {
+            let a = (lo.max(self.pos) - self.pos) as usize;
+            let b = (hi - self.pos) as usize;
+            dst[n..n + b - a].copy_from_slice(&self.chunk[a..b]);
+        }
+    }
+}
+
+impl DirScanner {
+    /// Feeds the next in-order bytes of the stream.
+    pub fn feed(
+        &mut self,
+        m: &Matcher,
+        w: &mut WorkerScratch,
+        data: &[u8],
+        out: &mut dyn FnMut(Finding),
+    ) {
+        if data.is_empty() {
+            return;
+        }
+        if w.owner != m.id() {
+            debug_assert!(false, "WorkerScratch used with a different Matcher");
+            w.counters.scan_errors += 1;
+            return;
+        }
+        let a = match self.active.take() {
+            Some(a) if a.owner == m.id() => self.active.insert(a),
+            stale => {
+                // First data, or the matcher was replaced (rules reloaded): start a new stream,
+                // keeping offsets monotonic. Pending hits of the old stream are dropped.
+                let base = stale.map_or(0, |a| a.base + a.pos);
+                match Active::open(m, base) {
+                    Ok(a) => {
+                        w.counters.streams_opened += 1;
+                        self.active.insert(a)
+                    }
+                    Err(_) => {
+                        w.counters.scan_errors += 1;
+                        return;
+                    }
+                }
+            }
+        };
+        w.counters.bytes += data.len() as u64;
+        a.scan(&m.inner, w, data);
+        a.resolve(&m.inner, w, data, false, out);
+    }
+
+    /// Bytes are missing here and never coming; matches cannot span this point.
+    pub fn gap(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
+        if let Some(a) = self.active.as_mut() {
+            if a.owner == m.id() && w.owner == m.id() {
+                a.end(&m.inner, w, out);
+            } else {
+                self.active = None;
+            }
+        }
+    }
+
+    /// End of stream: report what is pending and release the Hyperscan stream.
+    pub fn finish(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
+        self.gap(m, w, out);
+        self.active = None;
+    }
+
+    /// Like `gap`, and restarts offsets at 0 (one datagram done; the stream is kept for reuse).
+    pub(super) fn reset(
+        &mut self,
+        m: &Matcher,
+        w: &mut WorkerScratch,
+        out: &mut dyn FnMut(Finding),
+    ) {
+        self.gap(m, w, out);
+        if let Some(a) = self.active.as_mut() {
+            a.base = 0;
+        }
+    }
+
+    /// Heap bytes held (Hyperscan stream state and the tail), for memory accounting.
+    pub fn memory(&self) -> usize {
+        self.active.as_ref().map_or(0, |a| {
+            std::mem::size_of::<Active>() + a.stream_size as usize
+        })
+    }
+}
+
+impl Active {
+    fn open(m: &Matcher, base: u64) -> Result<Box<Active>, String> {
+        Ok(Box::new(Active {
+            stream: HsStream::open(&m.inner.db)?,
+            owner: m.id(),
+            stream_size: m.inner.stream_size.try_into().unwrap_or(u32::MAX),
+            base,
+            pos: 0,
+            tail_len: 0,
+            n_pending: 0,
+            tail: [0; TAIL_LEN],
+            pending: [Pending::default(); MAX_PENDING],
+        }))
+    }
+
+    /// Runs Hyperscan over `data`, leaving the hits in `w.hits`.
+    fn scan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: &[u8]) {
+        let WorkerScratch {
+            scratch,
+            hits,
+            counters,
+            ..
+        } = w;
+        hits.clear();
+        let map = &inner.pattern_rule;
+        let r = self
+            .stream
+            .scan(data, scratch, |id: u32, from: u64, to: u64, _flags: u32| {
+                hits.push(Hit {
+                    rule: map[id as usize],
+                    start: from,
+                    end: to,
+                });
+                Matching::Continue
+            });
+        if r.is_err() {
+            counters.scan_errors += 1;
+        }
+        for h in hits.iter() {
+            counters.hits[h.rule as usize] += 1;
+        }
+    }
+
+    /// Collects end-of-data matches, resolves everything pending with the end counting as a
+    /// boundary, and resets the Hyperscan stream and the tail.
+    fn end(&mut self, inner: &Inner, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
+        {
+            let WorkerScratch {
+                scratch,
+                hits,
+                counters,
+                ..
+            } = &mut *w;
+            hits.clear();
+            let map = &inner.pattern_rule;
+            let r = self
+                .stream
+                .reset(scratch, |id: u32, from: u64, to: u64, _flags: u32| {
+                    hits.push(Hit {
+                        rule: map[id as usize],
+                        start: from,
+                        end: to,
+                    });
+                    Matching::Continue
+                });
+            if r.is_err() {
+                counters.scan_errors += 1;
+            }
+            for h in hits.iter() {
+                counters.hits[h.rule as usize] += 1;
+            }
+        }
+        self.resolve(inner, w, &[], true, out);
+        self.base += self.pos;
+        self.pos = 0;
+        self.tail_len = 0;
+        debug_assert_eq!(self.n_pending, 0);
+    }
+
+    /// Validates pending hits and `w.hits` whose boundary bytes are known (all of them if
+    /// `eos`), keeps the rest pending, then appends `chunk` to the tail.
+    fn resolve(
+        &mut self,
+        inner: &Inner,
+        w: &mut WorkerScratch,
+        chunk: &[u8],
+        eos: bool,
+        out: &mut dyn FnMut(Finding),
+    ) {
+        let view = View {
+            tail: &self.tail[..usize::from(self.tail_len)],
+            chunk,
+            pos: self.pos,
+        };
+        let seen = view.end();
+        let old = self.pending;
+        let n_old = usize::from(self.n_pending);
+        self.n_pending = 0;
+        w.emitted.clear();
+        let WorkerScratch {
+            hits,
+            counters,
+            emitted,
+            ..
+        } = w;
+        let olds = old[..n_old].iter().map(|p| Hit {
+            rule: p.rule,
+            start: p.start,
+            end: p.end,
+        });
+        for h in olds.chain(hits.iter().copied()) {
+            if !eos && h.end + AFTER_BYTES as u64 > seen {
+                if usize::from(self.n_pending) < MAX_PENDING {
+                    self.pending[usize::from(self.n_pending)] = Pending {
+                        rule: h.rule,
+                        start: h.start,
+                        end: h.end,
+                    };
+                    self.n_pending += 1;
+                } else {
+                    counters.pending_overflow += 1;
+                }
+                continue;
+            }
+            if h.start < view.first() || h.end > seen || h.end - h.start > MAX_MATCH_WIDTH as u64 {
+                counters.window_overflow += 1;
+                continue;
+            }
+            let rule = &inner.rules.rules()[h.rule as usize];
+            let lo = h
+                .start
+                .saturating_sub(u64::from(inner.before_needed[h.rule as usize]))
+                .max(view.first());
+            let hi = (h.end + AFTER_BYTES as u64).min(seen);
+            let mut buf = [0u8; VIEW_MAX];
+            let len = (hi - lo) as usize;
+            view.copy(lo, hi, &mut buf[..len]);
+            let start = (h.start - lo) as usize;
+            let end = (h.end - lo) as usize;
+            let Some(c) = Candidate::new(&buf[..len], start, end) else {
+                counters.window_overflow += 1;
+                continue;
+            };
+            let value = match rule.validator.run(&c, inner.rules.schemes()) {
+                Ok(v) => v,
+                Err(reason) => {
+                    counters.rejected[reason.index()] += 1;
+                    continue;
+                }
+            };
+            if let Some(ctx) = rule.context.as_ref().filter(|c| c.required) {
+                if !keyword_before(&c, ctx.folded(), ctx.window) {
+                    counters.rejected[crate::validate::Reject::Context.index()] += 1;
+                    continue;
+                }
+            }
+            // Two patterns of one rule can report the same span; report a value once per rule.
+            if emitted.contains(&(h.rule, h.start)) {
+                continue;
+            }
+            emitted.push((h.rule, h.start));
+            counters.findings[h.rule as usize] += 1;
+            out(Finding {
+                rule: h.rule,
+                value,
+                offset: self.base + h.start,
+            });
+        }
+        self.push_tail(chunk);
+    }
+
+    fn push_tail(&mut self, chunk: &[u8]) {
+        let tl = usize::from(self.tail_len);
+        if chunk.len() >= TAIL_LEN {
+            self.tail.copy_from_slice(&chunk[chunk.len() - TAIL_LEN..]);
+            self.tail_len = TAIL_LEN as u16;
+        } else {
+            let keep = tl.min(TAIL_LEN - chunk.len());
+            self.tail.copy_within(tl - keep..tl, 0);
+            self.tail[keep..keep + chunk.len()].copy_from_slice(chunk);
+            self.tail_len = (keep + chunk.len()) as u16;
+        }
+        self.pos += chunk.len() as u64;
+        debug_assert!(
+            usize::from(self.tail_len) <= TAIL_LEN && u64::from(self.tail_len) <= self.pos
+        );
+    }
+}

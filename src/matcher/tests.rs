@@ -1,0 +1,310 @@
+use super::*;
+use crate::pii::{PiiHash, PiiKey};
+use proptest::prelude::*;
+use std::sync::OnceLock;
+
+fn matcher() -> &'static Matcher {
+    static M: OnceLock<Matcher> = OnceLock::new();
+    M.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        Matcher::new(RuleSet::load_dir(&dir).expect("bundled rules load")).expect("matcher builds")
+    })
+}
+
+fn key() -> &'static PiiKey {
+    static K: OnceLock<PiiKey> = OnceLock::new();
+    K.get_or_init(|| PiiKey::new(b"test key"))
+}
+
+/// What a finding looks like from outside: rule id, offset, mask and keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen {
+    offset: u64,
+    rule: String,
+    masked: String,
+    hash: PiiHash,
+}
+
+fn seen(m: &Matcher, f: &Finding) -> Seen {
+    Seen {
+        rule: m.rule(f.rule).id.clone(),
+        offset: f.offset,
+        masked: f.value.masked(),
+        hash: key().hash(&f.value),
+    }
+}
+
+/// Feeds `chunks` in order (`None` = gap), then finishes. Findings sorted.
+fn run(chunks: &[Option<&[u8]>]) -> Vec<Seen> {
+    let m = matcher();
+    let mut w = m.worker().unwrap();
+    let mut s = DirScanner::default();
+    let mut v = Vec::new();
+    let mut out = |f: Finding| v.push(seen(m, &f));
+    for c in chunks {
+        match c {
+            Some(c) => s.feed(m, &mut w, c, &mut out),
+            None => s.gap(m, &mut w, &mut out),
+        }
+    }
+    s.finish(m, &mut w, &mut out);
+    assert_eq!(s.memory(), 0);
+    v.sort();
+    v
+}
+
+fn whole(text: &[u8]) -> Vec<Seen> {
+    run(&[Some(text)])
+}
+
+fn bytewise(text: &[u8]) -> Vec<Seen> {
+    let chunks: Vec<Option<&[u8]>> = text.chunks(1).map(Some).collect();
+    run(&chunks)
+}
+
+fn ids(v: &[Seen]) -> Vec<(&str, u64, &str)> {
+    v.iter()
+        .map(|s| (s.rule.as_str(), s.offset, s.masked.as_str()))
+        .collect()
+}
+
+const MIXED: &[u8] = b"GET /?cnic=35202-1234567-1&x=1 HTTP/1.1\r\nnic: 4210176543213\r\npan 4111 1111 1111 1111;5555555555554444.";
+
+#[test]
+fn whole_stream_findings() {
+    assert_eq!(
+        ids(&whole(MIXED)),
+        vec![
+            ("NGB-CNIC-001", 11, "35202-*******-1"),
+            ("NGB-CNIC-002", 46, "42101-*******-3"),
+            ("NGB-CARD-002", 65, "411111******1111"),
+            ("NGB-CARD-001", 85, "555555******4444"),
+        ]
+    );
+}
+
+#[test]
+fn split_at_every_offset_into_two() {
+    let want = whole(MIXED);
+    for i in 0..=MIXED.len() {
+        let got = run(&[Some(&MIXED[..i]), Some(&MIXED[i..])]);
+        assert_eq!(got, want, "split at {i}");
+    }
+}
+
+#[test]
+fn split_at_every_pair_of_offsets_into_three() {
+    let text: &[u8] =
+        b"id_card 3520212345671,4111-1111-1111-1111 x 3782 822463 10005; 35202-1234567-1";
+    let want = whole(text);
+    assert_eq!(want.len(), 4, "{want:?}");
+    for i in 0..=text.len() {
+        for j in i..=text.len() {
+            let got = run(&[Some(&text[..i]), Some(&text[i..j]), Some(&text[j..])]);
+            assert_eq!(got, want, "split at {i},{j}");
+        }
+    }
+    assert_eq!(bytewise(text), want);
+}
+
+#[test]
+fn context_keyword_in_an_earlier_chunk() {
+    let got = run(&[
+        Some(b"...National_ID"),
+        Some(b": "),
+        Some(b"3520212345671 "),
+    ]);
+    assert_eq!(ids(&got), vec![("NGB-CNIC-002", 16, "35202-*******-1")]);
+    // The same number without a keyword within 48 bytes is not reported.
+    // ("nic" is a keyword too: with 45 spaces the "nic" of "cnic" still ends 48 bytes before.)
+    let far = [&b"cnic"[..], &[b' '; 46], b"3520212345671 "].concat();
+    assert!(whole(&far).is_empty());
+    let near = [&b"cnic"[..], &[b' '; 44], b"3520212345671 "].concat();
+    assert_eq!(whole(&near).len(), 1);
+    // A keyword followed by another number does not vouch for a timestamp after that.
+    let ts = b"national_id=42101-7654321-3&{\"ts\":1732212345678}";
+    assert_eq!(
+        ids(&whole(ts)),
+        vec![("NGB-CNIC-001", 12, "42101-*******-3")]
+    );
+}
+
+#[test]
+fn boundary_digit_in_the_next_chunk_suppresses() {
+    assert!(run(&[Some(b"x4111111111111111"), Some(b"2 ")]).is_empty());
+    assert!(run(&[Some(b"x4111111111111111"), Some(b"2")]).is_empty());
+    assert!(run(&[Some(b"35202-1234567-1"), Some(b"2")]).is_empty());
+    assert!(run(&[Some(b"4111 1111 1111 1111"), Some(b" "), Some(b"2")]).is_empty());
+    // ...while a non-digit there lets it through.
+    assert_eq!(run(&[Some(b"x4111111111111111"), Some(b" ")]).len(), 1);
+}
+
+#[test]
+fn finish_resolves_a_value_at_the_end_of_the_stream() {
+    let m = matcher();
+    let mut w = m.worker().unwrap();
+    let mut s = DirScanner::default();
+    let mut v = Vec::new();
+    s.feed(m, &mut w, b"pan 4111111111111111", &mut |f| {
+        v.push(seen(m, &f))
+    });
+    assert!(v.is_empty(), "boundary after the value is not known yet");
+    s.finish(m, &mut w, &mut |f| v.push(seen(m, &f)));
+    assert_eq!(ids(&v), vec![("NGB-CARD-001", 4, "411111******1111")]);
+}
+
+#[test]
+fn gap_prevents_matches_across_a_hole_and_keeps_offsets() {
+    assert!(run(&[Some(b"4111111111"), None, Some(b"111111 ")]).is_empty());
+    assert!(run(&[Some(b"35202-123"), None, Some(b"4567-1 ")]).is_empty());
+    // Context before the hole is not used after it.
+    assert!(run(&[Some(b"cnic: "), None, Some(b"3520212345671 ")]).is_empty());
+    // A value ending right at the hole is resolved by the gap, with the hole as a boundary.
+    let got = run(&[Some(b"ab4111111111111111"), None, Some(b"5555555555554444")]);
+    assert_eq!(
+        ids(&got),
+        vec![
+            ("NGB-CARD-001", 2, "411111******1111"),
+            ("NGB-CARD-001", 18, "555555******4444")
+        ]
+    );
+}
+
+#[test]
+fn decoys_produce_nothing() {
+    let decoys: &[&[u8]] = &[
+        b"{\"ts\":1732212345678,\"created\":1732212345679,\"id\":17322123456789}",
+        b"4111111111111112 5555555555554445",
+        b"41111111111111110000 x 111141111111111111111",
+        b"05202-1234567-1 85202-1234567-1 95202-1234567-1",
+        b"cnic 0520212345671 cnic 8520212345671 cnic 9520212345671",
+        b"4111 1111-1111 1111 5555-5555 5555-4444 3782-822463 10005",
+        b"1 4111 1111 1111 1111 and 4111-1111-1111-1111-1",
+        b"35202-1234567-12 135202-1234567-1",
+        b"order 9999999999999995 and 411111111111116",
+    ];
+    for (i, d) in decoys.iter().enumerate() {
+        assert_eq!(whole(d), vec![], "decoy {i}");
+        assert_eq!(bytewise(d), vec![], "decoy {i} bytewise");
+    }
+}
+
+#[test]
+fn one_finding_per_value_and_rule() {
+    // \d{13,19} fires at ends 13..=16 inside one 16-digit number: exactly one finding survives.
+    let m = matcher();
+    let mut w = m.worker().unwrap();
+    let mut s = DirScanner::default();
+    let mut v = Vec::new();
+    s.feed(m, &mut w, b" 4111111111111111 ", &mut |f| {
+        v.push(seen(m, &f))
+    });
+    s.finish(m, &mut w, &mut |f| v.push(seen(m, &f)));
+    assert_eq!(ids(&v), vec![("NGB-CARD-001", 1, "411111******1111")]);
+    let plain = m
+        .rules()
+        .rules()
+        .iter()
+        .position(|r| r.id == "NGB-CARD-001")
+        .unwrap();
+    assert_eq!(w.counters.hits[plain], 4);
+    assert_eq!(w.counters.findings[plain], 1);
+    // 3 from the card rule, 4 from the bare-CNIC rule (\d{13} inside a 16-digit run).
+    assert_eq!(
+        w.counters.rejected[crate::validate::Reject::Boundary.index()],
+        7
+    );
+    assert_eq!(w.counters.bytes, 18);
+    assert_eq!(w.counters.streams_opened, 1);
+}
+
+#[test]
+fn idle_scanner_is_tiny_and_active_scanner_bounded() {
+    assert_eq!(
+        std::mem::size_of::<DirScanner>(),
+        std::mem::size_of::<usize>()
+    );
+    let m = matcher();
+    let mut w = m.worker().unwrap();
+    let mut s = DirScanner::default();
+    assert_eq!(s.memory(), 0);
+    s.feed(m, &mut w, b"hello", &mut |_| {});
+    let mem = s.memory();
+    assert!(mem > m.stream_size(), "memory {mem}");
+    assert!(mem < 2048, "active scanner holds {mem} bytes");
+    s.finish(m, &mut w, &mut |_| {});
+    assert_eq!(s.memory(), 0);
+    // Empty feeds open nothing.
+    s.feed(m, &mut w, b"", &mut |_| {});
+    assert_eq!(s.memory(), 0);
+}
+
+#[test]
+fn datagrams_are_independent() {
+    let m = matcher();
+    let mut w = m.worker().unwrap();
+    let mut v = Vec::new();
+    m.scan_datagram(&mut w, b"q=35202-1234567-1", &mut |f| v.push(seen(m, &f)));
+    m.scan_datagram(&mut w, b"4111111111", &mut |f| v.push(seen(m, &f)));
+    m.scan_datagram(&mut w, b"111111", &mut |f| v.push(seen(m, &f)));
+    m.scan_datagram(&mut w, b"5555555555554444", &mut |f| v.push(seen(m, &f)));
+    assert_eq!(
+        ids(&v),
+        vec![
+            ("NGB-CNIC-001", 2, "35202-*******-1"),
+            ("NGB-CARD-001", 0, "555555******4444")
+        ]
+    );
+}
+
+#[test]
+fn long_chunks_and_tail_rollover() {
+    // A value straddling chunks after lots of data, with its keyword in the previous chunk.
+    let mut a = vec![b'x'; 5000];
+    a.extend_from_slice(b"cnic: 35202123");
+    let b = b"45671 and more";
+    let got = run(&[Some(&a), Some(b)]);
+    assert_eq!(ids(&got), vec![("NGB-CNIC-002", 5006, "35202-*******-1")]);
+}
+
+/// Builds a stream from tokens: benign filler, digit noise, keywords and planted values.
+fn token() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        "[a-z ,:=\"{}]{0,12}".prop_map(String::into_bytes),
+        "[0-9]{1,22}".prop_map(String::into_bytes),
+        "[0-9 -]{1,12}".prop_map(String::into_bytes),
+        Just(b"cnic: ".to_vec()),
+        Just(b"national_id=".to_vec()),
+        Just(b"35202-1234567-1".to_vec()),
+        Just(b"4210176543213".to_vec()),
+        Just(b"4111111111111111".to_vec()),
+        Just(b"4111 1111 1111 1111".to_vec()),
+        Just(b"5555-5555-5555-4444".to_vec()),
+        Just(b"378282246310005".to_vec()),
+        Just(b"3782 822463 10005".to_vec()),
+        Just(b"1732212345678".to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn any_split_gives_the_same_findings(
+        tokens in proptest::collection::vec(token(), 1..24),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let text: Vec<u8> = tokens.concat();
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(text.len() + 1)).collect();
+        at.sort_unstable();
+        let mut chunks: Vec<Option<&[u8]>> = Vec::new();
+        let mut prev = 0;
+        for &c in &at {
+            chunks.push(Some(&text[prev..c]));
+            prev = c;
+        }
+        chunks.push(Some(&text[prev..]));
+        let want = whole(&text);
+        prop_assert_eq!(run(&chunks), want.clone());
+        prop_assert_eq!(bytewise(&text), want);
+    }
+}

@@ -1,0 +1,422 @@
+//! Payment card numbers: separators, digit-run boundaries, Luhn and the issuer table.
+//!
+//! The issuer table ([`CardSchemes`]) is data loaded from rule files (`[[card_scheme]]`), so a
+//! new scheme such as PayPak can be added without a rebuild.
+
+use super::{touches_digit, Candidate, Reject};
+use crate::pii::{PiiKind, PiiValue, MAX_DIGITS};
+
+/// Fewest digits in a PAN.
+pub const MIN_CARD_DIGITS: usize = 13;
+/// Most digits in a PAN.
+pub const MAX_CARD_DIGITS: usize = MAX_DIGITS;
+/// Longest issuer prefix accepted in a scheme (8-digit BINs).
+pub const MAX_PREFIX_DIGITS: usize = 8;
+
+/// Validates a card candidate: digits with an optional single kind of separator (all spaces or
+/// all dashes, only between digit groups), 13–19 digits, not part of a longer run or group,
+/// Luhn-valid, and prefix plus length matching a loaded scheme.
+pub fn card(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject> {
+    let hit = c.hit();
+    let mut digits = [0u8; MAX_CARD_DIGITS];
+    let mut n = 0usize;
+    let mut sep: Option<u8> = None;
+    let mut prev_sep = true; // true at the start: a leading separator is a shape error
+    for &b in hit {
+        match b {
+            b'0'..=b'9' => {
+                if n == MAX_CARD_DIGITS {
+                    return Err(Reject::Length);
+                }
+                digits[n] = b;
+                n += 1;
+                prev_sep = false;
+            }
+            b' ' | b'-' => {
+                if prev_sep || sep.is_some_and(|s| s != b) {
+                    return Err(Reject::Shape);
+                }
+                sep = Some(b);
+                prev_sep = true;
+            }
+            _ => return Err(Reject::Shape),
+        }
+    }
+    if prev_sep {
+        // empty, or a trailing separator
+        return Err(if n == 0 {
+            Reject::Length
+        } else {
+            Reject::Shape
+        });
+    }
+    if n < MIN_CARD_DIGITS {
+        return Err(Reject::Length);
+    }
+    if touches_digit(c) {
+        return Err(Reject::Boundary);
+    }
+    if let Some(s) = sep {
+        let digit_sep_before =
+            c.before(1) == Some(s) && c.before(2).is_some_and(|b| b.is_ascii_digit());
+        let sep_digit_after =
+            c.after(0) == Some(s) && c.after(1).is_some_and(|b| b.is_ascii_digit());
+        if digit_sep_before || sep_digit_after {
+            return Err(Reject::Boundary);
+        }
+    }
+    let digits = &digits[..n];
+    if !luhn_valid(digits) {
+        return Err(Reject::Luhn);
+    }
+    if schemes.lookup(digits).is_none() {
+        return Err(Reject::Scheme);
+    }
+    PiiValue::new(PiiKind::Card, digits).ok_or(Reject::Shape)
+}
+
+/// Luhn (mod 10) check over ASCII digits. False for an empty slice or a non-digit.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    if digits.is_empty() {
+        return false;
+    }
+    let mut sum = 0u32;
+    for (i, &b) in digits.iter().rev().enumerate() {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        let mut d = u32::from(b - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum % 10 == 0
+}
+
+/// Errors in a `[[card_scheme]]` entry; the rules loader adds the file and scheme name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemeError {
+    /// `name` is empty.
+    #[error("scheme name is empty: give it a name such as \"visa\"")]
+    EmptyName,
+    /// `prefixes` is empty.
+    #[error("no prefixes: list at least one, e.g. prefixes = [\"4\"]")]
+    NoPrefixes,
+    /// `lengths` is empty.
+    #[error("no lengths: list the PAN lengths, e.g. lengths = [16]")]
+    NoLengths,
+    /// A prefix or range that is not 1–8 digits, or a range whose ends differ in length or are reversed.
+    #[error("bad prefix {0:?}: use 1-8 digits (\"4\") or an inclusive range of equal-length prefixes (\"2221-2720\")")]
+    BadPrefix(String),
+    /// A length outside 13–19.
+    #[error("bad length {0}: card numbers have 13 to 19 digits")]
+    BadLength(u32),
+}
+
+/// An inclusive range of equal-length numeric prefixes, e.g. `2221-2720`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PrefixRange {
+    /// Invariant: `lo <= hi`, both below `10^digits`.
+    lo: u32,
+    hi: u32,
+    /// Invariant: `1 <= digits <= MAX_PREFIX_DIGITS`.
+    digits: u8,
+}
+
+impl PrefixRange {
+    fn parse(s: &str) -> Result<Self, SchemeError> {
+        let bad = || SchemeError::BadPrefix(s.to_string());
+        let (a, b) = match s.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (s.trim(), s.trim()),
+        };
+        let ok = |p: &str| {
+            (1..=MAX_PREFIX_DIGITS).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
+        };
+        if !ok(a) || !ok(b) || a.len() != b.len() {
+            return Err(bad());
+        }
+        let lo: u32 = a.parse().map_err(|_| bad())?;
+        let hi: u32 = b.parse().map_err(|_| bad())?;
+        if lo > hi {
+            return Err(bad());
+        }
+        Ok(Self {
+            lo,
+            hi,
+            digits: a.len() as u8,
+        })
+    }
+
+    fn contains(&self, pan: &[u8]) -> bool {
+        let k = usize::from(self.digits);
+        if pan.len() < k {
+            return false;
+        }
+        let v = pan[..k]
+            .iter()
+            .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'));
+        (self.lo..=self.hi).contains(&v)
+    }
+}
+
+/// One issuer scheme: prefixes and allowed PAN lengths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardScheme {
+    name: String,
+    prefixes: Vec<PrefixRange>,
+    /// Bit `n` set: a PAN of `n` digits is allowed. Invariant: only bits 13..=19.
+    lengths: u32,
+}
+
+impl CardScheme {
+    /// Builds a scheme from rule-file strings: prefixes `"4"` or `"2221-2720"`, lengths 13–19.
+    pub fn new<S: AsRef<str>>(
+        name: &str,
+        prefixes: &[S],
+        lengths: &[u32],
+    ) -> Result<Self, SchemeError> {
+        if name.trim().is_empty() {
+            return Err(SchemeError::EmptyName);
+        }
+        if prefixes.is_empty() {
+            return Err(SchemeError::NoPrefixes);
+        }
+        if lengths.is_empty() {
+            return Err(SchemeError::NoLengths);
+        }
+        let prefixes = prefixes
+            .iter()
+            .map(|p| PrefixRange::parse(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut mask = 0u32;
+        for &l in lengths {
+            if !(MIN_CARD_DIGITS as u32..=MAX_CARD_DIGITS as u32).contains(&l) {
+                return Err(SchemeError::BadLength(l));
+            }
+            mask |= 1 << l;
+        }
+        Ok(Self {
+            name: name.to_string(),
+            prefixes,
+            lengths: mask,
+        })
+    }
+    /// The scheme's name, e.g. `visa`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// True if the PAN's length and prefix fit this scheme.
+    pub fn matches(&self, pan: &[u8]) -> bool {
+        pan.len() <= MAX_CARD_DIGITS
+            && self.lengths & (1 << pan.len()) != 0
+            && self.prefixes.iter().any(|p| p.contains(pan))
+    }
+}
+
+/// The loaded issuer table, in load order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardSchemes {
+    schemes: Vec<CardScheme>,
+}
+
+impl CardSchemes {
+    /// A table of the given schemes.
+    pub fn new(schemes: Vec<CardScheme>) -> Self {
+        Self { schemes }
+    }
+    /// Appends a scheme.
+    pub fn push(&mut self, s: CardScheme) {
+        self.schemes.push(s);
+    }
+    /// The schemes, in load order.
+    pub fn iter(&self) -> impl Iterator<Item = &CardScheme> {
+        self.schemes.iter()
+    }
+    /// Number of schemes.
+    pub fn len(&self) -> usize {
+        self.schemes.len()
+    }
+    /// True if no scheme is loaded (the card validator then rejects everything).
+    pub fn is_empty(&self) -> bool {
+        self.schemes.is_empty()
+    }
+    /// The first scheme matching the PAN (normalised digits).
+    pub fn lookup(&self, pan: &[u8]) -> Option<&CardScheme> {
+        self.schemes.iter().find(|s| s.matches(pan))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The bundled table, built in code so validator tests do not depend on rule files.
+    pub(crate) fn schemes() -> CardSchemes {
+        let s = |n: &str, p: &[&str], l: &[u32]| CardScheme::new(n, p, l).unwrap();
+        CardSchemes::new(vec![
+            s("visa", &["4"], &[13, 16, 19]),
+            s("mastercard", &["51-55", "2221-2720"], &[16]),
+            s("amex", &["34", "37"], &[15]),
+            s("discover", &["6011", "644-649", "65"], &[16, 17, 18, 19]),
+            s("unionpay", &["62"], &[16, 17, 18, 19]),
+            s("jcb", &["3528-3589"], &[16, 17, 18, 19]),
+            s(
+                "diners",
+                &["300-305", "36", "38-39"],
+                &[14, 15, 16, 17, 18, 19],
+            ),
+        ])
+    }
+
+    fn at(s: &str, start: usize, end: usize) -> Result<PiiValue, Reject> {
+        card(
+            &Candidate::new(s.as_bytes(), start, end).unwrap(),
+            &schemes(),
+        )
+    }
+    fn whole(s: &str) -> Result<PiiValue, Reject> {
+        card(&Candidate::whole(s.as_bytes()), &schemes())
+    }
+
+    #[test]
+    fn luhn() {
+        assert!(luhn_valid(b"4111111111111111"));
+        assert!(luhn_valid(b"79927398713"));
+        assert!(!luhn_valid(b"4111111111111112"));
+        assert!(!luhn_valid(b""));
+        assert!(!luhn_valid(b"41111111111x1111"));
+        assert!(luhn_valid(b"0"));
+    }
+
+    #[test]
+    fn public_test_pans() {
+        for (pan, scheme) in [
+            ("4111111111111111", "visa"),
+            ("4222222222222", "visa"),
+            ("5555555555554444", "mastercard"),
+            ("2223003122003222", "mastercard"),
+            ("378282246310005", "amex"),
+            ("371449635398431", "amex"),
+            ("6011111111111117", "discover"),
+            ("6221261111113245", "unionpay"),
+            ("3530111333300000", "jcb"),
+            ("36227206271667", "diners"),
+            ("30569309025904", "diners"),
+        ] {
+            let v = whole(pan).unwrap_or_else(|e| panic!("{scheme}: {e:?}"));
+            assert_eq!(schemes().lookup(pan.as_bytes()).unwrap().name(), scheme);
+            assert_eq!(v.kind(), PiiKind::Card);
+        }
+        assert_eq!(
+            whole("4111111111111111").unwrap().masked(),
+            "411111******1111"
+        );
+    }
+
+    #[test]
+    fn grouped_forms() {
+        assert!(whole("4111 1111 1111 1111").is_ok());
+        assert!(whole("4111-1111-1111-1111").is_ok());
+        assert!(whole("3782 822463 10005").is_ok());
+        assert!(whole("3056-930902-5904").is_ok());
+        assert_eq!(whole("4111 1111-1111 1111").unwrap_err(), Reject::Shape);
+        assert_eq!(whole("4111  1111 1111 1111").unwrap_err(), Reject::Shape);
+        assert_eq!(whole(" 4111 1111 1111 1111").unwrap_err(), Reject::Shape);
+        assert_eq!(whole("4111 1111 1111 1111 ").unwrap_err(), Reject::Shape);
+        assert_eq!(whole("4111.1111.1111.1111").unwrap_err(), Reject::Shape);
+    }
+
+    #[test]
+    fn decoys() {
+        assert_eq!(whole("4111111111111112").unwrap_err(), Reject::Luhn);
+        // 13-digit millisecond timestamp: no 13-digit scheme starts with 17.
+        let ts = "1732212345678";
+        assert!(matches!(
+            whole(ts).unwrap_err(),
+            Reject::Luhn | Reject::Scheme
+        ));
+        // Luhn-valid but unknown issuer / wrong length for the issuer.
+        assert_eq!(whole("9999999999999995").unwrap_err(), Reject::Scheme);
+        assert!(luhn_valid(b"411111111111116"));
+        assert_eq!(whole("411111111111116").unwrap_err(), Reject::Scheme);
+        assert_eq!(whole("411111111111").unwrap_err(), Reject::Length);
+        assert_eq!(whole("41111111111111111111").unwrap_err(), Reject::Length);
+        assert_eq!(whole("").unwrap_err(), Reject::Length);
+    }
+
+    #[test]
+    fn boundaries() {
+        // Inside a 20-digit run.
+        assert_eq!(
+            at("41111111111111110", 0, 16).unwrap_err(),
+            Reject::Boundary
+        );
+        assert_eq!(
+            at("04111111111111111", 1, 17).unwrap_err(),
+            Reject::Boundary
+        );
+        // A grouped number continuing with another group.
+        assert_eq!(
+            at("4111 1111 1111 1111 1", 0, 19).unwrap_err(),
+            Reject::Boundary
+        );
+        assert_eq!(
+            at("1 4111 1111 1111 1111", 2, 21).unwrap_err(),
+            Reject::Boundary
+        );
+        assert_eq!(
+            at("1-4111-1111-1111-1111", 2, 21).unwrap_err(),
+            Reject::Boundary
+        );
+        // A different separator next to it is fine; so is the end of the data.
+        assert!(at("1-4111 1111 1111 1111 x", 2, 21).is_ok());
+        assert!(at("4111 1111 1111 1111-", 0, 19).is_ok());
+        assert!(at("4111 1111 1111 1111 ", 0, 19).is_ok());
+        assert!(at("x4111111111111111x", 1, 17).is_ok());
+        // Plain runs only check the adjacent byte.
+        assert!(at("1 4111111111111111 2", 2, 18).is_ok());
+    }
+
+    #[test]
+    fn scheme_parsing() {
+        assert!(CardScheme::new("x", &["2221-2720"], &[16]).is_ok());
+        for bad in ["", "a", "12-1", "2720-2221", "123456789", "1-"] {
+            assert_eq!(
+                CardScheme::new("x", &[bad], &[16]).unwrap_err(),
+                SchemeError::BadPrefix(bad.to_string())
+            );
+        }
+        assert_eq!(
+            CardScheme::new("x", &["4"], &[12]).unwrap_err(),
+            SchemeError::BadLength(12)
+        );
+        assert_eq!(
+            CardScheme::new("x", &["4"], &[20]).unwrap_err(),
+            SchemeError::BadLength(20)
+        );
+        assert_eq!(
+            CardScheme::new::<&str>("x", &[], &[16]).unwrap_err(),
+            SchemeError::NoPrefixes
+        );
+        assert_eq!(
+            CardScheme::new("x", &["4"], &[]).unwrap_err(),
+            SchemeError::NoLengths
+        );
+        assert_eq!(
+            CardScheme::new(" ", &["4"], &[16]).unwrap_err(),
+            SchemeError::EmptyName
+        );
+        let mc = CardScheme::new("mc", &["2221-2720"], &[16]).unwrap();
+        assert!(mc.matches(b"2221000000000009"));
+        assert!(mc.matches(b"2720990000000000"));
+        assert!(!mc.matches(b"2220990000000000"));
+        assert!(!mc.matches(b"2721000000000000"));
+        assert!(!mc.matches(b"222100000000000"));
+    }
+}

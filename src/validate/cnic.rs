@@ -1,0 +1,118 @@
+//! Pakistani CNIC: `DDDDD-DDDDDDD-D` or 13 bare digits. There is no check digit, so the
+//! only structural tests are the shape, the first (province) digit and the boundaries.
+
+use super::{touches_digit, Candidate, Reject};
+use crate::pii::{PiiKind, PiiValue};
+
+/// Digits in a CNIC.
+pub const CNIC_DIGITS: usize = 13;
+/// Length of the dashed form `DDDDD-DDDDDDD-D`.
+const DASHED_LEN: usize = 15;
+
+/// Validates a CNIC candidate: exact shape, first digit 1–7, no digit touching either side.
+/// Context keywords are the rule's business (see [`super::keyword_before`]).
+pub fn cnic(c: &Candidate<'_>) -> Result<PiiValue, Reject> {
+    let hit = c.hit();
+    let mut digits = [0u8; CNIC_DIGITS];
+    match hit.len() {
+        CNIC_DIGITS => {
+            if !hit.iter().all(u8::is_ascii_digit) {
+                return Err(Reject::Shape);
+            }
+            digits.copy_from_slice(hit);
+        }
+        DASHED_LEN => {
+            let mut n = 0;
+            for (i, &b) in hit.iter().enumerate() {
+                let dash = i == 5 || i == 13;
+                match (dash, b) {
+                    (true, b'-') => {}
+                    (false, b'0'..=b'9') => {
+                        digits[n] = b;
+                        n += 1;
+                    }
+                    _ => return Err(Reject::Shape),
+                }
+            }
+            debug_assert_eq!(n, CNIC_DIGITS);
+        }
+        _ => return Err(Reject::Length),
+    }
+    if !(b'1'..=b'7').contains(&digits[0]) {
+        return Err(Reject::FirstDigit);
+    }
+    if touches_digit(c) {
+        return Err(Reject::Boundary);
+    }
+    PiiValue::new(PiiKind::Cnic, &digits).ok_or(Reject::Shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str, start: usize, end: usize) -> Result<PiiValue, Reject> {
+        cnic(&Candidate::new(s.as_bytes(), start, end).unwrap())
+    }
+    fn whole(s: &str) -> Result<PiiValue, Reject> {
+        cnic(&Candidate::whole(s.as_bytes()))
+    }
+
+    #[test]
+    fn accepts_both_forms_and_masks() {
+        assert_eq!(
+            whole("35202-1234567-1").unwrap().masked(),
+            "35202-*******-1"
+        );
+        assert_eq!(whole("3520212345671").unwrap().masked(), "35202-*******-1");
+        assert_eq!(
+            at("CNIC: 35202-1234567-1.", 6, 21).unwrap().masked(),
+            "35202-*******-1"
+        );
+        for first in b'1'..=b'7' {
+            let s = format!("{}5202-1234567-1", first as char);
+            assert!(whole(&s).is_ok(), "first digit {}", first as char);
+        }
+    }
+
+    #[test]
+    fn rejects_first_digit_0_8_9() {
+        for s in [
+            "05202-1234567-1",
+            "85202-1234567-1",
+            "95202-1234567-1",
+            "0520212345671",
+        ] {
+            assert_eq!(whole(s).unwrap_err(), Reject::FirstDigit, "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_shapes() {
+        assert_eq!(whole("35202 1234567 1").unwrap_err(), Reject::Shape);
+        assert_eq!(whole("352021-234567-1").unwrap_err(), Reject::Shape);
+        assert_eq!(whole("35202-1234567-12").unwrap_err(), Reject::Length);
+        assert_eq!(whole("352021234567").unwrap_err(), Reject::Length);
+        assert_eq!(whole("35202123456a1").unwrap_err(), Reject::Shape);
+        assert_eq!(whole("").unwrap_err(), Reject::Length);
+    }
+
+    #[test]
+    fn boundaries() {
+        // digit after / before
+        assert_eq!(at("35202-1234567-12", 0, 15).unwrap_err(), Reject::Boundary);
+        assert_eq!(at("135202-1234567-1", 1, 16).unwrap_err(), Reject::Boundary);
+        assert_eq!(at("35202123456712", 0, 13).unwrap_err(), Reject::Boundary);
+        assert_eq!(at("93520212345671", 1, 14).unwrap_err(), Reject::Boundary);
+        // non-digits and stream ends are boundaries
+        assert!(at("x3520212345671x", 1, 14).is_ok());
+        assert!(at("-35202-1234567-1-", 1, 16).is_ok());
+    }
+
+    #[test]
+    fn timestamp_is_shape_valid() {
+        // A 13-digit millisecond timestamp looks like a CNIC; only a required context keyword
+        // (rule `NGB-CNIC-002`) keeps it out. This documents why that rule requires context.
+        assert!(whole("1732212345678").is_ok());
+    }
+}
