@@ -136,6 +136,11 @@ impl Source {
     }
 }
 
+fn wall_clock() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Results of the capture thread's per-packet triage (metric label `result`).
 #[derive(Clone, Copy)]
 enum Triage {
@@ -199,6 +204,8 @@ impl CaptureLoop {
                 _ => self.dispatcher.flush(),
             }
             if self.last_publish.elapsed() >= Duration::from_secs(1) {
+                // Once a second: let workers run their timers even if no packet reaches them.
+                self.dispatcher.tick(wall_clock());
                 let stats = live.stats();
                 self.publish_stats(stats);
             }

@@ -7,7 +7,7 @@ use common::*;
 use std::process::Command;
 
 fn run(args: &[&str]) -> Run {
-    output_to_run(Command::new(bin()).args(args).output().unwrap())
+    output_raw(Command::new(bin()).args(args).output().unwrap())
 }
 
 fn one_line_error(r: &Run) -> &str {

@@ -163,6 +163,24 @@ impl DirScanner {
         }
     }
 
+    /// True when some hit waits for the bytes after it before it can be validated.
+    pub fn has_pending(&self) -> bool {
+        self.active.as_ref().is_some_and(|a| a.n_pending > 0)
+    }
+
+    /// The stream went quiet: decide the waiting hits now, treating the current end as a
+    /// boundary, and keep the stream open. Without this a value that ends a segment would only be
+    /// reported when the next segment or the end of the flow arrives, which on an idle keep-alive
+    /// connection can be minutes later.
+    pub fn settle(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
+        if let Some(a) = self.active.as_mut() {
+            if a.n_pending > 0 && a.owner == m.id() && w.owner == m.id() {
+                w.hits.clear();
+                a.resolve(&m.inner, w, &[], true, out);
+            }
+        }
+    }
+
     /// Heap bytes held (Hyperscan stream state and the tail), for memory accounting.
     pub fn memory(&self) -> usize {
         self.active.as_ref().map_or(0, |a| {

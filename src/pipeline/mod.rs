@@ -29,11 +29,13 @@ struct PacketMeta {
 pub struct Batch {
     data: Vec<u8>,
     pkts: Vec<PacketMeta>,
+    /// Live capture on a quiet link: the current time, so the worker can run its timers.
+    tick: Option<Timestamp>,
 }
 
 impl Batch {
     fn with_capacity(packets: usize) -> Batch {
-        Batch { data: Vec::with_capacity(BATCH_BYTES + 65536), pkts: Vec::with_capacity(packets) }
+        Batch { data: Vec::with_capacity(BATCH_BYTES + 65536), pkts: Vec::with_capacity(packets), tick: None }
     }
 
     /// Appends a copy of `frame`.
@@ -57,6 +59,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.pkts.clear();
+        self.tick = None;
     }
 
     /// The packets, in arrival order.
@@ -140,6 +143,22 @@ impl Dispatcher {
             self.dropped_packets += back.len() as u64;
             back.clear();
             self.current[worker] = back;
+        }
+    }
+
+    /// Sends every worker the current time with whatever it has queued, so timers run on a quiet
+    /// link (live capture only; never blocks).
+    pub fn tick(&mut self, now: Timestamp) {
+        for w in 0..self.current.len() {
+            let fresh = self.pool.try_recv().unwrap_or_else(|_| Batch::with_capacity(self.batch_packets));
+            let mut b = std::mem::replace(&mut self.current[w], fresh);
+            b.tick = Some(now);
+            if let Err(e) = self.queues[w].try_send(b) {
+                let mut back = e.into_inner();
+                self.dropped_packets += back.len() as u64;
+                back.clear();
+                self.current[w] = back;
+            }
         }
     }
 

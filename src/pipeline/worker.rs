@@ -44,6 +44,10 @@ pub struct WorkerShared {
 /// How often (packet time) idle flows are expired and waiting batches raised.
 const TICK: Duration = Duration::from_secs(1);
 
+/// A hit at the very end of a stream's data waits for the next bytes to check its boundary; if
+/// the stream stays quiet this long, it is decided without them.
+const SETTLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Per-flow state. A flow is only tracked when it crosses the home-net boundary, so exactly one
 /// direction is egress; only that direction is reassembled and scanned.
 struct Flow {
@@ -188,12 +192,15 @@ impl Worker {
 
     /// Processes one batch.
     pub fn batch(&mut self, batch: &Batch) {
-        let mut last = None;
         for (ts, link, frame) in batch.iter() {
+            // Housekeeping first, so a quiet flow's waiting hit is decided with the time of its
+            // own last packet, not that of whatever packet came next.
+            if ts.since(self.last_tick) >= TICK {
+                self.tick(ts);
+            }
             self.packet(ts, link, frame);
-            last = Some(ts);
         }
-        if let Some(ts) = last {
+        if let Some(ts) = batch.tick {
             if ts.since(self.last_tick) >= TICK {
                 self.tick(ts);
             }
@@ -215,9 +222,19 @@ impl Worker {
         let keys = std::mem::take(&mut engine.pending_flows);
         for key in keys {
             let Some(entry) = table.peek_mut(&key) else { continue };
+            let last_seen = entry.last_seen;
             let flow = &mut entry.value;
+            if flow.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
+                let e = &mut *engine;
+                let findings = &mut e.findings;
+                flow.scanner.settle(&e.shared.matcher, &mut e.scratch, &mut |f| findings.push(f));
+                if !e.findings.is_empty() {
+                    // The value was complete when the flow's last packet arrived.
+                    e.record_findings(&key, flow, last_seen);
+                }
+            }
             engine.raise_due(&key, flow, now, false);
-            flow.listed_pending = flow.leaks.as_ref().is_some_and(|l| l.has_pending());
+            flow.listed_pending = flow.scanner.has_pending() || flow.leaks.as_ref().is_some_and(|l| l.has_pending());
             if flow.listed_pending {
                 engine.pending_flows.push(key);
             }
@@ -297,7 +314,7 @@ impl Worker {
         if !engine.findings.is_empty() {
             engine.record_findings(&key, flow, ts);
         }
-        if !flow.listed_pending && flow.leaks.as_ref().is_some_and(|l| l.has_pending()) {
+        if !flow.listed_pending && (flow.scanner.has_pending() || flow.leaks.as_ref().is_some_and(|l| l.has_pending())) {
             flow.listed_pending = true;
             engine.pending_flows.push(key);
         }

@@ -85,6 +85,13 @@ pub fn read_files(dir: &Path, files: &[&Path], extra: &[&str]) -> Run {
     output_to_run(cmd.output().unwrap())
 }
 
+/// Like [`output_to_run`] for commands whose stdout is not alerts.
+pub fn output_raw(out: Output) -> Run {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    Run { alerts: Vec::new(), stdout, stderr, status: out.status }
+}
+
 pub fn output_to_run(out: Output) -> Run {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
