@@ -64,9 +64,7 @@ fn corpus() -> (Vec<u8>, usize) {
                     out.extend_from_slice(planted[n_planted % planted.len()]);
                     n_planted += 1;
                 } else {
-                    out.extend_from_slice(
-                        b"Content-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\n",
-                    );
+                    out.extend_from_slice(b"Content-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\n");
                 }
             }
         }

@@ -8,7 +8,7 @@
 use criterion::{criterion_group, Criterion, Throughput};
 use nigehban::capture::{FileSource, Next};
 use nigehban::cli::{self, CommonArgs, InputArgs};
-use nigehban::decode::{DefragConfig, Decoder};
+use nigehban::decode::{Decoder, DefragConfig};
 use nigehban::synth::{self, MixConfig, TcpConn};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -23,19 +23,29 @@ fn data_dir() -> PathBuf {
 
 /// The benchmark capture and its TCP payload byte count.
 fn mix_capture() -> (PathBuf, u64) {
-    let mb: usize = std::env::var("NIGEHBAN_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(48);
-    let path = data_dir().join(format!("mix-{mb}mb.pcap"));
-    let cfg = MixConfig { payload_bytes: mb << 20, ..MixConfig::default() };
+    let mb: usize = std::env::var("NIGEHBAN_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48);
+    let path = data_dir().join(format!("mix-egress-{mb}mb.pcap"));
+    let cfg = MixConfig {
+        payload_bytes: mb << 20,
+        ..MixConfig::default()
+    };
     if !path.exists() {
         let frames = synth::benign_mix(&cfg);
         synth::write_pcap(&path, &frames).unwrap();
     }
-    (path, payload_bytes(&data_dir().join(format!("mix-{mb}mb.pcap"))))
+    let bytes = payload_bytes(&path);
+    (path, bytes)
 }
 
 fn payload_bytes(path: &Path) -> u64 {
     let mut src = FileSource::open(path).unwrap();
-    let mut dec = Decoder::new(DefragConfig { memcap: 1 << 20, timeout: Duration::from_secs(30) });
+    let mut dec = Decoder::new(DefragConfig {
+        memcap: 1 << 20,
+        timeout: Duration::from_secs(30),
+    });
     let link = src.link();
     let mut total = 0u64;
     while let Ok(Next::Packet(p)) = src.next_packet() {
@@ -61,11 +71,17 @@ fn run_read(path: &Path, workers: usize) {
 fn pipeline(c: &mut Criterion) {
     let (path, payload) = mix_capture();
     let mut g = c.benchmark_group("read");
-    g.sample_size(10).measurement_time(Duration::from_secs(20)).throughput(Throughput::Bytes(payload));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Bytes(payload));
     g.bench_function("floor_read_and_decode", |b| b.iter(|| payload_bytes(&path)));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    for workers in [1, (cores - 1).max(1), cores] {
-        g.bench_function(format!("pipeline_{workers}_workers"), |b| b.iter(|| run_read(&path, workers)));
+    let mut counts = vec![1, (cores - 1).max(1), cores];
+    counts.dedup();
+    for workers in counts {
+        g.bench_function(format!("pipeline_{workers}_workers"), |b| {
+            b.iter(|| run_read(&path, workers))
+        });
     }
     g.finish();
 }
@@ -83,8 +99,20 @@ fn idle_flow_memory() {
         if !path.exists() {
             let mut frames = Vec::new();
             for i in 0..flows {
-                let client = format!("10.{}.{}.{}:{}", (i >> 16) as u8, (i >> 8) as u8, i as u8, 1024 + (i % 60000));
-                let mut c = TcpConn::new(client.parse().unwrap(), "203.0.113.1:443".parse().unwrap(), i, i, nigehban::clock::Timestamp::from_micros(1_763_769_600_000_000 + u64::from(i)));
+                let client = format!(
+                    "10.{}.{}.{}:{}",
+                    (i >> 16) as u8,
+                    (i >> 8) as u8,
+                    i as u8,
+                    1024 + (i % 60000)
+                );
+                let mut c = TcpConn::new(
+                    client.parse().unwrap(),
+                    "203.0.113.1:443".parse().unwrap(),
+                    i,
+                    i,
+                    nigehban::clock::Timestamp::from_micros(1_763_769_600_000_000 + u64::from(i)),
+                );
                 frames.extend(c.handshake());
             }
             synth::write_pcap(&path, &frames).unwrap();
@@ -92,10 +120,26 @@ fn idle_flow_memory() {
         let out = std::process::Command::new("/usr/bin/time")
             .args(["-f", "%M"])
             .arg(&bin)
-            .args(["read", path.to_str().unwrap(), "--metrics-listen", "off", "--alerts", "/dev/null", "--workers", "1"])
+            .args([
+                "read",
+                path.to_str().unwrap(),
+                "--metrics-listen",
+                "off",
+                "--alerts",
+                "/dev/null",
+                "--workers",
+                "1",
+            ])
             .output();
         match out {
-            Ok(o) => String::from_utf8_lossy(&o.stderr).lines().last().and_then(|l| l.trim().parse::<u64>().ok()).unwrap_or(0) * 1024,
+            Ok(o) => {
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .and_then(|l| l.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024
+            }
             Err(_) => 0,
         }
     };
@@ -105,7 +149,13 @@ fn idle_flow_memory() {
         eprintln!("idle-flow memory: needs /usr/bin/time (Debian package 'time')");
         return;
     }
-    println!("idle TCP flow memory: {} bytes per flow ({} flows, peak RSS {} MiB vs {} MiB empty)", (full - base) / u64::from(n), n, full >> 20, base >> 20);
+    println!(
+        "idle TCP flow memory: {} bytes per flow ({} flows, peak RSS {} MiB vs {} MiB empty)",
+        (full - base) / u64::from(n),
+        n,
+        full >> 20,
+        base >> 20
+    );
 }
 
 criterion_group!(benches, pipeline);

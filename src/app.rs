@@ -74,12 +74,25 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         metrics: Arc::clone(&metrics),
         alerts: alert_tx,
     });
-    let when_full = if source.is_live() { WhenFull::Drop } else { WhenFull::Block };
-    let (dispatcher, queues) = pipeline::channels(settings.workers, settings.pipeline.queue_batches, settings.pipeline.batch_packets, when_full);
+    let when_full = if source.is_live() {
+        WhenFull::Drop
+    } else {
+        WhenFull::Block
+    };
+    let (dispatcher, queues) = pipeline::channels(
+        settings.workers,
+        settings.pipeline.queue_batches,
+        settings.pipeline.batch_packets,
+        when_full,
+    );
     let mut handles = Vec::new();
     for (id, q) in queues.into_iter().enumerate() {
         let w = Worker::new(id, Arc::clone(&shared))?;
-        handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || w.run(q))?);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || w.run(q))?,
+        );
     }
     drop(shared);
 
@@ -99,9 +112,21 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     }
     let alerts = sink.join().unwrap_or(0);
     let capture = source.stats();
-    tracing::info!(packets, alerts, queue_drops, kernel_drops = capture.dropped, interface_drops = capture.if_dropped, "finished");
+    tracing::info!(
+        packets,
+        alerts,
+        queue_drops,
+        kernel_drops = capture.dropped,
+        interface_drops = capture.if_dropped,
+        "finished"
+    );
     result?;
-    Ok(Summary { packets, alerts, queue_drops, capture })
+    Ok(Summary {
+        packets,
+        alerts,
+        queue_drops,
+        capture,
+    })
 }
 
 /// The packet source for this run.
@@ -113,7 +138,11 @@ enum Source {
 impl Source {
     fn open(input: &InputMode) -> anyhow::Result<Source> {
         Ok(match input {
-            InputMode::Live { interface, bpf, buffer_mb } => Source::Live(LiveSource::open(interface, bpf.as_deref(), *buffer_mb)?),
+            InputMode::Live {
+                interface,
+                bpf,
+                buffer_mb,
+            } => Source::Live(LiveSource::open(interface, bpf.as_deref(), *buffer_mb)?),
             InputMode::Files(files) => {
                 // Check every file up front: a typo in the last file should not cost a long run.
                 for f in files {
@@ -137,7 +166,9 @@ impl Source {
 }
 
 fn wall_clock() -> Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     Timestamp::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
@@ -280,7 +311,17 @@ impl CaptureLoop {
             crate::decode::Transport::Tcp(_) => Proto::Tcp,
             crate::decode::Transport::Udp => Proto::Udp,
         };
-        let (key, _) = FlowKey::new(proto, Endpoint { ip: pkt.src, port: pkt.src_port }, Endpoint { ip: pkt.dst, port: pkt.dst_port });
+        let (key, _) = FlowKey::new(
+            proto,
+            Endpoint {
+                ip: pkt.src,
+                port: pkt.src_port,
+            },
+            Endpoint {
+                ip: pkt.dst,
+                port: pkt.dst_port,
+            },
+        );
         let worker = (self.hasher.hash(&key) % self.dispatcher.workers() as u64) as usize;
         match pkt.reassembled {
             Some(datagram) => self.dispatcher.push(worker, ts, LinkType::RawIp, datagram),
@@ -308,9 +349,12 @@ impl CaptureLoop {
         for (w, depth) in self.dispatcher.queue_depths().enumerate() {
             m.queue_depth.with_label_values(&[&w.to_string()]).set(depth as i64);
         }
-        m.capture_received.inc_by(s.received.saturating_sub(self.last_stats.received));
-        m.capture_kernel_drops.inc_by(s.dropped.saturating_sub(self.last_stats.dropped));
-        m.capture_interface_drops.inc_by(s.if_dropped.saturating_sub(self.last_stats.if_dropped));
+        m.capture_received
+            .inc_by(s.received.saturating_sub(self.last_stats.received));
+        m.capture_kernel_drops
+            .inc_by(s.dropped.saturating_sub(self.last_stats.dropped));
+        m.capture_interface_drops
+            .inc_by(s.if_dropped.saturating_sub(self.last_stats.if_dropped));
         self.last_stats = s;
     }
 }

@@ -25,6 +25,6 @@ pub mod pii;
 pub mod pipeline;
 pub mod reassembly;
 pub mod rules;
-pub mod validate;
 pub mod sink;
 pub mod synth;
+pub mod validate;

@@ -11,7 +11,13 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) if e.use_stderr() => {
             // clap's own report spans several lines; scripts and service logs want one.
-            let first = e.to_string().lines().next().unwrap_or("bad command line").trim_start_matches("error: ").to_string();
+            let first = e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("bad command line")
+                .trim_start_matches("error: ")
+                .to_string();
             eprintln!("nigehban: error: {first} (see nigehban --help)");
             return ExitCode::from(2);
         }
@@ -31,8 +37,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGEHBAN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGEHBAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -41,7 +50,9 @@ fn init_logs(format: LogFormat) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (input, common) = match cli.command {
-        Command::Rules { command: RulesCommand::Check { dir } } => {
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => {
             let dir = dir.unwrap_or_else(cli::default_rules_dir);
             let matcher = nigehban::app::load_matcher(&dir)?;
             let report = nigehban::rules::check(&matcher)?;
@@ -49,7 +60,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Read(a) => (InputArgs::Files(a.files), a.common),
-        Command::Capture(a) => (InputArgs::Live { interface: a.interface, bpf: a.bpf, buffer_mb: a.buffer_mb }, a.common),
+        Command::Capture(a) => (
+            InputArgs::Live {
+                interface: a.interface,
+                bpf: a.bpf,
+                buffer_mb: a.buffer_mb,
+            },
+            a.common,
+        ),
     };
     let settings = cli::settings(Some(input), &common)?;
     init_logs(settings.log_format);

@@ -29,7 +29,14 @@ fn bad_cidr_names_the_cidr() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("e.pcap");
     nigehban::synth::write_pcap(&p, &[]).unwrap();
-    let r = run(&["read", p.to_str().unwrap(), "--home-net", "10.0.0.0/40", "--metrics-listen", "off"]);
+    let r = run(&[
+        "read",
+        p.to_str().unwrap(),
+        "--home-net",
+        "10.0.0.0/40",
+        "--metrics-listen",
+        "off",
+    ]);
     assert_eq!(r.status.code(), Some(1));
     assert!(one_line_error(&r).contains("10.0.0.0/40"));
 }
@@ -52,7 +59,11 @@ fn missing_and_non_pcap_files_are_named() {
 #[test]
 fn broken_rule_is_named_with_its_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(rules_dir().join("card_schemes.toml"), dir.path().join("card_schemes.toml")).unwrap();
+    std::fs::copy(
+        rules_dir().join("card_schemes.toml"),
+        dir.path().join("card_schemes.toml"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("broken.toml"),
         "[[rule]]\nid = \"X-1\"\nname = \"broken\"\npii = \"cnic\"\nseverity = \"high\"\nvalidator = \"cnic\"\npatterns = ['\\d{5}-(\\d{7}']\n",
@@ -65,7 +76,14 @@ fn broken_rule_is_named_with_its_file() {
 
     let pcap = dir.path().join("e.pcap");
     nigehban::synth::write_pcap(&pcap, &[]).unwrap();
-    let r = run(&["read", pcap.to_str().unwrap(), "--rules", dir.path().to_str().unwrap(), "--metrics-listen", "off"]);
+    let r = run(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--rules",
+        dir.path().to_str().unwrap(),
+        "--metrics-listen",
+        "off",
+    ]);
     assert_eq!(r.status.code(), Some(1));
     assert!(one_line_error(&r).contains("broken.toml"));
 }
@@ -89,8 +107,16 @@ fn truncated_capture_processes_what_is_readable_and_reports_the_offset() {
     std::fs::write(&p, &bytes).unwrap();
     let r = read_files(dir.path(), &[p.as_path()], &[]);
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
-    assert_eq!(r.hashes(), vec![expected_hash("35202-1234567-2")], "packets before the damage are processed and flows flushed");
-    let line = r.stderr.lines().find(|l| l.starts_with("nigehban: error:")).expect("error line");
+    assert_eq!(
+        r.hashes(),
+        vec![expected_hash("35202-1234567-2")],
+        "packets before the damage are processed and flows flushed"
+    );
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("nigehban: error:"))
+        .expect("error line");
     assert!(line.contains(&format!("offset {damage}")), "{line}");
     assert!(line.contains("t.pcap"), "{line}");
 }

@@ -15,7 +15,11 @@ fn demo_capture_is_current_and_alerts_as_documented() {
     if std::env::var_os("NIGEHBAN_REGEN_DEMO").is_some() {
         std::fs::copy(&fresh, &path).unwrap();
     }
-    assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&fresh).unwrap(), "tests/data/demo.pcap is stale: regenerate it (see this file's doc)");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&fresh).unwrap(),
+        "tests/data/demo.pcap is stale: regenerate it (see this file's doc)"
+    );
 
     let run = read_files(dir.path(), &[path.as_path()], &[]);
     assert!(run.status.success(), "{}", run.stderr);
@@ -24,7 +28,11 @@ fn demo_capture_is_current_and_alerts_as_documented() {
         .iter()
         .flat_map(|a| {
             let src = a["source"]["ip"].as_str().unwrap().to_string();
-            a["pii"]["matches"].as_array().unwrap().iter().map(move |m| (src.clone(), m["masked"].as_str().unwrap().to_string()))
+            a["pii"]["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |m| (src.clone(), m["masked"].as_str().unwrap().to_string()))
         })
         .collect();
     got.sort();

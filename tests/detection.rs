@@ -24,7 +24,12 @@ fn cnic_split_at_every_byte_offset_is_found_once_per_flow() {
     let payload = format!("customer cnic {CNIC} verified");
     let mut frames = Vec::new();
     for cut in 1..payload.len() {
-        frames.extend(egress_conn(20000 + cut as u16, payload.as_bytes(), &[cut, payload.len()], cut as u64 * 10_000));
+        frames.extend(egress_conn(
+            20000 + cut as u16,
+            payload.as_bytes(),
+            &[cut, payload.len()],
+            cut as u64 * 10_000,
+        ));
     }
     frames.sort_by_key(|f| f.ts);
     let run = read_frames(&frames, &[]);
@@ -46,7 +51,12 @@ fn card_split_into_three_and_ten_segments_and_out_of_order() {
     for a in 9..18 {
         for b in (a + 1)..28 {
             port += 1;
-            frames.extend(egress_conn(port, payload.as_bytes(), &[a, b - a, payload.len()], u64::from(port) * 1000));
+            frames.extend(egress_conn(
+                port,
+                payload.as_bytes(),
+                &[a, b - a, payload.len()],
+                u64::from(port) * 1000,
+            ));
         }
     }
     let n_three = port - 30000;
@@ -78,7 +88,15 @@ fn retransmissions_and_overlaps_do_not_duplicate_or_hide() {
         f.push(s.clone());
         f.push(s.clone());
     }
-    f.push(c.frame_at(true, base + 5, Flags { ack: true, ..Flags::default() }, &payload.as_bytes()[5..30]));
+    f.push(c.frame_at(
+        true,
+        base + 5,
+        Flags {
+            ack: true,
+            ..Flags::default()
+        },
+        &payload.as_bytes()[5..30],
+    ));
     f.extend(c.close());
     let run = read_frames(&f, &[]);
     assert!(run.status.success(), "{}", run.stderr);
@@ -97,14 +115,26 @@ fn ipv6_vlan_qinq_and_midstream_pickup() {
     frames.extend(v6.close());
     // Single VLAN tag and QinQ.
     for (port, vlans) in [(40010u16, vec![100u16]), (40011, vec![200, 300])] {
-        let mut c = TcpConn::new(sa(&format!("10.0.0.8:{port}")), sa("203.0.113.10:443"), 1, 2, t(u64::from(port)));
+        let mut c = TcpConn::new(
+            sa(&format!("10.0.0.8:{port}")),
+            sa("203.0.113.10:443"),
+            1,
+            2,
+            t(u64::from(port)),
+        );
         c.vlans = vlans;
         frames.extend(c.handshake());
         frames.extend(c.send(true, payload.as_bytes()));
         frames.extend(c.close());
     }
     // Midstream: capture starts after the handshake.
-    let mut m = TcpConn::new(sa("10.0.0.9:40020"), sa("203.0.113.10:443"), 4_294_967_270, 2, t(50_000));
+    let mut m = TcpConn::new(
+        sa("10.0.0.9:40020"),
+        sa("203.0.113.10:443"),
+        4_294_967_270,
+        2,
+        t(50_000),
+    );
     m.handshake();
     frames.extend(m.send(true, b"earlier bytes of a long-lived session; "));
     frames.extend(m.send(true, payload.as_bytes()));
@@ -112,7 +142,11 @@ fn ipv6_vlan_qinq_and_midstream_pickup() {
     let run = read_frames(&frames, &[]);
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(run.hashes().len(), 4, "{:?}", run.alerts);
-    let v6_alert = run.alerts.iter().find(|a| a["network"]["type"] == "ipv6").expect("an IPv6 alert");
+    let v6_alert = run
+        .alerts
+        .iter()
+        .find(|a| a["network"]["type"] == "ipv6")
+        .expect("an IPv6 alert");
     assert_eq!(v6_alert["source"]["ip"], "fd00::5");
     assert_eq!(v6_alert["destination"]["ip"], "2001:db8::10");
 }
@@ -183,14 +217,26 @@ fn only_inside_to_outside_bytes_alert() {
         .alerts
         .iter()
         .map(|a| {
-            (a["source"]["ip"].as_str().unwrap().to_string(), a["destination"]["ip"].as_str().unwrap().to_string(), a["pii"]["matches"][0]["hash"].as_str().unwrap().to_string())
+            (
+                a["source"]["ip"].as_str().unwrap().to_string(),
+                a["destination"]["ip"].as_str().unwrap().to_string(),
+                a["pii"]["matches"][0]["hash"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
     assert_eq!(
         got,
         vec![
-            ("10.0.0.1".into(), "203.0.113.1".into(), expected_hash("35202-1234567-2")),
-            ("192.168.1.1".into(), "198.51.100.1".into(), expected_hash("61101-7654321-8")),
+            (
+                "10.0.0.1".into(),
+                "203.0.113.1".into(),
+                expected_hash("35202-1234567-2")
+            ),
+            (
+                "192.168.1.1".into(),
+                "198.51.100.1".into(),
+                expected_hash("61101-7654321-8")
+            ),
         ]
     );
     for a in &run.alerts {
@@ -198,14 +244,19 @@ fn only_inside_to_outside_bytes_alert() {
         assert!(a["network"]["community_id"].as_str().unwrap().starts_with("1:"));
     }
     // --home-net moves the boundary: with only 10.0.0.1 inside, 10.0.0.2 is outside.
-    let run = read_frames(&both_ways("10.0.0.1:1002", "10.0.0.2:80", 0), &["--home-net", "10.0.0.1/32"]);
+    let run = read_frames(
+        &both_ways("10.0.0.1:1002", "10.0.0.2:80", 0),
+        &["--home-net", "10.0.0.1/32"],
+    );
     assert_eq!(run.hashes(), vec![expected_hash("35202-1234567-2")]);
 }
 
 #[test]
 fn bulk_upload_reports_each_value_once_in_few_alerts() {
     // 450 distinct card numbers (Luhn-valid Visa, generated), each sent twice.
-    let cards: Vec<String> = (0..450u64).map(|i| luhn_complete(&format!("4{:014}", 100_000_000 + i * 7919))).collect();
+    let cards: Vec<String> = (0..450u64)
+        .map(|i| luhn_complete(&format!("4{:014}", 100_000_000 + i * 7919)))
+        .collect();
     let mut body = String::from("card\n");
     for c in cards.iter().chain(cards.iter()) {
         body.push_str(c);
@@ -220,7 +271,11 @@ fn bulk_upload_reports_each_value_once_in_few_alerts() {
     let mut want: Vec<String> = cards.iter().map(|c| expected_hash(c)).collect();
     want.sort();
     assert_eq!(run.hashes(), want, "every distinct value exactly once");
-    assert!(run.alerts.len() <= 2 + 450 / 100, "{} alerts for one upload", run.alerts.len());
+    assert!(
+        run.alerts.len() <= 2 + 450 / 100,
+        "{} alerts for one upload",
+        run.alerts.len()
+    );
     for a in &run.alerts {
         assert!(a["pii"]["matches"].as_array().unwrap().len() <= 100);
     }
@@ -232,14 +287,32 @@ fn luhn_complete(prefix: &str) -> String {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 0 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
         .sum();
     format!("{prefix}{}", (10 - sum % 10) % 10)
 }
 
 #[test]
 fn udp_datagrams_are_scanned() {
-    let frames = vec![Frame { ts: t(0), data: nigehban::synth::udp_frame(sa("10.0.0.12:5353"), sa("203.0.113.53:53"), format!("identity card {CNIC}").as_bytes()) }];
+    let frames = vec![Frame {
+        ts: t(0),
+        data: nigehban::synth::udp_frame(
+            sa("10.0.0.12:5353"),
+            sa("203.0.113.53:53"),
+            format!("identity card {CNIC}").as_bytes(),
+        ),
+    }];
     let run = read_frames(&frames, &[]);
     assert_eq!(run.hashes(), vec![expected_hash(CNIC)]);
     assert_eq!(run.alerts[0]["network"]["transport"], "udp");

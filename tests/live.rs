@@ -15,24 +15,41 @@ struct Netns {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("iproute2 'ip' is installed");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 'ip' is installed");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Netns {
     fn new(tag: &str) -> Netns {
         let id = std::process::id() % 100_000;
-        let n = Netns { a: format!("ngb{tag}a{id}"), b: format!("ngb{tag}b{id}") };
+        let n = Netns {
+            a: format!("ngb{tag}a{id}"),
+            b: format!("ngb{tag}b{id}"),
+        };
         ip(&["netns", "add", &n.a]);
         ip(&["netns", "add", &n.b]);
-        ip(&["link", "add", "ngbva", "netns", &n.a, "type", "veth", "peer", "name", "ngbvb", "netns", &n.b]);
+        ip(&[
+            "link", "add", "ngbva", "netns", &n.a, "type", "veth", "peer", "name", "ngbvb", "netns", &n.b,
+        ]);
         ip(&["-n", &n.a, "addr", "add", "10.99.0.1/24", "dev", "ngbva"]);
         ip(&["-n", &n.b, "addr", "add", "10.99.0.2/24", "dev", "ngbvb"]);
         for (ns, dev) in [(&n.a, "ngbva"), (&n.b, "ngbvb")] {
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             // Offloads would hand libpcap 64 KiB super-frames; a SPAN port never does.
-            let _ = Command::new("ip").args(["netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"]).output();
+            let _ = Command::new("ip")
+                .args([
+                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                ])
+                .output();
         }
         n
     }
@@ -91,7 +108,11 @@ fn wait_for_metrics(ns: &Netns, port: u16) -> String {
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).into_owned();
         }
-        assert!(Instant::now() < deadline, "metrics endpoint never came up: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "metrics endpoint never came up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -127,25 +148,59 @@ fn live_capture_on_a_veth_pair_alerts_on_real_traffic() {
         eprintln!("skipped by NIGEHBAN_SKIP_LIVE");
         return;
     }
-    assert!(is_root(), "the live-capture test needs root (CI runs as root); set NIGEHBAN_SKIP_LIVE=1 to skip");
+    assert!(
+        is_root(),
+        "the live-capture test needs root (CI runs as root); set NIGEHBAN_SKIP_LIVE=1 to skip"
+    );
     let ns = Netns::new("l");
     let dir = tempfile::tempdir().unwrap();
     let key = write_key(dir.path());
     let port = 19750;
     let sensor = ns
-        .exec(&ns.a, bin(), &["capture", "--interface", "ngbva", "--home-net", "10.99.0.1/32", "--alerts", "-", "--workers", "1"])
-        .args(["--metrics-listen", &format!("127.0.0.1:{port}"), "--rules", rules_dir().to_str().unwrap(), "--pii-key-file", key.to_str().unwrap()])
+        .exec(
+            &ns.a,
+            bin(),
+            &[
+                "capture",
+                "--interface",
+                "ngbva",
+                "--home-net",
+                "10.99.0.1/32",
+                "--alerts",
+                "-",
+                "--workers",
+                "1",
+            ],
+        )
+        .args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+            "--rules",
+            rules_dir().to_str().unwrap(),
+            "--pii-key-file",
+            key.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_for_metrics(&ns, port);
 
-    let mut server = ns.exec(&ns.b, "python3", &["-c", SERVER, "1"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut server = ns
+        .exec(&ns.b, "python3", &["-c", SERVER, "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut ready = [0u8; 6];
     server.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
-    let mut client = ns.exec(&ns.a, "python3", &["-c", CLIENT]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let payload = b"POST /upload HTTP/1.1\r\nHost: 10.99.0.2\r\n\r\nname=Ali&cnic=35202-1234567-2&card=5555555555554444\r\n";
+    let mut client = ns
+        .exec(&ns.a, "python3", &["-c", CLIENT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let payload =
+        b"POST /upload HTTP/1.1\r\nHost: 10.99.0.2\r\n\r\nname=Ali&cnic=35202-1234567-2&card=5555555555554444\r\n";
     client.stdin.take().unwrap().write_all(payload).unwrap();
     assert!(client.wait().unwrap().success());
     assert!(server.wait().unwrap().success());
@@ -165,8 +220,16 @@ fn live_capture_on_a_veth_pair_alerts_on_real_traffic() {
     assert!(text.contains("nigehban_queue_depth_batches"));
 
     let (out, err) = stop(sensor);
-    let run = output_to_run(std::process::Output { status: Default::default(), stdout: out.into_bytes(), stderr: err.into_bytes() });
-    let mut want = vec![expected_hash("35202-1234567-2"), expected_hash("5555555555554444"), expected_hash("61101-7654321-8")];
+    let run = output_to_run(std::process::Output {
+        status: Default::default(),
+        stdout: out.into_bytes(),
+        stderr: err.into_bytes(),
+    });
+    let mut want = vec![
+        expected_hash("35202-1234567-2"),
+        expected_hash("5555555555554444"),
+        expected_hash("61101-7654321-8"),
+    ];
     want.sort();
     assert_eq!(run.hashes(), want, "stderr: {}", run.stderr);
     for a in &run.alerts {

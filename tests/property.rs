@@ -8,8 +8,21 @@ use common::*;
 use nigehban::synth::{self, Frame, TcpConn};
 use proptest::prelude::*;
 
-const VALUES: [&str; 6] = ["35202-1234567-2", "4111 1111 1111 1111", "61101-7654321-8", "5555-5555-5555-4444", "378282246310005", "6011000990139424"];
-const FILLER: [&str; 5] = [" lorem ipsum ", "{\"ts\":1763769600123} ", "\r\n", " order 4111111111111112 ", " ref 12345 "];
+const VALUES: [&str; 6] = [
+    "35202-1234567-2",
+    "4111 1111 1111 1111",
+    "61101-7654321-8",
+    "5555-5555-5555-4444",
+    "378282246310005",
+    "6011000990139424",
+];
+const FILLER: [&str; 5] = [
+    " lorem ipsum ",
+    "{\"ts\":1763769600123} ",
+    "\r\n",
+    " order 4111111111111112 ",
+    " ref 12345 ",
+];
 
 fn stream_strategy() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
     // Alternate filler and values; the planted set is what the oracle expects.

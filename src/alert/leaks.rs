@@ -21,7 +21,11 @@ pub struct AlertPolicy {
 
 impl Default for AlertPolicy {
     fn default() -> Self {
-        AlertPolicy { max_matches_per_alert: 100, batch_interval: Duration::from_secs(5), max_distinct_per_direction: 100_000 }
+        AlertPolicy {
+            max_matches_per_alert: 100,
+            batch_interval: Duration::from_secs(5),
+            max_distinct_per_direction: 100_000,
+        }
     }
 }
 
@@ -67,7 +71,14 @@ pub struct DirLeaks {
 impl DirLeaks {
     /// Records a finding. `short` identifies the value (kind and keyed hash); `make` builds its
     /// alert entry only when the value is new.
-    pub fn add(&mut self, rule: RuleIdx, short: u64, make: impl FnOnce() -> PiiMatch, now: Timestamp, policy: &AlertPolicy) -> AddOutcome {
+    pub fn add(
+        &mut self,
+        rule: RuleIdx,
+        short: u64,
+        make: impl FnOnce() -> PiiMatch,
+        now: Timestamp,
+        policy: &AlertPolicy,
+    ) -> AddOutcome {
         let outcome = if self.seen.contains(&short) {
             return AddOutcome::Duplicate;
         } else if self.seen.len() < policy.max_distinct_per_direction {
@@ -79,7 +90,12 @@ impl DirLeaks {
         let b = match self.batches.iter().position(|b| b.rule == rule) {
             Some(i) => &mut self.batches[i],
             None => {
-                self.batches.push(RuleBatch { rule, pending: Vec::new(), raised: 0, since: now });
+                self.batches.push(RuleBatch {
+                    rule,
+                    pending: Vec::new(),
+                    raised: 0,
+                    since: now,
+                });
                 self.batches.last_mut().expect("just pushed")
             }
         };
@@ -112,7 +128,11 @@ impl DirLeaks {
                 let rest = b.pending.split_off(take);
                 let matches = std::mem::replace(&mut b.pending, rest);
                 b.raised += 1;
-                out(PendingBatch { rule: b.rule, matches, batch: b.raised });
+                out(PendingBatch {
+                    rule: b.rule,
+                    matches,
+                    batch: b.raised,
+                });
             }
             b.since = now;
         }
@@ -125,7 +145,11 @@ impl DirLeaks {
 
     /// Approximate heap bytes held, for the flow memory cap.
     pub fn memory(&self) -> usize {
-        let pending: usize = self.batches.iter().map(|b| b.pending.capacity() * (std::mem::size_of::<PiiMatch>() + 96)).sum();
+        let pending: usize = self
+            .batches
+            .iter()
+            .map(|b| b.pending.capacity() * (std::mem::size_of::<PiiMatch>() + 96))
+            .sum();
         self.seen.capacity() * 9 + self.batches.capacity() * std::mem::size_of::<RuleBatch>() + pending
     }
 }
@@ -136,7 +160,11 @@ mod tests {
     use crate::pii::PiiKind;
 
     fn m(i: u64) -> PiiMatch {
-        PiiMatch { kind: PiiKind::Card, masked: format!("m{i}"), hash: format!("h{i}") }
+        PiiMatch {
+            kind: PiiKind::Card,
+            masked: format!("m{i}"),
+            hash: format!("h{i}"),
+        }
     }
 
     fn t(ms: u64) -> Timestamp {
@@ -151,7 +179,11 @@ mod tests {
 
     #[test]
     fn first_value_raises_at_once_then_batches() {
-        let p = AlertPolicy { max_matches_per_alert: 10, batch_interval: Duration::from_secs(1), max_distinct_per_direction: 1000 };
+        let p = AlertPolicy {
+            max_matches_per_alert: 10,
+            batch_interval: Duration::from_secs(1),
+            max_distinct_per_direction: 1000,
+        };
         let mut l = DirLeaks::default();
         assert_eq!(l.add(0, 1, || m(1), t(0), &p), AddOutcome::New);
         assert_eq!(collect(&mut l, t(0), &p, false), vec![(1, 1)]);
@@ -179,7 +211,10 @@ mod tests {
 
     #[test]
     fn dedup_set_is_bounded() {
-        let p = AlertPolicy { max_distinct_per_direction: 2, ..AlertPolicy::default() };
+        let p = AlertPolicy {
+            max_distinct_per_direction: 2,
+            ..AlertPolicy::default()
+        };
         let mut l = DirLeaks::default();
         assert_eq!(l.add(0, 1, || m(1), t(0), &p), AddOutcome::New);
         assert_eq!(l.add(0, 2, || m(2), t(0), &p), AddOutcome::New);

@@ -47,7 +47,12 @@ pub struct Observer {
 impl Observer {
     /// An observer called `name`.
     pub fn new(name: String) -> Observer {
-        Observer { name, kind: "sensor", product: "Nigehban", version: env!("CARGO_PKG_VERSION") }
+        Observer {
+            name,
+            kind: "sensor",
+            product: "Nigehban",
+            version: env!("CARGO_PKG_VERSION"),
+        }
     }
 }
 
@@ -66,7 +71,12 @@ pub struct AlertRule<'a> {
 
 impl<'a> From<&'a Rule> for AlertRule<'a> {
     fn from(r: &'a Rule) -> Self {
-        AlertRule { id: &r.id, name: &r.name, pii: r.pii, severity: r.severity }
+        AlertRule {
+            id: &r.id,
+            name: &r.name,
+            pii: r.pii,
+            severity: r.severity,
+        }
     }
 }
 
@@ -143,7 +153,14 @@ struct PiiDoc<'a> {
 }
 
 /// Renders one alert as a single JSON line (no trailing newline).
-pub fn render(ts: Timestamp, rule: AlertRule<'_>, flow: &FlowContext<'_>, observer: &Observer, matches: &[PiiMatch], batch: u32) -> String {
+pub fn render(
+    ts: Timestamp,
+    rule: AlertRule<'_>,
+    flow: &FlowContext<'_>,
+    observer: &Observer,
+    matches: &[PiiMatch],
+    batch: u32,
+) -> String {
     let what = match rule.pii {
         PiiKind::Cnic => "CNIC",
         PiiKind::Card => "card number",
@@ -169,9 +186,20 @@ pub fn render(ts: Timestamp, rule: AlertRule<'_>, flow: &FlowContext<'_>, observ
             dataset: "nigehban.pii",
             module: "nigehban",
         },
-        rule: RuleDoc { id: rule.id, name: rule.name, category: "pii", ruleset: "nigehban" },
-        source: EndpointDoc { ip: flow.sender.ip.to_string(), port: flow.sender.port },
-        destination: EndpointDoc { ip: flow.receiver.ip.to_string(), port: flow.receiver.port },
+        rule: RuleDoc {
+            id: rule.id,
+            name: rule.name,
+            category: "pii",
+            ruleset: "nigehban",
+        },
+        source: EndpointDoc {
+            ip: flow.sender.ip.to_string(),
+            port: flow.sender.port,
+        },
+        destination: EndpointDoc {
+            ip: flow.receiver.ip.to_string(),
+            port: flow.receiver.port,
+        },
         network: NetworkDoc {
             transport: flow.proto.as_str(),
             ip_version: if flow.sender.ip.is_ipv4() { "ipv4" } else { "ipv6" },
@@ -179,7 +207,11 @@ pub fn render(ts: Timestamp, rule: AlertRule<'_>, flow: &FlowContext<'_>, observ
             community_id: flow.community_id,
         },
         observer,
-        pii: PiiDoc { count: matches.len(), batch, matches },
+        pii: PiiDoc {
+            count: matches.len(),
+            batch,
+            matches,
+        },
     };
     serde_json::to_string(&doc).expect("alert documents always serialise")
 }
@@ -192,7 +224,9 @@ fn fmt_endpoint(e: &Endpoint) -> String {
 }
 
 fn now() -> Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     Timestamp::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
@@ -216,20 +250,45 @@ mod tests {
 
     #[test]
     fn timestamp_format() {
-        assert_eq!(rfc3339(Timestamp::from_micros(1_700_000_000_123_456)), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(
+            rfc3339(Timestamp::from_micros(1_700_000_000_123_456)),
+            "2023-11-14T22:13:20.123456Z"
+        );
     }
 
     #[test]
     fn alert_has_the_ecs_fields_a_siem_needs() {
-        let rule = AlertRule { id: "NGB-T-1", name: "test", pii: PiiKind::Cnic, severity: Severity::High };
+        let rule = AlertRule {
+            id: "NGB-T-1",
+            name: "test",
+            pii: PiiKind::Cnic,
+            severity: Severity::High,
+        };
         let flow = FlowContext {
-            sender: Endpoint { ip: "10.1.2.3".parse().unwrap(), port: 443 },
-            receiver: Endpoint { ip: "203.0.113.9".parse().unwrap(), port: 50000 },
+            sender: Endpoint {
+                ip: "10.1.2.3".parse().unwrap(),
+                port: 443,
+            },
+            receiver: Endpoint {
+                ip: "203.0.113.9".parse().unwrap(),
+                port: 50000,
+            },
             proto: Proto::Tcp,
             community_id: "1:abc=",
         };
-        let m = PiiMatch { kind: PiiKind::Cnic, masked: "35202-*******-1".into(), hash: "ab".repeat(32) };
-        let line = render(Timestamp::from_micros(1_700_000_000_000_000), rule, &flow, &Observer::new("s1".into()), &[m], 1);
+        let m = PiiMatch {
+            kind: PiiKind::Cnic,
+            masked: "35202-*******-1".into(),
+            hash: "ab".repeat(32),
+        };
+        let line = render(
+            Timestamp::from_micros(1_700_000_000_000_000),
+            rule,
+            &flow,
+            &Observer::new("s1".into()),
+            &[m],
+            1,
+        );
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["@timestamp"], "2023-11-14T22:13:20.000000Z");
@@ -248,6 +307,9 @@ mod tests {
         assert_eq!(v["pii"]["matches"][0]["type"], "cnic");
         assert_eq!(v["pii"]["matches"][0]["masked"], "35202-*******-1");
         assert_eq!(v["pii"]["count"], 1);
-        assert_eq!(v["message"], "1 CNIC sent in clear text from 10.1.2.3:443 to 203.0.113.9:50000 over tcp");
+        assert_eq!(
+            v["message"],
+            "1 CNIC sent in clear text from 10.1.2.3:443 to 203.0.113.9:50000 over tcp"
+        );
     }
 }

@@ -112,14 +112,22 @@ pub struct FileSource {
 impl FileSource {
     /// Opens a file; fails on anything libpcap cannot read or a link type the decoder lacks.
     pub fn open(path: &Path) -> Result<FileSource, CaptureError> {
-        let cap = pcap::Capture::from_file(path).map_err(|e| CaptureError::OpenFile { path: path.to_path_buf(), msg: e.to_string() })?;
+        let cap = pcap::Capture::from_file(path).map_err(|e| CaptureError::OpenFile {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
         let dlt = cap.get_datalink();
         let link = LinkType::from_dlt(dlt.0).ok_or_else(|| CaptureError::UnsupportedFileLink {
             path: path.to_path_buf(),
             dlt: dlt.0,
             name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
         })?;
-        Ok(FileSource { cap, path: path.to_path_buf(), link, packets: 0 })
+        Ok(FileSource {
+            cap,
+            path: path.to_path_buf(),
+            link,
+            packets: 0,
+        })
     }
 
     /// The file's link type.
@@ -151,10 +159,19 @@ impl FileSource {
             Ok(p) => {
                 self.packets += 1;
                 let ts = Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
-                Ok(Next::Packet(RawPacket { ts, data: p.data, wire_len: p.header.len }))
+                Ok(Next::Packet(RawPacket {
+                    ts,
+                    data: p.data,
+                    wire_len: p.header.len,
+                }))
             }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
-            Err(e) => Err(CaptureError::Damaged { path: self.path.clone(), offset, packets: self.packets, msg: e.to_string() }),
+            Err(e) => Err(CaptureError::Damaged {
+                path: self.path.clone(),
+                offset,
+                packets: self.packets,
+                msg: e.to_string(),
+            }),
         }
     }
 }
@@ -169,7 +186,10 @@ impl LiveSource {
     /// Opens `interface` promiscuously with snaplen 65535, a `buffer_mb` kernel buffer, a short
     /// read timeout (so partial batches are flushed promptly) and an optional BPF filter.
     pub fn open(interface: &str, bpf: Option<&str>, buffer_mb: u32) -> Result<LiveSource, CaptureError> {
-        let live = |msg: String| CaptureError::Live { interface: interface.to_string(), msg };
+        let live = |msg: String| CaptureError::Live {
+            interface: interface.to_string(),
+            msg,
+        };
         let buffer = i32::try_from(u64::from(buffer_mb) * 1024 * 1024).unwrap_or(i32::MAX);
         let mut cap = pcap::Capture::from_device(interface)
             .map_err(|e| live(e.to_string()))?
@@ -186,10 +206,19 @@ impl LiveSource {
                 live(msg)
             })?;
         if let Some(expr) = bpf {
-            cap.filter(expr, true).map_err(|e| CaptureError::Bpf { expr: expr.to_string(), msg: e.to_string() })?;
+            cap.filter(expr, true).map_err(|e| CaptureError::Bpf {
+                expr: expr.to_string(),
+                msg: e.to_string(),
+            })?;
         }
         let dlt = cap.get_datalink();
-        let link = LinkType::from_dlt(dlt.0).ok_or_else(|| live(format!("unsupported link type {} ({})", dlt.0, dlt.get_name().unwrap_or_default())))?;
+        let link = LinkType::from_dlt(dlt.0).ok_or_else(|| {
+            live(format!(
+                "unsupported link type {} ({})",
+                dlt.0,
+                dlt.get_name().unwrap_or_default()
+            ))
+        })?;
         Ok(LiveSource { cap, link })
     }
 
@@ -203,17 +232,28 @@ impl LiveSource {
         match self.cap.next_packet() {
             Ok(p) => {
                 let ts = Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
-                Ok(Next::Packet(RawPacket { ts, data: p.data, wire_len: p.header.len }))
+                Ok(Next::Packet(RawPacket {
+                    ts,
+                    data: p.data,
+                    wire_len: p.header.len,
+                }))
             }
             Err(pcap::Error::TimeoutExpired) => Ok(Next::Idle),
-            Err(e) => Err(CaptureError::Live { interface: String::new(), msg: e.to_string() }),
+            Err(e) => Err(CaptureError::Live {
+                interface: String::new(),
+                msg: e.to_string(),
+            }),
         }
     }
 
     /// libpcap's counters since the capture opened.
     pub fn stats(&mut self) -> CaptureStats {
         match self.cap.stats() {
-            Ok(s) => CaptureStats { received: s.received.into(), dropped: s.dropped.into(), if_dropped: s.if_dropped.into() },
+            Ok(s) => CaptureStats {
+                received: s.received.into(),
+                dropped: s.dropped.into(),
+                if_dropped: s.if_dropped.into(),
+            },
             Err(_) => CaptureStats::default(),
         }
     }

@@ -12,8 +12,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-
-
 const MIB: usize = 1024 * 1024;
 
 /// The config file. Every key is optional; see `deploy/nigehban.toml` for each one documented.
@@ -128,7 +126,9 @@ impl HomeNet {
             let net = c
                 .parse::<IpNet>()
                 .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|e| anyhow::anyhow!("bad --home-net '{c}': {e} (expected a CIDR such as 10.0.0.0/8 or fc00::/7)"))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("bad --home-net '{c}': {e} (expected a CIDR such as 10.0.0.0/8 or fc00::/7)")
+                })?;
             nets.push(net);
         }
         if nets.is_empty() {
@@ -139,7 +139,15 @@ impl HomeNet {
 
     /// The defaults: RFC 1918, RFC 6598 shared space, IPv6 ULA.
     pub fn default_nets() -> Vec<String> {
-        ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"].map(String::from).to_vec()
+        [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "fc00::/7",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     /// True if `ip` is inside.
@@ -202,7 +210,8 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
     let (file, base) = match &common.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?;
-            let cfg: FileConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {}", p.display(), one_line(&e.to_string())))?;
+            let cfg: FileConfig = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config {}: {}", p.display(), one_line(&e.to_string())))?;
             (cfg, p.parent().map(Path::to_path_buf).unwrap_or_default())
         }
         None => (FileConfig::default(), PathBuf::new()),
@@ -216,7 +225,11 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             }
             InputMode::Files(files)
         }
-        Some(InputArgs::Live { interface, bpf, buffer_mb }) => {
+        Some(InputArgs::Live {
+            interface,
+            bpf,
+            buffer_mb,
+        }) => {
             let interface = interface
                 .or(file.capture.interface.clone())
                 .context("no interface: give --interface IFACE (or capture.interface in the config)")?;
@@ -224,7 +237,11 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             if buffer_mb == 0 {
                 bail!("--buffer-mb must be at least 1");
             }
-            InputMode::Live { interface, bpf: bpf.or(file.capture.bpf.clone()), buffer_mb }
+            InputMode::Live {
+                interface,
+                bpf: bpf.or(file.capture.bpf.clone()),
+                buffer_mb,
+            }
         }
         None => InputMode::Files(Vec::new()),
     };
@@ -256,7 +273,9 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
     let metrics_listen = match common.metrics_listen.clone().or(file.metrics_listen.clone()).as_deref() {
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9750))),
         Some("off") => None,
-        Some(a) => Some(a.parse().map_err(|_| anyhow::anyhow!("bad --metrics-listen '{a}': expected ADDR:PORT such as 127.0.0.1:9750, or off"))?),
+        Some(a) => Some(a.parse().map_err(|_| {
+            anyhow::anyhow!("bad --metrics-listen '{a}': expected ADDR:PORT such as 127.0.0.1:9750, or off")
+        })?),
     };
     let log_format = common.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
     let observer_name = common
@@ -282,8 +301,16 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         memcap: positive(file.flow.memcap_mb, 1024, "flow.memcap_mb")? * MIB / workers,
     };
     let reassembly = ReassemblyConfig {
-        max_ooo_bytes_per_stream: positive(file.reassembly.max_ooo_bytes_per_stream, 1024 * 1024, "reassembly.max_ooo_bytes_per_stream")?,
-        max_ooo_segments_per_stream: positive(file.reassembly.max_ooo_segments_per_stream, 256, "reassembly.max_ooo_segments_per_stream")?,
+        max_ooo_bytes_per_stream: positive(
+            file.reassembly.max_ooo_bytes_per_stream,
+            1024 * 1024,
+            "reassembly.max_ooo_bytes_per_stream",
+        )?,
+        max_ooo_segments_per_stream: positive(
+            file.reassembly.max_ooo_segments_per_stream,
+            256,
+            "reassembly.max_ooo_segments_per_stream",
+        )?,
         gap_timeout: secs(file.reassembly.gap_timeout_secs, 10, "reassembly.gap_timeout_secs")?,
     };
     let reassembly_memcap = positive(file.reassembly.memcap_mb, 256, "reassembly.memcap_mb")? * MIB / workers;
@@ -294,7 +321,11 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
     let alert = AlertPolicy {
         max_matches_per_alert: positive(file.alert.max_matches_per_alert, 100, "alert.max_matches_per_alert")?,
         batch_interval: secs(file.alert.batch_interval_secs, 5, "alert.batch_interval_secs")?,
-        max_distinct_per_direction: positive(file.alert.max_distinct_per_direction, 100_000, "alert.max_distinct_per_direction")?,
+        max_distinct_per_direction: positive(
+            file.alert.max_distinct_per_direction,
+            100_000,
+            "alert.max_distinct_per_direction",
+        )?,
     };
     Ok(Settings {
         input,
@@ -344,7 +375,11 @@ fn one_line(s: &str) -> String {
 
 /// Workers default to one per core, leaving one core for the capture thread.
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_sub(1)
+        .max(1)
 }
 
 /// The bundled rules: `./rules`, then `<exe>/../share/nigehban/rules`, then the source tree's.
@@ -356,7 +391,11 @@ pub fn default_rules_dir() -> PathBuf {
         }
     }
     candidates.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")));
-    candidates.iter().find(|p| p.is_dir()).cloned().unwrap_or_else(|| candidates.remove(0))
+    candidates
+        .iter()
+        .find(|p| p.is_dir())
+        .cloned()
+        .unwrap_or_else(|| candidates.remove(0))
 }
 
 #[cfg(test)]
@@ -378,15 +417,26 @@ mod tests {
     fn bad_cidr_is_named() {
         let e = HomeNet::parse(&["10.0.0.0/33".to_string()]).unwrap_err().to_string();
         assert!(e.contains("10.0.0.0/33"), "{e}");
-        assert!(HomeNet::parse(&["192.0.2.7".to_string()]).is_ok(), "a bare address is a /32");
+        assert!(
+            HomeNet::parse(&["192.0.2.7".to_string()]).is_ok(),
+            "a bare address is a /32"
+        );
     }
 
     #[test]
     fn config_file_merges_under_flags() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("n.toml");
-        std::fs::write(&cfg, "workers = 3\nalerts = \"out.json\"\nhome_net = [\"10.9.0.0/16\"]\n[flow]\nmemcap_mb = 30\n").unwrap();
-        let common = CommonArgs { config: Some(cfg.clone()), workers: Some(2), ..CommonArgs::default() };
+        std::fs::write(
+            &cfg,
+            "workers = 3\nalerts = \"out.json\"\nhome_net = [\"10.9.0.0/16\"]\n[flow]\nmemcap_mb = 30\n",
+        )
+        .unwrap();
+        let common = CommonArgs {
+            config: Some(cfg.clone()),
+            workers: Some(2),
+            ..CommonArgs::default()
+        };
         let s = settings(None, &common).unwrap();
         assert_eq!(s.workers, 2);
         assert_eq!(s.alerts, AlertOutput::File(dir.path().join("out.json")));
@@ -400,7 +450,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("n.toml");
         std::fs::write(&cfg, "[flow]\nmemcap_gb = 1\n").unwrap();
-        let common = CommonArgs { config: Some(cfg), ..CommonArgs::default() };
+        let common = CommonArgs {
+            config: Some(cfg),
+            ..CommonArgs::default()
+        };
         let e = format!("{:#}", settings(None, &common).unwrap_err());
         assert!(e.contains("memcap_gb") && e.contains("n.toml"), "{e}");
         assert!(!e.contains('\n'), "{e}");
@@ -408,9 +461,15 @@ mod tests {
 
     #[test]
     fn metrics_listen_off_and_bad() {
-        let off = CommonArgs { metrics_listen: Some("off".into()), ..CommonArgs::default() };
+        let off = CommonArgs {
+            metrics_listen: Some("off".into()),
+            ..CommonArgs::default()
+        };
         assert!(settings(None, &off).unwrap().metrics_listen.is_none());
-        let bad = CommonArgs { metrics_listen: Some("nowhere".into()), ..CommonArgs::default() };
+        let bad = CommonArgs {
+            metrics_listen: Some("nowhere".into()),
+            ..CommonArgs::default()
+        };
         assert!(format!("{:#}", settings(None, &bad).unwrap_err()).contains("nowhere"));
     }
 }
@@ -420,7 +479,10 @@ mod example_config {
     #[test]
     fn bundled_example_config_is_valid() {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nigehban.toml");
-        let common = super::CommonArgs { config: Some(p), ..super::CommonArgs::default() };
+        let common = super::CommonArgs {
+            config: Some(p),
+            ..super::CommonArgs::default()
+        };
         super::settings(None, &common).unwrap();
     }
 }

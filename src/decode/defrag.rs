@@ -64,11 +64,7 @@ pub(super) enum FragKey {
         id: u16,
     },
     /// IPv6: addresses, fragment header identification.
-    V6 {
-        src: [u8; 16],
-        dst: [u8; 16],
-        id: u32,
-    },
+    V6 { src: [u8; 16], dst: [u8; 16], id: u32 },
 }
 
 /// One fragment, as sliced by the IP layer.
@@ -138,8 +134,7 @@ impl Datagram {
         let mut conflict = false;
         let mut pos = start;
         let copy = |data: &mut [u8], from: u32, to: u32| {
-            data[from as usize..to as usize]
-                .copy_from_slice(&payload[(from - start) as usize..(to - start) as usize]);
+            data[from as usize..to as usize].copy_from_slice(&payload[(from - start) as usize..(to - start) as usize]);
         };
         for &(rs, re) in &self.ranges {
             if re <= pos {
@@ -152,9 +147,7 @@ impl Datagram {
                 copy(&mut self.data, pos, rs);
             }
             let (os, oe) = (pos.max(rs), end.min(re));
-            if self.data[os as usize..oe as usize]
-                != payload[(os - start) as usize..(oe - start) as usize]
-            {
+            if self.data[os as usize..oe as usize] != payload[(os - start) as usize..(oe - start) as usize] {
                 conflict = true;
             }
             pos = oe;
@@ -245,10 +238,7 @@ impl Defrag {
         let len = u32::try_from(f.payload.len()).unwrap_or(u32::MAX);
         let start = f.offset;
         let end = start.saturating_add(len);
-        if end > f.max_end
-            || (f.more && (len == 0 || len % 8 != 0))
-            || f.header.len() > MAX_HEADER_LEN
-        {
+        if end > f.max_end || (f.more && (len == 0 || len % 8 != 0)) || f.header.len() > MAX_HEADER_LEN {
             self.stats.invalid += 1;
             return Err(Skip::FragmentDropped);
         }
@@ -384,9 +374,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const HEADER: [u8; 20] = [
-        0x45, 0, 0, 0, 0, 1, 0x20, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-    ];
+    const HEADER: [u8; 20] = [0x45, 0, 0, 0, 0, 1, 0x20, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
 
     fn key() -> FragKey {
         FragKey::V4 {
@@ -442,8 +430,8 @@ mod tests {
     type Piece = (usize, usize, bool, bool);
 
     fn pieces(len: usize) -> impl Strategy<Value = Vec<Piece>> {
-        let random = (0..len.div_ceil(8), 1usize..64, any::<bool>(), any::<bool>()).prop_map(
-            move |(s8, l8, last, alt)| {
+        let random =
+            (0..len.div_ceil(8), 1usize..64, any::<bool>(), any::<bool>()).prop_map(move |(s8, l8, last, alt)| {
                 let start = s8 * 8;
                 if last {
                     let end = (start + l8).min(len);
@@ -452,8 +440,7 @@ mod tests {
                     let end = (start + l8 * 8).min(len / 8 * 8);
                     (start, end.saturating_sub(start), true, alt)
                 }
-            },
-        );
+            });
         prop::collection::vec(random, 0..24).prop_map(move |mut v| {
             v.retain(|&(_, l, more, _)| !(more && l == 0));
             // Then a clean covering in order, so the datagram can complete.

@@ -12,8 +12,8 @@ use super::defrag::{FragKey, Fragment, MAX_DATAGRAM_LEN};
 use super::link::L3;
 use super::{Packet, Skip, TcpHeader, Transport};
 use etherparse::{
-    IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice,
-    Ipv6RawExtHeaderSlice, TcpSlice, UdpSlice,
+    IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice, Ipv6RawExtHeaderSlice, TcpSlice,
+    UdpSlice,
 };
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -122,20 +122,14 @@ fn ipv6(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
     let mut next = header.next_header().0;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
-            proto::HOP_BY_HOP
-            | proto::ROUTING
-            | proto::DEST_OPTS
-            | proto::MOBILITY
-            | proto::HIP
-            | proto::SHIM6 => {
+            proto::HOP_BY_HOP | proto::ROUTING | proto::DEST_OPTS | proto::MOBILITY | proto::HIP | proto::SHIM6 => {
                 let ext = Ipv6RawExtHeaderSlice::from_slice(rest).map_err(|_| Skip::MalformedIp)?;
                 next = ext.next_header().0;
                 rest = &rest[ext.slice().len()..];
             }
             proto::AUTH => (next, rest) = skip_auth(rest)?,
             proto::FRAGMENT => {
-                let frag =
-                    Ipv6FragmentHeaderSlice::from_slice(rest).map_err(|_| Skip::MalformedIp)?;
+                let frag = Ipv6FragmentHeaderSlice::from_slice(rest).map_err(|_| Skip::MalformedIp)?;
                 let after = &rest[frag.slice().len()..];
                 if !frag.is_fragmenting_payload() {
                     // An atomic fragment (offset 0, no more fragments): just a header to skip.

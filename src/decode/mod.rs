@@ -205,12 +205,7 @@ impl Decoder {
     }
 
     /// Decodes one frame captured at `ts` (packet time, which also drives fragment expiry).
-    pub fn decode<'a>(
-        &'a mut self,
-        link: LinkType,
-        ts: Timestamp,
-        frame: &'a [u8],
-    ) -> Result<Packet<'a>, Skip> {
+    pub fn decode<'a>(&'a mut self, link: LinkType, ts: Timestamp, frame: &'a [u8]) -> Result<Packet<'a>, Skip> {
         self.defrag.expire(ts);
         let (l3, bytes) = link::strip(link, frame)?;
         match ip::parse(l3, bytes)? {

@@ -98,11 +98,7 @@ fn assert_v6_tcp(p: &Packet<'_>) {
     assert_eq!((p.src_port, p.dst_port), (40000, 25));
     assert!(matches!(
         p.transport,
-        Transport::Tcp(TcpHeader {
-            syn: true,
-            seq: 5,
-            ..
-        })
+        Transport::Tcp(TcpHeader { syn: true, seq: 5, .. })
     ));
     assert_eq!(p.payload, TEXT);
     assert_eq!(p.reassembled, None);
@@ -173,10 +169,7 @@ fn ethernet_ipv6_udp() {
     });
     let p = ok(LinkType::Ethernet, &frame);
     assert_eq!((p.src, p.dst), (IpAddr::from(V6_SRC), IpAddr::from(V6_DST)));
-    assert_eq!(
-        (p.src_port, p.dst_port, p.transport),
-        (1111, 2222, Transport::Udp)
-    );
+    assert_eq!((p.src_port, p.dst_port, p.transport), (1111, 2222, Transport::Udp));
     assert_eq!(p.payload, TEXT);
 }
 
@@ -223,10 +216,7 @@ fn vlan_and_qinq() {
         body.extend_from_slice(&[0x00, 0x0a, 0x81, 0x00]);
     }
     body.extend_from_slice(&ipv4_tcp(TEXT));
-    assert_eq!(
-        skip(LinkType::Ethernet, &eth(0x8100, &body)),
-        Skip::UnsupportedLink
-    );
+    assert_eq!(skip(LinkType::Ethernet, &eth(0x8100, &body)), Skip::UnsupportedLink);
 }
 
 #[test]
@@ -239,10 +229,7 @@ fn mpls_and_pppoe() {
 
     let mut pw = vec![0x00, 0x02, 0x01, 0x40];
     pw.extend_from_slice(&[0; 4]); // pseudowire control word
-    assert_eq!(
-        skip(LinkType::Ethernet, &eth(0x8847, &pw)),
-        Skip::UnsupportedLink
-    );
+    assert_eq!(skip(LinkType::Ethernet, &eth(0x8847, &pw)), Skip::UnsupportedLink);
 
     let ip = ipv6_tcp(TEXT);
     let mut pppoe = vec![0x11, 0x00, 0x12, 0x34];
@@ -293,10 +280,7 @@ fn sll2(protocol: u16, ip: &[u8]) -> Vec<u8> {
 fn linux_sll2() {
     assert_v4_tcp(&ok(LinkType::LinuxSll2, &sll2(0x0800, &ipv4_tcp(TEXT))));
     assert_v6_tcp(&ok(LinkType::LinuxSll2, &sll2(0x86dd, &ipv6_tcp(TEXT))));
-    assert_eq!(
-        skip(LinkType::LinuxSll2, &sll2(0x88cc, &[0; 40])),
-        Skip::NotIp
-    );
+    assert_eq!(skip(LinkType::LinuxSll2, &sll2(0x88cc, &[0; 40])), Skip::NotIp);
 }
 
 #[test]
@@ -310,10 +294,7 @@ fn null_and_loop_in_either_byte_order() {
         assert_v6_tcp(&ok(LinkType::Null, &with(family.to_le_bytes(), &v6)));
         assert_v6_tcp(&ok(LinkType::Null, &with(family.to_be_bytes(), &v6)));
     }
-    assert_eq!(
-        skip(LinkType::Null, &with(7u32.to_le_bytes(), &v4)),
-        Skip::NotIp
-    );
+    assert_eq!(skip(LinkType::Null, &with(7u32.to_le_bytes(), &v4)), Skip::NotIp);
 }
 
 #[test]
@@ -417,14 +398,8 @@ fn non_ip_and_non_tcp_udp_are_skipped_with_their_reason() {
     let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
     arp.extend_from_slice(&[0; 20]);
     assert_eq!(skip(LinkType::Ethernet, &eth(0x0806, &arp)), Skip::NotIp);
-    assert_eq!(
-        skip(LinkType::Ethernet, &eth(0x88cc, &[0; 30])),
-        Skip::NotIp
-    ); // LLDP
-    assert_eq!(
-        skip(LinkType::Ethernet, &eth(0x0026, &[0x42; 38])),
-        Skip::NotIp
-    ); // 802.3 + STP
+    assert_eq!(skip(LinkType::Ethernet, &eth(0x88cc, &[0; 30])), Skip::NotIp); // LLDP
+    assert_eq!(skip(LinkType::Ethernet, &eth(0x0026, &[0x42; 38])), Skip::NotIp); // 802.3 + STP
 
     let icmp = write(|v| {
         PacketBuilder::ethernet2(MAC_A, MAC_B)
@@ -490,17 +465,10 @@ fn valid_frames() -> Vec<(LinkType, Vec<u8>)> {
         (LinkType::Ethernet, eth(0x0800, &ipv4_udp(TEXT))),
         (
             LinkType::LinuxSll,
-            [
-                &[0u8, 4, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 8, 0][..],
-                &ipv4_udp(TEXT),
-            ]
-            .concat(),
+            [&[0u8, 4, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 8, 0][..], &ipv4_udp(TEXT)].concat(),
         ),
         (LinkType::LinuxSll2, sll2(0x86dd, &ipv6_tcp(TEXT))),
-        (
-            LinkType::Null,
-            [&2u32.to_le_bytes()[..], &ipv4_tcp(TEXT)].concat(),
-        ),
+        (LinkType::Null, [&2u32.to_le_bytes()[..], &ipv4_tcp(TEXT)].concat()),
         (LinkType::RawIp, ipv6_tcp(TEXT)),
         (LinkType::Ipv4, ipv4_udp(TEXT)),
         (LinkType::Ipv6, ext6),
@@ -510,20 +478,10 @@ fn valid_frames() -> Vec<(LinkType, Vec<u8>)> {
 #[test]
 fn every_truncation_of_a_valid_frame_is_truncated() {
     for (link, frame) in valid_frames() {
-        assert!(
-            decoder().decode(link, at(1), &frame).is_ok(),
-            "{link:?} whole frame"
-        );
+        assert!(decoder().decode(link, at(1), &frame).is_ok(), "{link:?} whole frame");
         for len in 0..frame.len() {
-            let got = decoder()
-                .decode(link, at(1), &frame[..len])
-                .map(|p| p.payload.len());
-            assert_eq!(
-                got,
-                Err(Skip::Truncated),
-                "{link:?} cut at {len} of {}",
-                frame.len()
-            );
+            let got = decoder().decode(link, at(1), &frame[..len]).map(|p| p.payload.len());
+            assert_eq!(got, Err(Skip::Truncated), "{link:?} cut at {len} of {}", frame.len());
         }
     }
 }
@@ -590,8 +548,7 @@ fn fragment_v6(datagram: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
 fn big_v4(id: u16) -> Vec<u8> {
     let body: Vec<u8> = TEXT.iter().cycle().take(3000).copied().collect();
     let mut d = write(|v| {
-        let mut ip =
-            etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::TCP, V4_SRC, V4_DST).unwrap();
+        let mut ip = etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::TCP, V4_SRC, V4_DST).unwrap();
         ip.identification = id;
         ip.options = [1, 1, 1, 1][..].try_into().unwrap(); // four NOP options: IHL 6
         PacketBuilder::ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
@@ -609,9 +566,7 @@ fn big_v4(id: u16) -> Vec<u8> {
 /// fragment would.
 fn fragmentable(mut d: Vec<u8>) -> Vec<u8> {
     d[6] &= !0x40;
-    let header = etherparse::Ipv4HeaderSlice::from_slice(&d)
-        .unwrap()
-        .to_header();
+    let header = etherparse::Ipv4HeaderSlice::from_slice(&d).unwrap().to_header();
     let checksum = header.calc_header_checksum();
     d[10..12].copy_from_slice(&checksum.to_be_bytes());
     d
@@ -631,10 +586,7 @@ fn feed(d: &mut Decoder, frames: &[Vec<u8>], secs: u64) -> Vec<Result<Vec<u8>, S
 /// Checks that exactly the last outcome is the whole datagram and all others were held.
 fn assert_reassembles(outcomes: &[Result<Vec<u8>, Skip>], original: &[u8]) {
     let (last, rest) = outcomes.split_last().unwrap();
-    assert!(
-        rest.iter().all(|r| *r == Err(Skip::FragmentHeld)),
-        "{rest:?}"
-    );
+    assert!(rest.iter().all(|r| *r == Err(Skip::FragmentHeld)), "{rest:?}");
     assert_eq!(last.as_deref(), Ok(original));
 }
 
@@ -857,10 +809,7 @@ fn bad_fragments_are_dropped() {
     }
     assert_eq!(n, MAX_FRAGMENTS_PER_DATAGRAM + 1);
     let s = d.defrag_stats();
-    assert_eq!(
-        (s.too_many_fragments, s.held_datagrams, s.held_bytes),
-        (1, 0, 0)
-    );
+    assert_eq!((s.too_many_fragments, s.held_datagrams, s.held_bytes), (1, 0, 0));
 }
 
 #[test]
@@ -1025,10 +974,7 @@ fn the_non_fragment_path_does_not_allocate() {
     let mut bytes = 0;
     for _ in 0..100 {
         for (link, f) in &frames {
-            bytes += d
-                .decode(*link, at(2), f)
-                .map(|p| p.payload.len())
-                .unwrap_or(0);
+            bytes += d.decode(*link, at(2), f).map(|p| p.payload.len()).unwrap_or(0);
         }
     }
     assert_eq!(alloc_count::count() - before, 0);

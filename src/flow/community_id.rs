@@ -23,14 +23,7 @@ use std::net::IpAddr;
 ///
 /// The result does not depend on which endpoint is `src`. If the two addresses are of different
 /// families (which no real flow has), their octet strings are compared as they are.
-pub fn community_id(
-    seed: u16,
-    src: IpAddr,
-    dst: IpAddr,
-    src_port: u16,
-    dst_port: u16,
-    proto: u8,
-) -> String {
+pub fn community_id(seed: u16, src: IpAddr, dst: IpAddr, src_port: u16, dst_port: u16, proto: u8) -> String {
     let a = Octets::of(src);
     let b = Octets::of(dst);
     let (first, second) = if (a.as_slice(), src_port) <= (b.as_slice(), dst_port) {
@@ -146,30 +139,16 @@ mod tests {
                 id0,
                 "{d}:{dp} -> {s}:{sp}"
             );
-            assert_eq!(
-                community_id(1, ip(s), ip(d), sp, dp, proto),
-                id1,
-                "seed 1 {s}:{sp}"
-            );
-            assert_eq!(
-                community_id(1, ip(d), ip(s), dp, sp, proto),
-                id1,
-                "seed 1 {d}:{dp}"
-            );
+            assert_eq!(community_id(1, ip(s), ip(d), sp, dp, proto), id1, "seed 1 {s}:{sp}");
+            assert_eq!(community_id(1, ip(d), ip(s), dp, sp, proto), id1, "seed 1 {d}:{dp}");
         }
     }
 
     #[test]
     fn same_address_orders_by_port() {
         let a = ip("10.0.0.1");
-        assert_eq!(
-            community_id(0, a, a, 1000, 80, 6),
-            community_id(0, a, a, 80, 1000, 6)
-        );
-        assert_ne!(
-            community_id(0, a, a, 1000, 80, 6),
-            community_id(0, a, a, 1000, 81, 6)
-        );
+        assert_eq!(community_id(0, a, a, 1000, 80, 6), community_id(0, a, a, 80, 1000, 6));
+        assert_ne!(community_id(0, a, a, 1000, 80, 6), community_id(0, a, a, 1000, 81, 6));
     }
 
     #[test]

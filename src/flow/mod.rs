@@ -125,7 +125,10 @@ mod tests {
     use super::*;
 
     fn ep(s: &str, port: u16) -> Endpoint {
-        Endpoint { ip: s.parse().unwrap(), port }
+        Endpoint {
+            ip: s.parse().unwrap(),
+            port,
+        }
     }
 
     #[test]

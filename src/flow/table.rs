@@ -95,7 +95,13 @@ impl<V> FlowTable<V> {
 
     /// An empty table.
     pub fn new(cfg: FlowTableConfig) -> Self {
-        FlowTable { cfg, tcp: LinkedHashMap::default(), udp: LinkedHashMap::default(), mem_used: 0, stats: FlowTableStats::default() }
+        FlowTable {
+            cfg,
+            tcp: LinkedHashMap::default(),
+            udp: LinkedHashMap::default(),
+            mem_used: 0,
+            stats: FlowTableStats::default(),
+        }
     }
 
     fn list(&mut self, proto: Proto) -> &mut LinkedHashMap<FlowKey, FlowEntry<V>> {
@@ -127,7 +133,12 @@ impl<V> FlowTable<V> {
 
     /// Finds the flow for `key` and marks it most recently used. A flow past its lifetime is
     /// ended (through `on_end`) and `None` returned, so the caller starts a new one.
-    pub fn get(&mut self, key: &FlowKey, now: Timestamp, on_end: &mut impl FnMut(FlowKey, V, EndReason)) -> Option<&mut FlowEntry<V>> {
+    pub fn get(
+        &mut self,
+        key: &FlowKey,
+        now: Timestamp,
+        on_end: &mut impl FnMut(FlowKey, V, EndReason),
+    ) -> Option<&mut FlowEntry<V>> {
         let lifetime = self.cfg.lifetime;
         let list = self.list(key.proto());
         let expired = match list.get(key) {
@@ -153,20 +164,36 @@ impl<V> FlowTable<V> {
 
     /// Inserts a new flow, first evicting the oldest idle flows if the memory cap requires it.
     /// The key must not be present (call [`FlowTable::get`] first).
-    pub fn insert(&mut self, key: FlowKey, now: Timestamp, value: V, on_end: &mut impl FnMut(FlowKey, V, EndReason)) -> &mut FlowEntry<V> {
+    pub fn insert(
+        &mut self,
+        key: FlowKey,
+        now: Timestamp,
+        value: V,
+        on_end: &mut impl FnMut(FlowKey, V, EndReason),
+    ) -> &mut FlowEntry<V> {
         debug_assert!(self.list(key.proto()).get(&key).is_none(), "insert of an existing flow");
         while self.mem_used + Self::ENTRY_OVERHEAD > self.cfg.memcap && self.evict_oldest(on_end) {}
         self.mem_used += Self::ENTRY_OVERHEAD;
         self.stats.created += 1;
         let list = self.list(key.proto());
-        list.insert(key, FlowEntry { first_seen: now, last_seen: now, mem: 0, value });
+        list.insert(
+            key,
+            FlowEntry {
+                first_seen: now,
+                last_seen: now,
+                mem: 0,
+                value,
+            },
+        );
         list.get_mut(&key).expect("just inserted")
     }
 
     /// Sets the variable memory charged for `key`'s flow to `mem` bytes, evicting other flows
     /// (oldest idle first, never `key` itself) while the table is over its cap.
     pub fn recharge(&mut self, key: &FlowKey, mem: usize, on_end: &mut impl FnMut(FlowKey, V, EndReason)) {
-        let Some(entry) = self.list(key.proto()).get_mut(key) else { return };
+        let Some(entry) = self.list(key.proto()).get_mut(key) else {
+            return;
+        };
         let old = std::mem::replace(&mut entry.mem, mem);
         self.mem_used = self.mem_used - old + mem;
         while self.mem_used > self.cfg.memcap {
@@ -239,8 +266,14 @@ mod tests {
     use crate::flow::Endpoint;
 
     fn key(port: u16, proto: Proto) -> FlowKey {
-        let a = Endpoint { ip: "10.0.0.1".parse().unwrap(), port };
-        let b = Endpoint { ip: "1.1.1.1".parse().unwrap(), port: 80 };
+        let a = Endpoint {
+            ip: "10.0.0.1".parse().unwrap(),
+            port,
+        };
+        let b = Endpoint {
+            ip: "1.1.1.1".parse().unwrap(),
+            port: 80,
+        };
         FlowKey::new(proto, a, b).0
     }
 
@@ -268,7 +301,10 @@ mod tests {
         tab.expire(t(6), &mut on_end);
         tab.expire(t(11), &mut on_end);
         assert_eq!(tab.len(), 1);
-        assert_eq!(ended.iter().map(|e| (e.1, e.2)).collect::<Vec<_>>(), vec![(2, EndReason::IdleTimeout), (1, EndReason::IdleTimeout)]);
+        assert_eq!(
+            ended.iter().map(|e| (e.1, e.2)).collect::<Vec<_>>(),
+            vec![(2, EndReason::IdleTimeout), (1, EndReason::IdleTimeout)]
+        );
     }
 
     #[test]

@@ -10,8 +10,7 @@ use hyperscan::{Pattern, PatternFlags, SomHorizon, Stream, StreamRef, StreamingD
 use std::ffi::{c_int, c_uint, c_ulonglong, c_void};
 use std::mem::ManuallyDrop;
 
-type MatchEventHandler =
-    Option<unsafe extern "C" fn(c_uint, c_ulonglong, c_ulonglong, c_uint, *mut c_void) -> c_int>;
+type MatchEventHandler = Option<unsafe extern "C" fn(c_uint, c_ulonglong, c_ulonglong, c_uint, *mut c_void) -> c_int>;
 
 extern "C" {
     // From hs_runtime.h (libhs 5.4); the library is linked by hyperscan-sys.

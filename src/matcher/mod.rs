@@ -158,11 +158,9 @@ impl Matcher {
                 pattern_rule.push(idx as RuleIdx);
             }
         }
-        let db: StreamingDatabase = hyperscan::Builder::build(&Patterns(patterns))
-            .map_err(|e| MatcherError::Compile(hs::message(&e)))?;
-        let stream_size = db
-            .stream_size()
-            .map_err(|e| MatcherError::Alloc(e.to_string()))?;
+        let db: StreamingDatabase =
+            hyperscan::Builder::build(&Patterns(patterns)).map_err(|e| MatcherError::Compile(hs::message(&e)))?;
+        let stream_size = db.stream_size().map_err(|e| MatcherError::Alloc(e.to_string()))?;
         let before_needed = rules
             .rules()
             .iter()

@@ -1,10 +1,7 @@
 //! Per-direction scanning state: lazily opened Hyperscan stream, retained tail, pending hits.
 
 use super::hs::HsStream;
-use super::{
-    Finding, Hit, Inner, Matcher, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_WINDOW,
-    MAX_MATCH_WIDTH,
-};
+use super::{Finding, Hit, Inner, Matcher, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH};
 use crate::validate::{keyword_before, Candidate, BEFORE_BYTES};
 use hyperscan::Matching;
 
@@ -95,13 +92,7 @@ impl View<'_> {
 
 impl DirScanner {
     /// Feeds the next in-order bytes of the stream.
-    pub fn feed(
-        &mut self,
-        m: &Matcher,
-        w: &mut WorkerScratch,
-        data: &[u8],
-        out: &mut dyn FnMut(Finding),
-    ) {
+    pub fn feed(&mut self, m: &Matcher, w: &mut WorkerScratch, data: &[u8], out: &mut dyn FnMut(Finding)) {
         if data.is_empty() {
             return;
         }
@@ -151,12 +142,7 @@ impl DirScanner {
     }
 
     /// Like `gap`, and restarts offsets at 0 (one datagram done; the stream is kept for reuse).
-    pub(super) fn reset(
-        &mut self,
-        m: &Matcher,
-        w: &mut WorkerScratch,
-        out: &mut dyn FnMut(Finding),
-    ) {
+    pub(super) fn reset(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
         self.gap(m, w, out);
         if let Some(a) = self.active.as_mut() {
             a.base = 0;
@@ -183,9 +169,9 @@ impl DirScanner {
 
     /// Heap bytes held (Hyperscan stream state and the tail), for memory accounting.
     pub fn memory(&self) -> usize {
-        self.active.as_ref().map_or(0, |a| {
-            std::mem::size_of::<Active>() + a.stream_size as usize
-        })
+        self.active
+            .as_ref()
+            .map_or(0, |a| std::mem::size_of::<Active>() + a.stream_size as usize)
     }
 }
 
@@ -244,16 +230,14 @@ impl Active {
             } = &mut *w;
             hits.clear();
             let map = &inner.pattern_rule;
-            let r = self
-                .stream
-                .reset(scratch, |id: u32, from: u64, to: u64, _flags: u32| {
-                    hits.push(Hit {
-                        rule: map[id as usize],
-                        start: from,
-                        end: to,
-                    });
-                    Matching::Continue
+            let r = self.stream.reset(scratch, |id: u32, from: u64, to: u64, _flags: u32| {
+                hits.push(Hit {
+                    rule: map[id as usize],
+                    start: from,
+                    end: to,
                 });
+                Matching::Continue
+            });
             if r.is_err() {
                 counters.scan_errors += 1;
             }
@@ -270,14 +254,7 @@ impl Active {
 
     /// Validates pending hits and `w.hits` whose boundary bytes are known (all of them if
     /// `eos`), keeps the rest pending, then appends `chunk` to the tail.
-    fn resolve(
-        &mut self,
-        inner: &Inner,
-        w: &mut WorkerScratch,
-        chunk: &[u8],
-        eos: bool,
-        out: &mut dyn FnMut(Finding),
-    ) {
+    fn resolve(&mut self, inner: &Inner, w: &mut WorkerScratch, chunk: &[u8], eos: bool, out: &mut dyn FnMut(Finding)) {
         let view = View {
             tail: &self.tail[..usize::from(self.tail_len)],
             chunk,
@@ -372,8 +349,6 @@ impl Active {
             self.tail_len = (keep + chunk.len()) as u16;
         }
         self.pos += chunk.len() as u64;
-        debug_assert!(
-            usize::from(self.tail_len) <= TAIL_LEN && u64::from(self.tail_len) <= self.pos
-        );
+        debug_assert!(usize::from(self.tail_len) <= TAIL_LEN && u64::from(self.tail_len) <= self.pos);
     }
 }

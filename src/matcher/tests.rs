@@ -68,7 +68,8 @@ fn ids(v: &[Seen]) -> Vec<(&str, u64, &str)> {
         .collect()
 }
 
-const MIXED: &[u8] = b"GET /?cnic=35202-1234567-1&x=1 HTTP/1.1\r\nnic: 4210176543213\r\npan 4111 1111 1111 1111;5555555555554444.";
+const MIXED: &[u8] =
+    b"GET /?cnic=35202-1234567-1&x=1 HTTP/1.1\r\nnic: 4210176543213\r\npan 4111 1111 1111 1111;5555555555554444.";
 
 #[test]
 fn whole_stream_findings() {
@@ -94,8 +95,7 @@ fn split_at_every_offset_into_two() {
 
 #[test]
 fn split_at_every_pair_of_offsets_into_three() {
-    let text: &[u8] =
-        b"id_card 3520212345671,4111-1111-1111-1111 x 3782 822463 10005; 35202-1234567-1";
+    let text: &[u8] = b"id_card 3520212345671,4111-1111-1111-1111 x 3782 822463 10005; 35202-1234567-1";
     let want = whole(text);
     assert_eq!(want.len(), 4, "{want:?}");
     for i in 0..=text.len() {
@@ -109,11 +109,7 @@ fn split_at_every_pair_of_offsets_into_three() {
 
 #[test]
 fn context_keyword_in_an_earlier_chunk() {
-    let got = run(&[
-        Some(b"...National_ID"),
-        Some(b": "),
-        Some(b"3520212345671 "),
-    ]);
+    let got = run(&[Some(b"...National_ID"), Some(b": "), Some(b"3520212345671 ")]);
     assert_eq!(ids(&got), vec![("NGB-CNIC-002", 16, "35202-*******-1")]);
     // The same number without a keyword within 48 bytes is not reported.
     // ("nic" is a keyword too: with 45 spaces the "nic" of "cnic" still ends 48 bytes before.)
@@ -123,10 +119,7 @@ fn context_keyword_in_an_earlier_chunk() {
     assert_eq!(whole(&near).len(), 1);
     // A keyword followed by another number does not vouch for a timestamp after that.
     let ts = b"national_id=42101-7654321-3&{\"ts\":1732212345678}";
-    assert_eq!(
-        ids(&whole(ts)),
-        vec![("NGB-CNIC-001", 12, "42101-*******-3")]
-    );
+    assert_eq!(ids(&whole(ts)), vec![("NGB-CNIC-001", 12, "42101-*******-3")]);
 }
 
 #[test]
@@ -145,9 +138,7 @@ fn finish_resolves_a_value_at_the_end_of_the_stream() {
     let mut w = m.worker().unwrap();
     let mut s = DirScanner::default();
     let mut v = Vec::new();
-    s.feed(m, &mut w, b"pan 4111111111111111", &mut |f| {
-        v.push(seen(m, &f))
-    });
+    s.feed(m, &mut w, b"pan 4111111111111111", &mut |f| v.push(seen(m, &f)));
     assert!(v.is_empty(), "boundary after the value is not known yet");
     s.finish(m, &mut w, &mut |f| v.push(seen(m, &f)));
     assert_eq!(ids(&v), vec![("NGB-CARD-001", 4, "411111******1111")]);
@@ -196,34 +187,21 @@ fn one_finding_per_value_and_rule() {
     let mut w = m.worker().unwrap();
     let mut s = DirScanner::default();
     let mut v = Vec::new();
-    s.feed(m, &mut w, b" 4111111111111111 ", &mut |f| {
-        v.push(seen(m, &f))
-    });
+    s.feed(m, &mut w, b" 4111111111111111 ", &mut |f| v.push(seen(m, &f)));
     s.finish(m, &mut w, &mut |f| v.push(seen(m, &f)));
     assert_eq!(ids(&v), vec![("NGB-CARD-001", 1, "411111******1111")]);
-    let plain = m
-        .rules()
-        .rules()
-        .iter()
-        .position(|r| r.id == "NGB-CARD-001")
-        .unwrap();
+    let plain = m.rules().rules().iter().position(|r| r.id == "NGB-CARD-001").unwrap();
     assert_eq!(w.counters.hits[plain], 4);
     assert_eq!(w.counters.findings[plain], 1);
     // 3 from the card rule, 4 from the bare-CNIC rule (\d{13} inside a 16-digit run).
-    assert_eq!(
-        w.counters.rejected[crate::validate::Reject::Boundary.index()],
-        7
-    );
+    assert_eq!(w.counters.rejected[crate::validate::Reject::Boundary.index()], 7);
     assert_eq!(w.counters.bytes, 18);
     assert_eq!(w.counters.streams_opened, 1);
 }
 
 #[test]
 fn idle_scanner_is_tiny_and_active_scanner_bounded() {
-    assert_eq!(
-        std::mem::size_of::<DirScanner>(),
-        std::mem::size_of::<usize>()
-    );
+    assert_eq!(std::mem::size_of::<DirScanner>(), std::mem::size_of::<usize>());
     let m = matcher();
     let mut w = m.worker().unwrap();
     let mut s = DirScanner::default();

@@ -90,39 +90,152 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let build = IntGauge::with_opts(
-            Opts::new("nigehban_build_info", "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
+            Opts::new("nigehban_build_info", "Build information; always 1.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
         )
         .expect("valid metric definition");
         build.set(1);
         r.register(Box::new(build)).expect("metric registered once");
         Metrics {
-            packets: counter_vec(&r, "nigehban_packets_total", "Packets seen by the capture thread, by result.", &["result"]),
-            bytes: counter_vec(&r, "nigehban_bytes_total", "Bytes on the wire seen by the capture thread, by result.", &["result"]),
-            decode_skipped: counter_vec(&r, "nigehban_decode_skipped_total", "Frames not decoded into a TCP or UDP packet, by reason.", &["reason"]),
-            capture_received: counter(&r, "nigehban_capture_received_total", "Packets received as counted by libpcap."),
-            capture_kernel_drops: counter(&r, "nigehban_capture_kernel_drops_total", "Packets dropped for lack of capture buffer space (libpcap ps_drop)."),
-            capture_interface_drops: counter(&r, "nigehban_capture_interface_drops_total", "Packets dropped by the interface or its driver (libpcap ps_ifdrop)."),
-            queue_drops: counter(&r, "nigehban_queue_drops_total", "Packets dropped because a worker's queue was full (live capture never waits)."),
-            queue_depth: gauge_vec(&r, "nigehban_queue_depth_batches", "Packet batches waiting in a worker's queue.", &["worker"]),
-            worker_packets: counter_vec(&r, "nigehban_worker_packets_total", "Packets processed by a worker.", &["worker"]),
-            flows_active: gauge_vec(&r, "nigehban_flows_active", "Flows held in a worker's flow table.", &["worker"]),
-            flow_memory: gauge_vec(&r, "nigehban_flow_memory_bytes", "Flow-state bytes charged against a worker's flow memory cap.", &["worker"]),
-            flows_created: counter_vec(&r, "nigehban_flows_created_total", "Flows created, by transport.", &["transport"]),
+            packets: counter_vec(
+                &r,
+                "nigehban_packets_total",
+                "Packets seen by the capture thread, by result.",
+                &["result"],
+            ),
+            bytes: counter_vec(
+                &r,
+                "nigehban_bytes_total",
+                "Bytes on the wire seen by the capture thread, by result.",
+                &["result"],
+            ),
+            decode_skipped: counter_vec(
+                &r,
+                "nigehban_decode_skipped_total",
+                "Frames not decoded into a TCP or UDP packet, by reason.",
+                &["reason"],
+            ),
+            capture_received: counter(
+                &r,
+                "nigehban_capture_received_total",
+                "Packets received as counted by libpcap.",
+            ),
+            capture_kernel_drops: counter(
+                &r,
+                "nigehban_capture_kernel_drops_total",
+                "Packets dropped for lack of capture buffer space (libpcap ps_drop).",
+            ),
+            capture_interface_drops: counter(
+                &r,
+                "nigehban_capture_interface_drops_total",
+                "Packets dropped by the interface or its driver (libpcap ps_ifdrop).",
+            ),
+            queue_drops: counter(
+                &r,
+                "nigehban_queue_drops_total",
+                "Packets dropped because a worker's queue was full (live capture never waits).",
+            ),
+            queue_depth: gauge_vec(
+                &r,
+                "nigehban_queue_depth_batches",
+                "Packet batches waiting in a worker's queue.",
+                &["worker"],
+            ),
+            worker_packets: counter_vec(
+                &r,
+                "nigehban_worker_packets_total",
+                "Packets processed by a worker.",
+                &["worker"],
+            ),
+            flows_active: gauge_vec(
+                &r,
+                "nigehban_flows_active",
+                "Flows held in a worker's flow table.",
+                &["worker"],
+            ),
+            flow_memory: gauge_vec(
+                &r,
+                "nigehban_flow_memory_bytes",
+                "Flow-state bytes charged against a worker's flow memory cap.",
+                &["worker"],
+            ),
+            flows_created: counter_vec(
+                &r,
+                "nigehban_flows_created_total",
+                "Flows created, by transport.",
+                &["transport"],
+            ),
             flows_ended: counter_vec(&r, "nigehban_flows_ended_total", "Flows ended, by reason.", &["reason"]),
-            reassembly_gaps: counter(&r, "nigehban_reassembly_gaps_total", "Holes in TCP streams skipped because they would never fill."),
-            reassembly_gap_bytes: counter(&r, "nigehban_reassembly_gap_bytes_total", "Bytes missing in skipped TCP holes."),
-            reassembly_ooo_bytes: gauge_vec(&r, "nigehban_reassembly_ooo_bytes", "Out-of-order TCP bytes held by a worker.", &["worker"]),
-            reassembly_overlap_conflicts: counter(&r, "nigehban_reassembly_overlap_conflicts_total", "Overlapping TCP segments whose bytes differed from those seen first."),
-            reassembly_duplicate_bytes: counter(&r, "nigehban_reassembly_duplicate_bytes_total", "Retransmitted TCP bytes discarded."),
-            reassembly_segments_dropped: counter(&r, "nigehban_reassembly_segments_dropped_total", "TCP segments refused because a reassembly memory cap was hit."),
-            defrag_reassembled: counter(&r, "nigehban_defrag_reassembled_total", "IPv4 datagrams reassembled from fragments."),
-            defrag_dropped: counter(&r, "nigehban_defrag_dropped_total", "Fragmented datagrams given up (timeout, memory cap, bad offsets)."),
-            scanned_bytes: counter(&r, "nigehban_scanned_bytes_total", "Payload bytes scanned for personal data."),
-            pattern_hits: counter_vec(&r, "nigehban_pattern_hits_total", "Raw pattern hits before validation, by rule.", &["rule"]),
-            pii_findings: counter_vec(&r, "nigehban_pii_findings_total", "Values that passed validation, by rule, before de-duplication.", &["rule"]),
-            pii_reported: counter_vec(&r, "nigehban_pii_reported_total", "Distinct values reported in alerts, by rule.", &["rule"]),
+            reassembly_gaps: counter(
+                &r,
+                "nigehban_reassembly_gaps_total",
+                "Holes in TCP streams skipped because they would never fill.",
+            ),
+            reassembly_gap_bytes: counter(
+                &r,
+                "nigehban_reassembly_gap_bytes_total",
+                "Bytes missing in skipped TCP holes.",
+            ),
+            reassembly_ooo_bytes: gauge_vec(
+                &r,
+                "nigehban_reassembly_ooo_bytes",
+                "Out-of-order TCP bytes held by a worker.",
+                &["worker"],
+            ),
+            reassembly_overlap_conflicts: counter(
+                &r,
+                "nigehban_reassembly_overlap_conflicts_total",
+                "Overlapping TCP segments whose bytes differed from those seen first.",
+            ),
+            reassembly_duplicate_bytes: counter(
+                &r,
+                "nigehban_reassembly_duplicate_bytes_total",
+                "Retransmitted TCP bytes discarded.",
+            ),
+            reassembly_segments_dropped: counter(
+                &r,
+                "nigehban_reassembly_segments_dropped_total",
+                "TCP segments refused because a reassembly memory cap was hit.",
+            ),
+            defrag_reassembled: counter(
+                &r,
+                "nigehban_defrag_reassembled_total",
+                "IPv4 datagrams reassembled from fragments.",
+            ),
+            defrag_dropped: counter(
+                &r,
+                "nigehban_defrag_dropped_total",
+                "Fragmented datagrams given up (timeout, memory cap, bad offsets).",
+            ),
+            scanned_bytes: counter(
+                &r,
+                "nigehban_scanned_bytes_total",
+                "Payload bytes scanned for personal data.",
+            ),
+            pattern_hits: counter_vec(
+                &r,
+                "nigehban_pattern_hits_total",
+                "Raw pattern hits before validation, by rule.",
+                &["rule"],
+            ),
+            pii_findings: counter_vec(
+                &r,
+                "nigehban_pii_findings_total",
+                "Values that passed validation, by rule, before de-duplication.",
+                &["rule"],
+            ),
+            pii_reported: counter_vec(
+                &r,
+                "nigehban_pii_reported_total",
+                "Distinct values reported in alerts, by rule.",
+                &["rule"],
+            ),
             alerts: counter_vec(&r, "nigehban_alerts_total", "Alerts raised, by rule.", &["rule"]),
-            alert_write_errors: counter(&r, "nigehban_alert_write_errors_total", "Alerts that could not be written to the alert output."),
+            alert_write_errors: counter(
+                &r,
+                "nigehban_alert_write_errors_total",
+                "Alerts that could not be written to the alert output.",
+            ),
             registry: r,
         }
     }
@@ -131,7 +244,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         use prometheus::Encoder;
         let mut buf = Vec::new();
-        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("exposition is UTF-8")
     }
 }

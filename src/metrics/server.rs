@@ -15,7 +15,9 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` and serves `GET /metrics` (and `/healthz`) from a background thread.
     pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<MetricsServer> {
-        let server = tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e} (use --metrics-listen ADDR or off)"))?;
+        let server = tiny_http::Server::http(addr).map_err(|e| {
+            anyhow::anyhow!("cannot listen for metrics on {addr}: {e} (use --metrics-listen ADDR or off)")
+        })?;
         let addr = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);
         let s = Arc::clone(&server);
@@ -23,7 +25,11 @@ impl MetricsServer {
             for req in s.incoming_requests() {
                 let resp = match (req.method(), req.url()) {
                     (tiny_http::Method::Get, "/metrics") => {
-                        let ct = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/plain; version=0.0.4; charset=utf-8"[..]).expect("static header");
+                        let ct = tiny_http::Header::from_bytes(
+                            &b"Content-Type"[..],
+                            &b"text/plain; version=0.0.4; charset=utf-8"[..],
+                        )
+                        .expect("static header");
                         tiny_http::Response::from_string(metrics.render()).with_header(ct)
                     }
                     (tiny_http::Method::Get, "/healthz") => tiny_http::Response::from_string("ok\n"),
@@ -32,7 +38,11 @@ impl MetricsServer {
                 let _ = req.respond(resp);
             }
         })?;
-        Ok(MetricsServer { server, thread: Some(thread), addr })
+        Ok(MetricsServer {
+            server,
+            thread: Some(thread),
+            addr,
+        })
     }
 
     /// The bound address (useful with port 0).

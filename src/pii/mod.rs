@@ -44,8 +44,7 @@ pub struct PiiValue {
 impl PiiValue {
     /// Builds a value from normalised ASCII digits. Returns `None` unless 1..=19 ASCII digits.
     pub fn new(kind: PiiKind, digits: &[u8]) -> Option<Self> {
-        if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.iter().all(u8::is_ascii_digit)
-        {
+        if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
         let mut buf = [0u8; MAX_DIGITS];

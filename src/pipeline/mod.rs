@@ -35,14 +35,23 @@ pub struct Batch {
 
 impl Batch {
     fn with_capacity(packets: usize) -> Batch {
-        Batch { data: Vec::with_capacity(BATCH_BYTES + 65536), pkts: Vec::with_capacity(packets), tick: None }
+        Batch {
+            data: Vec::with_capacity(BATCH_BYTES + 65536),
+            pkts: Vec::with_capacity(packets),
+            tick: None,
+        }
     }
 
     /// Appends a copy of `frame`.
     pub fn push(&mut self, ts: Timestamp, link: LinkType, frame: &[u8]) {
         let start = u32::try_from(self.data.len()).expect("batch buffers stay far below 4 GiB");
         self.data.extend_from_slice(frame);
-        self.pkts.push(PacketMeta { ts, link, start, len: frame.len() as u32 });
+        self.pkts.push(PacketMeta {
+            ts,
+            link,
+            start,
+            len: frame.len() as u32,
+        });
     }
 
     /// Packets in the batch.
@@ -64,7 +73,9 @@ impl Batch {
 
     /// The packets, in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (Timestamp, LinkType, &[u8])> + '_ {
-        self.pkts.iter().map(|m| (m.ts, m.link, &self.data[m.start as usize..(m.start + m.len) as usize]))
+        self.pkts
+            .iter()
+            .map(|m| (m.ts, m.link, &self.data[m.start as usize..(m.start + m.len) as usize]))
     }
 }
 
@@ -96,7 +107,12 @@ pub struct WorkerQueue {
 }
 
 /// Builds the queues for `workers` workers.
-pub fn channels(workers: usize, queue_batches: usize, batch_packets: usize, when_full: WhenFull) -> (Dispatcher, Vec<WorkerQueue>) {
+pub fn channels(
+    workers: usize,
+    queue_batches: usize,
+    batch_packets: usize,
+    when_full: WhenFull,
+) -> (Dispatcher, Vec<WorkerQueue>) {
     // Every batch is in a queue, being processed, or being filled: this many can ever exist.
     let pool_cap = workers * (queue_batches + 2);
     let (pool_tx, pool_rx) = crossbeam_channel::bounded(pool_cap);
@@ -105,10 +121,23 @@ pub fn channels(workers: usize, queue_batches: usize, batch_packets: usize, when
     for _ in 0..workers {
         let (tx, rx) = crossbeam_channel::bounded(queue_batches);
         queues.push(tx);
-        ends.push(WorkerQueue { rx, pool: pool_tx.clone() });
+        ends.push(WorkerQueue {
+            rx,
+            pool: pool_tx.clone(),
+        });
     }
     let current = (0..workers).map(|_| Batch::with_capacity(batch_packets)).collect();
-    (Dispatcher { queues, current, pool: pool_rx, batch_packets, when_full, dropped_packets: 0 }, ends)
+    (
+        Dispatcher {
+            queues,
+            current,
+            pool: pool_rx,
+            batch_packets,
+            when_full,
+            dropped_packets: 0,
+        },
+        ends,
+    )
 }
 
 impl Dispatcher {
@@ -131,7 +160,10 @@ impl Dispatcher {
     }
 
     fn send(&mut self, worker: usize) {
-        let fresh = self.pool.try_recv().unwrap_or_else(|_| Batch::with_capacity(self.batch_packets));
+        let fresh = self
+            .pool
+            .try_recv()
+            .unwrap_or_else(|_| Batch::with_capacity(self.batch_packets));
         let full = std::mem::replace(&mut self.current[worker], fresh);
         let result = match self.when_full {
             WhenFull::Block => self.queues[worker].send(full).map_err(|e| e.into_inner()),
@@ -150,7 +182,10 @@ impl Dispatcher {
     /// link (live capture only; never blocks).
     pub fn tick(&mut self, now: Timestamp) {
         for w in 0..self.current.len() {
-            let fresh = self.pool.try_recv().unwrap_or_else(|_| Batch::with_capacity(self.batch_packets));
+            let fresh = self
+                .pool
+                .try_recv()
+                .unwrap_or_else(|_| Batch::with_capacity(self.batch_packets));
             let mut b = std::mem::replace(&mut self.current[w], fresh);
             b.tick = Some(now);
             if let Err(e) = self.queues[w].try_send(b) {
@@ -186,7 +221,12 @@ mod tests {
     fn batches_carry_packets_intact_and_come_back_through_the_pool() {
         let (mut d, ends) = channels(2, 4, 3, WhenFull::Block);
         for i in 0..7u8 {
-            d.push((i % 2) as usize, Timestamp::from_micros(i as u64), LinkType::RawIp, &[i; 5]);
+            d.push(
+                (i % 2) as usize,
+                Timestamp::from_micros(i as u64),
+                LinkType::RawIp,
+                &[i; 5],
+            );
         }
         d.flush();
         let mut got = Vec::new();

@@ -6,7 +6,7 @@ use super::{Batch, WorkerQueue};
 use crate::alert::{self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, Observer, PendingBatch, PiiMatch};
 use crate::cli::HomeNet;
 use crate::clock::Timestamp;
-use crate::decode::{DefragConfig, Decoder, LinkType, Transport};
+use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
 use crate::flow::{Dir, EndReason, Endpoint, FlowKey, FlowTable, FlowTableConfig, Proto};
 use crate::matcher::{DirScanner, Finding, Matcher, WorkerScratch};
 use crate::metrics::Metrics;
@@ -130,7 +130,8 @@ struct ScanSink<'a> {
 impl StreamSink for ScanSink<'_> {
     fn data(&mut self, bytes: &[u8]) {
         let findings = &mut *self.findings;
-        self.scanner.feed(self.matcher, self.scratch, bytes, &mut |f| findings.push(f));
+        self.scanner
+            .feed(self.matcher, self.scratch, bytes, &mut |f| findings.push(f));
     }
     fn gap(&mut self, _missing: u64) {
         let findings = &mut *self.findings;
@@ -141,11 +142,20 @@ impl StreamSink for ScanSink<'_> {
 impl Worker {
     /// A worker with its own scratch, decoder and tables.
     pub fn new(id: usize, shared: Arc<WorkerShared>) -> anyhow::Result<Worker> {
-        let scratch = shared.matcher.worker().map_err(|e| anyhow::anyhow!("worker {id}: {e}"))?;
+        let scratch = shared
+            .matcher
+            .worker()
+            .map_err(|e| anyhow::anyhow!("worker {id}: {e}"))?;
         let n = shared.matcher.rules().rules().len();
         let m = &shared.metrics;
         let per_rule = |v: &prometheus::IntCounterVec| -> Vec<IntCounter> {
-            shared.matcher.rules().rules().iter().map(|r| v.with_label_values(&[r.id.as_str()])).collect()
+            shared
+                .matcher
+                .rules()
+                .rules()
+                .iter()
+                .map(|r| v.with_label_values(&[r.id.as_str()]))
+                .collect()
         };
         let wid = id.to_string();
         let handles = Handles {
@@ -158,7 +168,13 @@ impl Worker {
             flow_memory: m.flow_memory.with_label_values(&[wid.as_str()]),
             ooo_bytes: m.reassembly_ooo_bytes.with_label_values(&[wid.as_str()]),
         };
-        let zeroed = || Local { hits: vec![0; n], findings: vec![0; n], reported: vec![0; n], alerts: vec![0; n], ..Local::default() };
+        let zeroed = || Local {
+            hits: vec![0; n],
+            findings: vec![0; n],
+            reported: vec![0; n],
+            alerts: vec![0; n],
+            ..Local::default()
+        };
         let engine = Engine {
             reassembler: Reassembler::new(shared.reassembly.clone(), shared.reassembly_memcap),
             scratch,
@@ -171,8 +187,17 @@ impl Worker {
             shared: Arc::clone(&shared),
         };
         // Fragments are reassembled by the capture thread; workers never hold any.
-        let decoder = Decoder::new(DefragConfig { memcap: 0, timeout: Duration::from_secs(1) });
-        Ok(Worker { id, decoder, table: FlowTable::new(shared.flow.clone()), engine, last_tick: Timestamp::default() })
+        let decoder = Decoder::new(DefragConfig {
+            memcap: 0,
+            timeout: Duration::from_secs(1),
+        });
+        Ok(Worker {
+            id,
+            decoder,
+            table: FlowTable::new(shared.flow.clone()),
+            engine,
+            last_tick: Timestamp::default(),
+        })
     }
 
     /// Worker id (its shard number).
@@ -227,7 +252,8 @@ impl Worker {
             if flow.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
                 let e = &mut *engine;
                 let findings = &mut e.findings;
-                flow.scanner.settle(&e.shared.matcher, &mut e.scratch, &mut |f| findings.push(f));
+                flow.scanner
+                    .settle(&e.shared.matcher, &mut e.scratch, &mut |f| findings.push(f));
                 if !e.findings.is_empty() {
                     // The value was complete when the flow's last packet arrived.
                     e.record_findings(&key, flow, last_seen);
@@ -247,7 +273,9 @@ impl Worker {
             self.engine.last_seen = ts;
         }
         // The capture thread decoded this frame already and counted failures.
-        let Ok(pkt) = self.decoder.decode(link, ts, frame) else { return };
+        let Ok(pkt) = self.decoder.decode(link, ts, frame) else {
+            return;
+        };
         let proto = match pkt.transport {
             Transport::Tcp(_) => Proto::Tcp,
             Transport::Udp => Proto::Udp,
@@ -257,17 +285,33 @@ impl Worker {
         if src_in == dst_in {
             return;
         }
-        let (key, dir) = FlowKey::new(proto, Endpoint { ip: pkt.src, port: pkt.src_port }, Endpoint { ip: pkt.dst, port: pkt.dst_port });
+        let (key, dir) = FlowKey::new(
+            proto,
+            Endpoint {
+                ip: pkt.src,
+                port: pkt.src_port,
+            },
+            Endpoint {
+                ip: pkt.dst,
+                port: pkt.dst_port,
+            },
+        );
         let is_egress = src_in;
         let Worker { table, engine, .. } = self;
 
-        let mut exists = table.get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts))).is_some();
+        let mut exists = table
+            .get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)))
+            .is_some();
         if let Transport::Tcp(h) = pkt.transport {
             // A SYN opening a new connection on a finished 5-tuple (port reuse) starts a new flow.
             if exists && h.syn && !h.ack {
-                let reuse = table.peek_mut(&key).is_some_and(|e| e.value.stream.is_closed() || e.value.peer_fin);
+                let reuse = table
+                    .peek_mut(&key)
+                    .is_some_and(|e| e.value.stream.is_closed() || e.value.peer_fin);
                 if reuse {
-                    table.end(&key, EndReason::Closed, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
+                    table.end(&key, EndReason::Closed, &mut |k, f, r| {
+                        engine.end_flow(k, f, r, Some(ts))
+                    });
                     exists = false;
                 }
             }
@@ -278,7 +322,14 @@ impl Worker {
         }
         if !exists {
             let egress = if is_egress { dir } else { dir.reverse() };
-            let flow = Flow { egress, stream: TcpStream::default(), scanner: DirScanner::default(), leaks: None, peer_fin: false, listed_pending: false };
+            let flow = Flow {
+                egress,
+                stream: TcpStream::default(),
+                scanner: DirScanner::default(),
+                leaks: None,
+                peer_fin: false,
+                listed_pending: false,
+            };
             match proto {
                 Proto::Tcp => engine.local.flows_tcp += 1,
                 Proto::Udp => engine.local.flows_udp += 1,
@@ -292,7 +343,12 @@ impl Worker {
         match pkt.transport {
             Transport::Tcp(h) => {
                 let e = &mut *engine;
-                let mut sink = ScanSink { matcher: &e.shared.matcher, scanner: &mut flow.scanner, scratch: &mut e.scratch, findings: &mut e.findings };
+                let mut sink = ScanSink {
+                    matcher: &e.shared.matcher,
+                    scanner: &mut flow.scanner,
+                    scratch: &mut e.scratch,
+                    findings: &mut e.findings,
+                };
                 if is_egress {
                     e.reassembler.segment(&mut flow.stream, &h, pkt.payload, ts, &mut sink);
                 } else {
@@ -307,20 +363,25 @@ impl Worker {
                 if is_egress {
                     let e = &mut *engine;
                     let findings = &mut e.findings;
-                    e.shared.matcher.scan_datagram(&mut e.scratch, pkt.payload, &mut |f| findings.push(f));
+                    e.shared
+                        .matcher
+                        .scan_datagram(&mut e.scratch, pkt.payload, &mut |f| findings.push(f));
                 }
             }
         }
         if !engine.findings.is_empty() {
             engine.record_findings(&key, flow, ts);
         }
-        if !flow.listed_pending && (flow.scanner.has_pending() || flow.leaks.as_ref().is_some_and(|l| l.has_pending())) {
+        if !flow.listed_pending && (flow.scanner.has_pending() || flow.leaks.as_ref().is_some_and(|l| l.has_pending()))
+        {
             flow.listed_pending = true;
             engine.pending_flows.push(key);
         }
         let mem = flow.scanner.memory() + flow.leaks.as_ref().map_or(0, |l| l.memory());
         if closed {
-            table.end(&key, EndReason::Closed, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
+            table.end(&key, EndReason::Closed, &mut |k, f, r| {
+                engine.end_flow(k, f, r, Some(ts))
+            });
         } else if mem != before {
             table.recharge(&key, mem, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
         }
@@ -334,7 +395,17 @@ impl Engine {
         for f in self.findings.drain(..) {
             let h = self.shared.key.hash(&f.value);
             let short = h.short() ^ (f.value.kind() as u64);
-            let outcome = leaks.add(f.rule, short, || PiiMatch { kind: f.value.kind(), masked: f.value.masked(), hash: h.to_hex() }, now, &self.shared.alert);
+            let outcome = leaks.add(
+                f.rule,
+                short,
+                || PiiMatch {
+                    kind: f.value.kind(),
+                    masked: f.value.masked(),
+                    hash: h.to_hex(),
+                },
+                now,
+                &self.shared.alert,
+            );
             if outcome != AddOutcome::Duplicate {
                 self.local.reported[f.rule as usize] += 1;
             }
@@ -351,11 +422,23 @@ impl Engine {
         }
         let (sender, receiver) = key.endpoints(flow.egress);
         let community_id = key.community_id();
-        let ctx = FlowContext { sender, receiver, proto: key.proto(), community_id: &community_id };
+        let ctx = FlowContext {
+            sender,
+            receiver,
+            proto: key.proto(),
+            community_id: &community_id,
+        };
         let rules = self.shared.matcher.rules().rules();
         for b in batches {
             let rule = &rules[b.rule as usize];
-            let line = alert::render(now, AlertRule::from(rule), &ctx, &self.shared.observer, &b.matches, b.batch);
+            let line = alert::render(
+                now,
+                AlertRule::from(rule),
+                &ctx,
+                &self.shared.observer,
+                &b.matches,
+                b.batch,
+            );
             self.local.alerts[b.rule as usize] += 1;
             if self.shared.alerts.send(line).is_err() {
                 self.shared.metrics.alert_write_errors.inc();
@@ -367,10 +450,16 @@ impl Engine {
     fn end_flow(&mut self, key: FlowKey, mut flow: Flow, reason: EndReason, now: Option<Timestamp>) {
         self.local.ended[reason as usize] += 1;
         if key.proto() == Proto::Tcp {
-            let mut sink = ScanSink { matcher: &self.shared.matcher, scanner: &mut flow.scanner, scratch: &mut self.scratch, findings: &mut self.findings };
+            let mut sink = ScanSink {
+                matcher: &self.shared.matcher,
+                scanner: &mut flow.scanner,
+                scratch: &mut self.scratch,
+                findings: &mut self.findings,
+            };
             self.reassembler.finish(&mut flow.stream, &mut sink);
             let findings = &mut self.findings;
-            flow.scanner.finish(&self.shared.matcher, &mut self.scratch, &mut |f| findings.push(f));
+            flow.scanner
+                .finish(&self.shared.matcher, &mut self.scratch, &mut |f| findings.push(f));
         }
         let now = now.unwrap_or(self.last_seen);
         if !self.findings.is_empty() {
@@ -397,9 +486,22 @@ impl Engine {
             self.handles.alerts[i].inc_by(delta(l.alerts[i], &mut p.alerts[i]));
         }
         m.scanned_bytes.inc_by(delta(c.bytes, &mut p.scanned));
-        m.flows_created.with_label_values(&["tcp"]).inc_by(delta(l.flows_tcp, &mut p.flows_tcp));
-        m.flows_created.with_label_values(&["udp"]).inc_by(delta(l.flows_udp, &mut p.flows_udp));
-        for (i, r) in [EndReason::Closed, EndReason::IdleTimeout, EndReason::Lifetime, EndReason::MemcapEvicted, EndReason::Shutdown].iter().enumerate() {
+        m.flows_created
+            .with_label_values(&["tcp"])
+            .inc_by(delta(l.flows_tcp, &mut p.flows_tcp));
+        m.flows_created
+            .with_label_values(&["udp"])
+            .inc_by(delta(l.flows_udp, &mut p.flows_udp));
+        for (i, r) in [
+            EndReason::Closed,
+            EndReason::IdleTimeout,
+            EndReason::Lifetime,
+            EndReason::MemcapEvicted,
+            EndReason::Shutdown,
+        ]
+        .iter()
+        .enumerate()
+        {
             let d = delta(l.ended[i], &mut p.ended[i]);
             if d > 0 {
                 m.flows_ended.with_label_values(&[r.as_label()]).inc_by(d);
@@ -408,9 +510,12 @@ impl Engine {
         let rc = self.reassembler.counters();
         m.reassembly_gaps.inc_by(delta(rc.gaps, &mut p.gaps));
         m.reassembly_gap_bytes.inc_by(delta(rc.gap_bytes, &mut p.gap_bytes));
-        m.reassembly_overlap_conflicts.inc_by(delta(rc.overlap_conflicts, &mut p.conflicts));
-        m.reassembly_duplicate_bytes.inc_by(delta(rc.duplicate_bytes, &mut p.dup_bytes));
-        m.reassembly_segments_dropped.inc_by(delta(rc.segments_dropped, &mut p.seg_dropped));
+        m.reassembly_overlap_conflicts
+            .inc_by(delta(rc.overlap_conflicts, &mut p.conflicts));
+        m.reassembly_duplicate_bytes
+            .inc_by(delta(rc.duplicate_bytes, &mut p.dup_bytes));
+        m.reassembly_segments_dropped
+            .inc_by(delta(rc.segments_dropped, &mut p.seg_dropped));
         self.handles.flows_active.set(table.len() as i64);
         self.handles.flow_memory.set(table.mem_used() as i64);
         self.handles.ooo_bytes.set(self.reassembler.held_bytes() as i64);

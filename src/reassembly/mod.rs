@@ -244,11 +244,7 @@ impl Reassembler {
             self.finish(stream, sink);
             return;
         }
-        let data_seq = if hdr.syn {
-            hdr.seq.wrapping_add(1)
-        } else {
-            hdr.seq
-        };
+        let data_seq = if hdr.syn { hdr.seq.wrapping_add(1) } else { hdr.seq };
         if stream.is_closed() {
             if stream.flags & STARTED != 0 {
                 // Retransmissions after the end: count what was already delivered.
@@ -281,13 +277,7 @@ impl Reassembler {
     /// Only holes are skipped (bytes missing before bytes already held, or before a FIN). Bytes
     /// acknowledged beyond everything seen are left alone: on a SPAN port an ACK often overtakes
     /// the data it acknowledges, and that data is still on its way.
-    pub fn peer_ack<S: StreamSink>(
-        &mut self,
-        stream: &mut TcpStream,
-        ack: u32,
-        now: Timestamp,
-        sink: &mut S,
-    ) {
+    pub fn peer_ack<S: StreamSink>(&mut self, stream: &mut TcpStream, ack: u32, now: Timestamp, sink: &mut S) {
         if stream.flags & STARTED == 0 || stream.is_closed() {
             return;
         }
@@ -378,8 +368,7 @@ impl Reassembler {
             return;
         }
         let (s, e) = (lo as u64, hi as u64);
-        let bytes =
-            |a: u64, b: u64| &payload[(a as i64 - start) as usize..(b as i64 - start) as usize];
+        let bytes = |a: u64, b: u64| &payload[(a as i64 - start) as usize..(b as i64 - start) as usize];
         // Held bytes were seen first: the new copy of them is a duplicate, maybe a conflicting one.
         if let Some(store) = &stream.ooo {
             let (overlap, conflicts) = store.compare(s, bytes(s, e));

@@ -46,13 +46,7 @@ mod tests {
         // Many wraps in: anchor 5 GiB + 3.
         let anchor = (5u64 << 30) + 3;
         let s = seq_at(base, anchor);
-        assert_eq!(
-            offset_of(base, anchor, s.wrapping_add(100)),
-            anchor as i64 + 100
-        );
-        assert_eq!(
-            offset_of(base, anchor, s.wrapping_sub(100)),
-            anchor as i64 - 100
-        );
+        assert_eq!(offset_of(base, anchor, s.wrapping_add(100)), anchor as i64 + 100);
+        assert_eq!(offset_of(base, anchor, s.wrapping_sub(100)), anchor as i64 - 100);
     }
 }

@@ -167,11 +167,7 @@ impl OooStore {
             }
         }
         let first_dropped = if freed > 0 { idx + 1 } else { idx };
-        freed += self
-            .runs
-            .drain(first_dropped..)
-            .map(|r| r.data.len())
-            .sum::<usize>();
+        freed += self.runs.drain(first_dropped..).map(|r| r.data.len()).sum::<usize>();
         self.held -= freed;
         self.refresh_oldest();
         freed
@@ -191,10 +187,7 @@ impl OooStore {
     /// Checks the invariants (debug builds only).
     fn check(&self) {
         if cfg!(debug_assertions) {
-            debug_assert_eq!(
-                self.held,
-                self.runs.iter().map(|r| r.data.len()).sum::<usize>()
-            );
+            debug_assert_eq!(self.held, self.runs.iter().map(|r| r.data.len()).sum::<usize>());
             debug_assert!(self.runs.iter().all(|r| !r.data.is_empty()));
             debug_assert!(self.runs.windows(2).all(|w| w[0].end() < w[1].start));
         }

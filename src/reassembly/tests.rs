@@ -67,16 +67,10 @@ fn syn(isn: u32) -> TcpHeader {
     }
 }
 fn fin(seq: u32) -> TcpHeader {
-    TcpHeader {
-        fin: true,
-        ..h(seq)
-    }
+    TcpHeader { fin: true, ..h(seq) }
 }
 fn rst(seq: u32) -> TcpHeader {
-    TcpHeader {
-        rst: true,
-        ..h(seq)
-    }
+    TcpHeader { rst: true, ..h(seq) }
 }
 fn at(ms: u64) -> Timestamp {
     Timestamp::from_micros(ms * 1000)
@@ -112,8 +106,7 @@ impl H {
         self.seg_at(hdr, data, 0)
     }
     fn seg_at(&mut self, hdr: TcpHeader, data: &[u8], ms: u64) -> &mut Self {
-        self.r
-            .segment(&mut self.s, &hdr, data, at(ms), &mut self.out);
+        self.r.segment(&mut self.s, &hdr, data, at(ms), &mut self.out);
         assert_eq!(
             self.r.held_bytes(),
             self.s.held_bytes(),
@@ -200,16 +193,8 @@ fn every_permutation_of_four_segments() {
                     t.seg(h(ISN + 1 + off), d);
                 }
             }
-            assert_eq!(
-                t.out.evs,
-                vec![Ev::Data(b"abcdefghij".to_vec())],
-                "order {p:?}"
-            );
-            let dup = if dup_first {
-                segs[p[0]].1.len() as u64
-            } else {
-                0
-            };
+            assert_eq!(t.out.evs, vec![Ev::Data(b"abcdefghij".to_vec())], "order {p:?}");
+            let dup = if dup_first { segs[p[0]].1.len() as u64 } else { 0 };
             assert_eq!(t.c().duplicate_bytes, dup, "order {p:?}");
             assert_eq!(t.c().overlap_conflicts, 0);
             t.finish();
@@ -402,20 +387,14 @@ fn rst_delivers_held_with_gaps_and_closes() {
 #[test]
 fn gap_skipped_by_peer_ack() {
     let mut t = H::big();
-    t.seg(syn(ISN), b"")
-        .seg(h(ISN + 1), b"ab")
-        .seg(h(ISN + 1 + 4), b"ef");
+    t.seg(syn(ISN), b"").seg(h(ISN + 1), b"ab").seg(h(ISN + 1 + 4), b"ef");
     // An ACK inside the hole, or beyond data never seen, skips nothing.
     t.r.peer_ack(&mut t.s, ISN + 1 + 3, at(0), &mut t.out);
     assert_eq!(t.c().gaps, 0);
     t.r.peer_ack(&mut t.s, ISN + 1 + 4, at(0), &mut t.out);
     assert_eq!(
         t.out.evs,
-        vec![
-            Ev::Data(b"ab".to_vec()),
-            Ev::Gap(2),
-            Ev::Data(b"ef".to_vec())
-        ]
+        vec![Ev::Data(b"ab".to_vec()), Ev::Gap(2), Ev::Data(b"ef".to_vec())]
     );
     assert_eq!(t.r.held_bytes(), 0);
     t.r.peer_ack(&mut t.s, ISN + 1 + 100, at(0), &mut t.out);
@@ -428,9 +407,7 @@ fn gap_skipped_by_peer_ack() {
 #[test]
 fn gap_before_fin_skipped_by_peer_ack() {
     let mut t = H::big();
-    t.seg(syn(ISN), b"")
-        .seg(h(ISN + 1), b"ab")
-        .seg(fin(ISN + 1 + 4), b"");
+    t.seg(syn(ISN), b"").seg(h(ISN + 1), b"ab").seg(fin(ISN + 1 + 4), b"");
     assert!(!t.s.is_closed());
     t.r.peer_ack(&mut t.s, ISN + 1 + 5, at(0), &mut t.out);
     assert!(t.s.is_closed());
@@ -454,11 +431,7 @@ fn gap_skipped_by_timeout() {
     // 2..4 opened at 1000 ms, skipped; 6..8 opened at 2500 ms, kept.
     assert_eq!(
         t.out.evs,
-        vec![
-            Ev::Data(b"ab".to_vec()),
-            Ev::Gap(2),
-            Ev::Data(b"ef".to_vec())
-        ]
+        vec![Ev::Data(b"ab".to_vec()), Ev::Gap(2), Ev::Data(b"ef".to_vec())]
     );
     assert_eq!(t.r.held_bytes(), 4);
     // A quiet stream: the flow table's sweep expires it.
@@ -597,37 +570,28 @@ fn dropping_a_stream_that_holds_bytes_is_caught() {
 /// A byte string and a cover of it by segments `(offset, len)`, in a random order with some
 /// repeated. Segments may overlap (retransmissions cut differently).
 fn stream_and_segments() -> impl Strategy<Value = (Vec<u8>, Vec<(usize, usize)>, u32)> {
-    (
-        1usize..400,
-        prop_oneof![any::<u32>(), (u32::MAX - 500)..=u32::MAX],
-    )
-        .prop_flat_map(|(n, isn)| {
-            let data = proptest::collection::vec(any::<u8>(), n);
-            let cuts = proptest::collection::vec(1usize..n.max(2), 0..12);
-            let extra = proptest::collection::vec((0..n, 1usize..64), 0..6);
-            (data, cuts, extra, Just(isn), any::<u64>()).prop_map(
-                move |(data, mut cuts, extra, isn, seed)| {
-                    cuts.push(0);
-                    cuts.push(n);
-                    cuts.sort_unstable();
-                    cuts.dedup();
-                    let mut segs: Vec<(usize, usize)> =
-                        cuts.windows(2).map(|w| (w[0], w[1] - w[0])).collect();
-                    for (o, l) in extra {
-                        segs.push((o, l.min(n - o)));
-                    }
-                    shuffle(&mut segs, seed);
-                    (data, segs, isn)
-                },
-            )
+    (1usize..400, prop_oneof![any::<u32>(), (u32::MAX - 500)..=u32::MAX]).prop_flat_map(|(n, isn)| {
+        let data = proptest::collection::vec(any::<u8>(), n);
+        let cuts = proptest::collection::vec(1usize..n.max(2), 0..12);
+        let extra = proptest::collection::vec((0..n, 1usize..64), 0..6);
+        (data, cuts, extra, Just(isn), any::<u64>()).prop_map(move |(data, mut cuts, extra, isn, seed)| {
+            cuts.push(0);
+            cuts.push(n);
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut segs: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1] - w[0])).collect();
+            for (o, l) in extra {
+                segs.push((o, l.min(n - o)));
+            }
+            shuffle(&mut segs, seed);
+            (data, segs, isn)
         })
+    })
 }
 
 fn shuffle<T>(v: &mut [T], mut seed: u64) {
     for i in (1..v.len()).rev() {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         v.swap(i, (seed >> 33) as usize % (i + 1));
     }
 }
@@ -770,11 +734,7 @@ fn merged_runs_keep_the_older_arrival_time() {
     t.r.expire(&mut t.s, at(2500), &mut t.out);
     assert_eq!(
         t.out.evs,
-        vec![
-            Ev::Data(b"abc".to_vec()),
-            Ev::Gap(1),
-            Ev::Data(b"efghijkl".to_vec())
-        ]
+        vec![Ev::Data(b"abc".to_vec()), Ev::Gap(1), Ev::Data(b"efghijkl".to_vec())]
     );
     t.finish();
 }

@@ -31,9 +31,7 @@ pub const MAX_CONTEXT_WINDOW: usize = 64;
 pub const DEFAULT_CONTEXT_WINDOW: usize = 48;
 
 /// How serious a rule's finding is.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Informational.
@@ -375,8 +373,7 @@ impl RuleSet {
                     scheme: s.name.clone(),
                     source,
                 };
-                let scheme =
-                    CardScheme::new(&s.name, &s.prefixes, &s.lengths).map_err(scheme_err)?;
+                let scheme = CardScheme::new(&s.name, &s.prefixes, &s.lengths).map_err(scheme_err)?;
                 if let Some(first) = scheme_files.insert(s.name.clone(), path.clone()) {
                     return Err(RuleError::Invalid {
                         path: path.clone(),
@@ -393,9 +390,7 @@ impl RuleSet {
             raw_rules.extend(raw.rule.into_iter().map(|r| (path.clone(), r)));
         }
         if raw_rules.is_empty() {
-            return Err(RuleError::NoRules {
-                dir: dir.to_path_buf(),
-            });
+            return Err(RuleError::NoRules { dir: dir.to_path_buf() });
         }
 
         let mut ids: HashMap<String, PathBuf> = HashMap::new();
@@ -447,9 +442,7 @@ fn build_rule(path: PathBuf, raw: RawRule, schemes: &CardSchemes) -> Result<Rule
         ));
     }
     if raw.name.trim().is_empty() {
-        return Err(invalid(
-            "name is empty: describe what the rule finds".to_string(),
-        ));
+        return Err(invalid("name is empty: describe what the rule finds".to_string()));
     }
     let finds = match raw.validator {
         Validator::Cnic => PiiKind::Cnic,
@@ -496,9 +489,7 @@ fn build_rule(path: PathBuf, raw: RawRule, schemes: &CardSchemes) -> Result<Rule
                 )));
             }
             if c.keywords.iter().any(|k| k.trim().is_empty()) {
-                return Err(invalid(
-                    "context.keywords has an empty keyword: remove it".to_string(),
-                ));
+                return Err(invalid("context.keywords has an empty keyword: remove it".to_string()));
             }
             if let Some(k) = c.keywords.iter().find(|k| k.len() > c.window) {
                 return Err(invalid(format!(
@@ -509,8 +500,7 @@ fn build_rule(path: PathBuf, raw: RawRule, schemes: &CardSchemes) -> Result<Rule
             }
             if c.required && c.keywords.is_empty() {
                 return Err(invalid(
-                    "context.required = true but no keywords: add keywords or set required = false"
-                        .to_string(),
+                    "context.required = true but no keywords: add keywords or set required = false".to_string(),
                 ));
             }
             let folded = c

@@ -84,10 +84,7 @@ fn error_syntax_has_line_and_column() {
             path,
         } => {
             assert_eq!((*line, *col), (5, 12), "{e}");
-            assert!(
-                message.contains("urgent") && message.contains("critical"),
-                "{message}"
-            );
+            assert!(message.contains("urgent") && message.contains("critical"), "{message}");
             assert!(path.ends_with("a.toml"));
         }
         other => panic!("{other}"),
@@ -106,11 +103,7 @@ fn error_syntax_has_line_and_column() {
 
 #[test]
 fn error_duplicate_id_names_both_files() {
-    let e = load(
-        &[("a.toml", &rule("X", "")), ("b.toml", &rule("X", ""))],
-        true,
-    )
-    .unwrap_err();
+    let e = load(&[("a.toml", &rule("X", "")), ("b.toml", &rule("X", ""))], true).unwrap_err();
     match e {
         RuleError::DuplicateId { id, first, second } => {
             assert_eq!(id, "X");
@@ -128,16 +121,10 @@ fn error_patterns() {
         RuleError::EmptyPatterns { .. }
     ));
 
-    let refused = rule("A", "").replace(
-        "patterns = ['\\d{13,19}']",
-        "patterns = ['\\d{13}', '(\\d{4}']",
-    );
+    let refused = rule("A", "").replace("patterns = ['\\d{13,19}']", "patterns = ['\\d{13}', '(\\d{4}']");
     match load(&[("a.toml", &refused)], true).unwrap_err() {
         RuleError::Pattern {
-            rule,
-            index,
-            message,
-            ..
+            rule, index, message, ..
         } => {
             assert_eq!((rule.as_str(), index), ("A", 1));
             assert!(!message.is_empty());
@@ -150,8 +137,7 @@ fn error_patterns() {
         RuleError::Pattern { .. }
     ));
 
-    let unbounded =
-        rule("A", "").replace("patterns = ['\\d{13,19}']", "patterns = ['\\d{13}\\w*']");
+    let unbounded = rule("A", "").replace("patterns = ['\\d{13,19}']", "patterns = ['\\d{13}\\w*']");
     match load(&[("a.toml", &unbounded)], true).unwrap_err() {
         e @ RuleError::Width { width: None, .. } => {
             assert!(e.to_string().contains("unboundedly"), "{e}")
@@ -244,15 +230,9 @@ fn check_reports_failing_example_without_its_text() {
         other => panic!("{other}"),
     }
     let s = e.to_string();
-    assert!(
-        s.contains("examples.no_match[1]") && !s.contains("5555"),
-        "{s}"
-    );
+    assert!(s.contains("examples.no_match[1]") && !s.contains("5555"), "{s}");
 
-    let bad_match = rule("A", "").replace(
-        "match = [\"4111111111111111\"]",
-        "match = [\"4111111111111112\"]",
-    );
+    let bad_match = rule("A", "").replace("match = [\"4111111111111111\"]", "match = [\"4111111111111112\"]");
     let m = Matcher::new(load(&[("a.toml", &bad_match)], true).unwrap()).unwrap();
     assert!(matches!(
         check(&m).unwrap_err(),
@@ -264,10 +244,7 @@ fn check_reports_failing_example_without_its_text() {
 
     let none = rule("A", "").replace("match = [\"4111111111111111\"]", "");
     let m = Matcher::new(load(&[("a.toml", &none)], true).unwrap()).unwrap();
-    assert!(matches!(
-        check(&m).unwrap_err(),
-        RuleError::NoExamples { .. }
-    ));
+    assert!(matches!(check(&m).unwrap_err(), RuleError::NoExamples { .. }));
 }
 
 #[test]

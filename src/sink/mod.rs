@@ -29,7 +29,9 @@ pub fn start(output: &AlertOutput, rx: Receiver<String>, metrics: Arc<Metrics>) 
         AlertOutput::Stdout => "stdout".to_string(),
         AlertOutput::File(p) => p.display().to_string(),
     };
-    Ok(std::thread::Builder::new().name("alerts".into()).spawn(move || write_loop(out, &what, rx, &metrics))?)
+    Ok(std::thread::Builder::new()
+        .name("alerts".into())
+        .spawn(move || write_loop(out, &what, rx, &metrics))?)
 }
 
 fn write_loop(out: Box<dyn Write + Send>, what: &str, rx: Receiver<String>, metrics: &Metrics) -> u64 {

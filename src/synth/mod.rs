@@ -29,7 +29,10 @@ pub fn write_pcap(path: &Path, frames: &[Frame]) -> Result<(), pcap::Error> {
     for f in frames {
         let micros = f.ts.as_micros();
         let header = pcap::PacketHeader {
-            ts: libc::timeval { tv_sec: (micros / 1_000_000) as libc::time_t, tv_usec: (micros % 1_000_000) as libc::suseconds_t },
+            ts: libc::timeval {
+                tv_sec: (micros / 1_000_000) as libc::time_t,
+                tv_usec: (micros % 1_000_000) as libc::suseconds_t,
+            },
             caplen: f.data.len() as u32,
             len: f.data.len() as u32,
         };
@@ -55,13 +58,30 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
 /// Builds one Ethernet frame carrying a TCP segment (optionally VLAN-tagged: one tag or QinQ).
-pub fn tcp_frame(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, flags: Flags, payload: &[u8], vlans: &[u16]) -> Vec<u8> {
+pub fn tcp_frame(
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    payload: &[u8],
+    vlans: &[u16],
+) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
     let ip = match vlans {
         [] => ip_step(eth.into_ip_builder(), src.ip(), dst.ip()),
-        [v] => ip_step(eth.single_vlan((*v).try_into().expect("vlan id < 4096")).into_ip_builder(), src.ip(), dst.ip()),
+        [v] => ip_step(
+            eth.single_vlan((*v).try_into().expect("vlan id < 4096"))
+                .into_ip_builder(),
+            src.ip(),
+            dst.ip(),
+        ),
         [o, i, ..] => ip_step(
-            eth.double_vlan((*o).try_into().expect("vlan id < 4096"), (*i).try_into().expect("vlan id < 4096")).into_ip_builder(),
+            eth.double_vlan(
+                (*o).try_into().expect("vlan id < 4096"),
+                (*i).try_into().expect("vlan id < 4096"),
+            )
+            .into_ip_builder(),
             src.ip(),
             dst.ip(),
         ),
@@ -89,7 +109,12 @@ pub fn tcp_frame(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, flags: Fl
 
 /// Builds one Ethernet frame carrying a UDP datagram.
 pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let b = ip_step(PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC).into_ip_builder(), src.ip(), dst.ip()).udp(src.port(), dst.port());
+    let b = ip_step(
+        PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC).into_ip_builder(),
+        src.ip(),
+        dst.ip(),
+    )
+    .udp(src.port(), dst.port());
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload).expect("synthetic frame serialises");
     out
@@ -171,7 +196,15 @@ pub struct TcpConn {
 impl TcpConn {
     /// A connection with the given initial sequence numbers, starting at `ts`.
     pub fn new(client: SocketAddr, server: SocketAddr, client_isn: u32, server_isn: u32, ts: Timestamp) -> TcpConn {
-        TcpConn { client, server, client_seq: client_isn, server_seq: server_isn, ts, mss: 1460, vlans: Vec::new() }
+        TcpConn {
+            client,
+            server,
+            client_seq: client_isn,
+            server_seq: server_isn,
+            ts,
+            mss: 1460,
+            vlans: Vec::new(),
+        }
     }
 
     fn tick(&mut self) -> Timestamp {
@@ -193,17 +226,40 @@ impl TcpConn {
         let (s, d) = self.ends(from_client);
         let ack = if from_client { self.server_seq } else { self.client_seq };
         let ts = self.tick();
-        Frame { ts, data: tcp_frame(s, d, seq, ack, flags, payload, &self.vlans) }
+        Frame {
+            ts,
+            data: tcp_frame(s, d, seq, ack, flags, payload, &self.vlans),
+        }
     }
 
     /// SYN, SYN-ACK, ACK.
     pub fn handshake(&mut self) -> Vec<Frame> {
-        let syn = Flags { syn: true, ..Flags::default() };
+        let syn = Flags {
+            syn: true,
+            ..Flags::default()
+        };
         let f1 = self.frame_at(true, self.client_seq, syn, &[]);
         self.client_seq = self.client_seq.wrapping_add(1);
-        let f2 = self.frame_at(false, self.server_seq, Flags { syn: true, ack: true, ..Flags::default() }, &[]);
+        let f2 = self.frame_at(
+            false,
+            self.server_seq,
+            Flags {
+                syn: true,
+                ack: true,
+                ..Flags::default()
+            },
+            &[],
+        );
         self.server_seq = self.server_seq.wrapping_add(1);
-        let f3 = self.frame_at(true, self.client_seq, Flags { ack: true, ..Flags::default() }, &[]);
+        let f3 = self.frame_at(
+            true,
+            self.client_seq,
+            Flags {
+                ack: true,
+                ..Flags::default()
+            },
+            &[],
+        );
         vec![f1, f2, f3]
     }
 
@@ -213,7 +269,15 @@ impl TcpConn {
         for chunk in data.chunks(self.mss.max(1)) {
             out.extend(self.segments(from_client, chunk, &[chunk.len()]));
             let (seq, _) = self.seqs(!from_client);
-            out.push(self.frame_at(!from_client, seq, Flags { ack: true, ..Flags::default() }, &[]));
+            out.push(self.frame_at(
+                !from_client,
+                seq,
+                Flags {
+                    ack: true,
+                    ..Flags::default()
+                },
+                &[],
+            ));
         }
         out
     }
@@ -235,7 +299,15 @@ impl TcpConn {
             let size = sizes.get(i).or(sizes.last()).copied().unwrap_or(data.len()).max(1);
             let end = (off + size).min(data.len());
             let (seq, _) = self.seqs(from_client);
-            out.push(self.frame_at(from_client, seq, Flags { ack: true, ..Flags::default() }, &data[off..end]));
+            out.push(self.frame_at(
+                from_client,
+                seq,
+                Flags {
+                    ack: true,
+                    ..Flags::default()
+                },
+                &data[off..end],
+            ));
             let len = (end - off) as u32;
             if from_client {
                 self.client_seq = self.client_seq.wrapping_add(len);
@@ -250,12 +322,24 @@ impl TcpConn {
 
     /// FIN from each side and the last ACK.
     pub fn close(&mut self) -> Vec<Frame> {
-        let fin = Flags { fin: true, ack: true, ..Flags::default() };
+        let fin = Flags {
+            fin: true,
+            ack: true,
+            ..Flags::default()
+        };
         let f1 = self.frame_at(true, self.client_seq, fin, &[]);
         self.client_seq = self.client_seq.wrapping_add(1);
         let f2 = self.frame_at(false, self.server_seq, fin, &[]);
         self.server_seq = self.server_seq.wrapping_add(1);
-        let f3 = self.frame_at(true, self.client_seq, Flags { ack: true, ..Flags::default() }, &[]);
+        let f3 = self.frame_at(
+            true,
+            self.client_seq,
+            Flags {
+                ack: true,
+                ..Flags::default()
+            },
+            &[],
+        );
         vec![f1, f2, f3]
     }
 }
@@ -278,7 +362,13 @@ pub fn demo() -> Vec<Frame> {
     frames.extend(c.close());
 
     // 2. An inside web server answers an outside client with card numbers (egress response).
-    let mut s = TcpConn::new(sa("198.51.100.7:44000"), sa("192.168.10.5:8080"), 5000, 7000, Timestamp::from_micros(t0.as_micros() + 1_000_000));
+    let mut s = TcpConn::new(
+        sa("198.51.100.7:44000"),
+        sa("192.168.10.5:8080"),
+        5000,
+        7000,
+        Timestamp::from_micros(t0.as_micros() + 1_000_000),
+    );
     frames.extend(s.handshake());
     frames.extend(s.send(true, b"GET /orders/export HTTP/1.1\r\nHost: shop.internal\r\n\r\n"));
     let csv = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\norder,card\r\n1001,4111 1111 1111 1111\r\n1002,5555-5555-5555-4444\r\n1003,378282246310005\r\n";
@@ -286,13 +376,28 @@ pub fn demo() -> Vec<Frame> {
     frames.extend(s.close());
 
     // 3. Benign: telemetry with 13-digit millisecond timestamps and Luhn-invalid ids, egress.
-    let mut b = TcpConn::new(sa("10.20.1.16:40000"), sa("198.51.100.20:443"), 1, 2, Timestamp::from_micros(t0.as_micros() + 2_000_000));
+    let mut b = TcpConn::new(
+        sa("10.20.1.16:40000"),
+        sa("198.51.100.20:443"),
+        1,
+        2,
+        Timestamp::from_micros(t0.as_micros() + 2_000_000),
+    );
     frames.extend(b.handshake());
-    frames.extend(b.send(true, b"{\"ts\":1732212345678,\"seen\":1763769600123,\"order\":4111111111111112,\"phone\":\"03001234567\"}"));
+    frames.extend(b.send(
+        true,
+        b"{\"ts\":1732212345678,\"seen\":1763769600123,\"order\":4111111111111112,\"phone\":\"03001234567\"}",
+    ));
     frames.extend(b.close());
 
     // 4. Inside to inside: a CNIC that never leaves the network is not an alert.
-    let mut i = TcpConn::new(sa("10.20.1.17:40001"), sa("10.30.0.9:5432"), 10, 20, Timestamp::from_micros(t0.as_micros() + 3_000_000));
+    let mut i = TcpConn::new(
+        sa("10.20.1.17:40001"),
+        sa("10.30.0.9:5432"),
+        10,
+        20,
+        Timestamp::from_micros(t0.as_micros() + 3_000_000),
+    );
     frames.extend(i.handshake());
     frames.extend(i.send(true, b"INSERT INTO people VALUES ('61101-7654321-8');"));
     frames.extend(i.close());
@@ -301,9 +406,19 @@ pub fn demo() -> Vec<Frame> {
     //    again in the first connection's style over IPv6.
     frames.push(Frame {
         ts: Timestamp::from_micros(t0.as_micros() + 4_000_000),
-        data: udp_frame(sa("10.20.1.18:514"), sa("203.0.113.99:514"), b"<134>app: verified identity card 42101-9876543-3 ok"),
+        data: udp_frame(
+            sa("10.20.1.18:514"),
+            sa("203.0.113.99:514"),
+            b"<134>app: verified identity card 42101-9876543-3 ok",
+        ),
     });
-    let mut v6 = TcpConn::new(sa("[fd00::15]:50000"), sa("[2001:db8::80]:80"), 77, 88, Timestamp::from_micros(t0.as_micros() + 5_000_000));
+    let mut v6 = TcpConn::new(
+        sa("[fd00::15]:50000"),
+        sa("[2001:db8::80]:80"),
+        77,
+        88,
+        Timestamp::from_micros(t0.as_micros() + 5_000_000),
+    );
     frames.extend(v6.handshake());
     frames.extend(v6.send(true, b"cnic=35202-1234567-2&card=6011000990139424"));
     frames.extend(v6.close());

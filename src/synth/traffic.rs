@@ -21,11 +21,21 @@ pub struct MixConfig {
     pub bytes_per_flow: usize,
     /// One planted CNIC or card per this many payload bytes (0 = none).
     pub leak_every: usize,
+    /// Share of data segments sent by the inside client (egress, scanned); the rest is the
+    /// outside server's (ingress, not scanned). 1.0 makes every byte count.
+    pub egress_share: f64,
 }
 
 impl Default for MixConfig {
     fn default() -> Self {
-        MixConfig { seed: 1, payload_bytes: 64 << 20, concurrent_flows: 64, bytes_per_flow: 256 << 10, leak_every: 1 << 20 }
+        MixConfig {
+            seed: 1,
+            payload_bytes: 64 << 20,
+            concurrent_flows: 64,
+            bytes_per_flow: 256 << 10,
+            leak_every: 1 << 20,
+            egress_share: 1.0,
+        }
     }
 }
 
@@ -36,11 +46,21 @@ fn body(rng: &mut StdRng, len: usize) -> Vec<u8> {
             0..=3 => {
                 out.extend_from_slice(b"<div class=\"product\"><a href=\"/item/");
                 out.extend_from_slice(rng.gen_range(1000..99999).to_string().as_bytes());
-                out.extend_from_slice(b"\">Lawn suit, 3 piece, unstitched</a><span class=\"price\">Rs. 4,590</span></div>\n");
+                out.extend_from_slice(
+                    b"\">Lawn suit, 3 piece, unstitched</a><span class=\"price\">Rs. 4,590</span></div>\n",
+                );
             }
             4..=6 => {
                 let ts: u64 = 1_763_000_000_000 + rng.gen_range(0..100_000_000);
-                out.extend_from_slice(format!("{{\"ts\":{ts},\"id\":{},\"lat\":31.{:06},\"lng\":74.{:06},\"ok\":true}},\n", rng.gen::<u32>(), rng.gen_range(0..999999), rng.gen_range(0..999999)).as_bytes());
+                out.extend_from_slice(
+                    format!(
+                        "{{\"ts\":{ts},\"id\":{},\"lat\":31.{:06},\"lng\":74.{:06},\"ok\":true}},\n",
+                        rng.gen::<u32>(),
+                        rng.gen_range(0..999999),
+                        rng.gen_range(0..999999)
+                    )
+                    .as_bytes(),
+                );
             }
             _ => {
                 let n = rng.gen_range(64..512);
@@ -53,7 +73,12 @@ fn body(rng: &mut StdRng, len: usize) -> Vec<u8> {
 }
 
 fn leak(rng: &mut StdRng) -> &'static [u8] {
-    const LEAKS: [&[u8]; 4] = [b" cnic=35202-1234567-2 ", b" card 4111 1111 1111 1111 ", b" pan=5555555555554444 ", b" CNIC: 61101-7654321-8 "];
+    const LEAKS: [&[u8]; 4] = [
+        b" cnic=35202-1234567-2 ",
+        b" card 4111 1111 1111 1111 ",
+        b" pan=5555555555554444 ",
+        b" CNIC: 61101-7654321-8 ",
+    ];
     LEAKS[rng.gen_range(0..LEAKS.len())]
 }
 
@@ -70,7 +95,10 @@ pub fn benign_mix(cfg: &MixConfig) -> Vec<Frame> {
     while produced < cfg.payload_bytes || !open.is_empty() {
         while open.len() < cfg.concurrent_flows && produced < cfg.payload_bytes {
             flow_no += 1;
-            let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, (flow_no >> 8) as u8, flow_no as u8)), 20000 + (flow_no % 40000) as u16);
+            let client = SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(10, 1, (flow_no >> 8) as u8, flow_no as u8)),
+                20000 + (flow_no % 40000) as u16,
+            );
             let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, (flow_no % 250) as u8 + 1)), 80);
             let mut c = TcpConn::new(client, server, rng.gen(), rng.gen(), Timestamp::from_micros(ts));
             frames.extend(c.handshake());
@@ -92,7 +120,7 @@ pub fn benign_mix(cfg: &MixConfig) -> Vec<Frame> {
             data[at..end].copy_from_slice(&l[..end - at]);
             next_leak += cfg.leak_every;
         }
-        let from_client = rng.gen_bool(0.5);
+        let from_client = rng.gen_bool(cfg.egress_share.clamp(0.0, 1.0));
         frames.extend(conn.send(from_client, &data));
         ts = conn.ts.as_micros();
         produced += n;

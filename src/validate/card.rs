@@ -44,11 +44,7 @@ pub fn card(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject
     }
     if prev_sep {
         // empty, or a trailing separator
-        return Err(if n == 0 {
-            Reject::Length
-        } else {
-            Reject::Shape
-        });
+        return Err(if n == 0 { Reject::Length } else { Reject::Shape });
     }
     if n < MIN_CARD_DIGITS {
         return Err(Reject::Length);
@@ -57,10 +53,8 @@ pub fn card(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject
         return Err(Reject::Boundary);
     }
     if let Some(s) = sep {
-        let digit_sep_before =
-            c.before(1) == Some(s) && c.before(2).is_some_and(|b| b.is_ascii_digit());
-        let sep_digit_after =
-            c.after(0) == Some(s) && c.after(1).is_some_and(|b| b.is_ascii_digit());
+        let digit_sep_before = c.before(1) == Some(s) && c.before(2).is_some_and(|b| b.is_ascii_digit());
+        let sep_digit_after = c.after(0) == Some(s) && c.after(1).is_some_and(|b| b.is_ascii_digit());
         if digit_sep_before || sep_digit_after {
             return Err(Reject::Boundary);
         }
@@ -135,9 +129,7 @@ impl PrefixRange {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (s.trim(), s.trim()),
         };
-        let ok = |p: &str| {
-            (1..=MAX_PREFIX_DIGITS).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
-        };
+        let ok = |p: &str| (1..=MAX_PREFIX_DIGITS).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
         if !ok(a) || !ok(b) || a.len() != b.len() {
             return Err(bad());
         }
@@ -158,9 +150,7 @@ impl PrefixRange {
         if pan.len() < k {
             return false;
         }
-        let v = pan[..k]
-            .iter()
-            .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'));
+        let v = pan[..k].iter().fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'));
         (self.lo..=self.hi).contains(&v)
     }
 }
@@ -176,11 +166,7 @@ pub struct CardScheme {
 
 impl CardScheme {
     /// Builds a scheme from rule-file strings: prefixes `"4"` or `"2221-2720"`, lengths 13–19.
-    pub fn new<S: AsRef<str>>(
-        name: &str,
-        prefixes: &[S],
-        lengths: &[u32],
-    ) -> Result<Self, SchemeError> {
+    pub fn new<S: AsRef<str>>(name: &str, prefixes: &[S], lengths: &[u32]) -> Result<Self, SchemeError> {
         if name.trim().is_empty() {
             return Err(SchemeError::EmptyName);
         }
@@ -266,19 +252,12 @@ pub(crate) mod tests {
             s("discover", &["6011", "644-649", "65"], &[16, 17, 18, 19]),
             s("unionpay", &["62"], &[16, 17, 18, 19]),
             s("jcb", &["3528-3589"], &[16, 17, 18, 19]),
-            s(
-                "diners",
-                &["300-305", "36", "38-39"],
-                &[14, 15, 16, 17, 18, 19],
-            ),
+            s("diners", &["300-305", "36", "38-39"], &[14, 15, 16, 17, 18, 19]),
         ])
     }
 
     fn at(s: &str, start: usize, end: usize) -> Result<PiiValue, Reject> {
-        card(
-            &Candidate::new(s.as_bytes(), start, end).unwrap(),
-            &schemes(),
-        )
+        card(&Candidate::new(s.as_bytes(), start, end).unwrap(), &schemes())
     }
     fn whole(s: &str) -> Result<PiiValue, Reject> {
         card(&Candidate::whole(s.as_bytes()), &schemes())
@@ -313,10 +292,7 @@ pub(crate) mod tests {
             assert_eq!(schemes().lookup(pan.as_bytes()).unwrap().name(), scheme);
             assert_eq!(v.kind(), PiiKind::Card);
         }
-        assert_eq!(
-            whole("4111111111111111").unwrap().masked(),
-            "411111******1111"
-        );
+        assert_eq!(whole("4111111111111111").unwrap().masked(), "411111******1111");
     }
 
     #[test]
@@ -337,10 +313,7 @@ pub(crate) mod tests {
         assert_eq!(whole("4111111111111112").unwrap_err(), Reject::Luhn);
         // 13-digit millisecond timestamp: no 13-digit scheme starts with 17.
         let ts = "1732212345678";
-        assert!(matches!(
-            whole(ts).unwrap_err(),
-            Reject::Luhn | Reject::Scheme
-        ));
+        assert!(matches!(whole(ts).unwrap_err(), Reject::Luhn | Reject::Scheme));
         // Luhn-valid but unknown issuer / wrong length for the issuer.
         assert_eq!(whole("9999999999999995").unwrap_err(), Reject::Scheme);
         assert!(luhn_valid(b"411111111111116"));
@@ -353,27 +326,12 @@ pub(crate) mod tests {
     #[test]
     fn boundaries() {
         // Inside a 20-digit run.
-        assert_eq!(
-            at("41111111111111110", 0, 16).unwrap_err(),
-            Reject::Boundary
-        );
-        assert_eq!(
-            at("04111111111111111", 1, 17).unwrap_err(),
-            Reject::Boundary
-        );
+        assert_eq!(at("41111111111111110", 0, 16).unwrap_err(), Reject::Boundary);
+        assert_eq!(at("04111111111111111", 1, 17).unwrap_err(), Reject::Boundary);
         // A grouped number continuing with another group.
-        assert_eq!(
-            at("4111 1111 1111 1111 1", 0, 19).unwrap_err(),
-            Reject::Boundary
-        );
-        assert_eq!(
-            at("1 4111 1111 1111 1111", 2, 21).unwrap_err(),
-            Reject::Boundary
-        );
-        assert_eq!(
-            at("1-4111-1111-1111-1111", 2, 21).unwrap_err(),
-            Reject::Boundary
-        );
+        assert_eq!(at("4111 1111 1111 1111 1", 0, 19).unwrap_err(), Reject::Boundary);
+        assert_eq!(at("1 4111 1111 1111 1111", 2, 21).unwrap_err(), Reject::Boundary);
+        assert_eq!(at("1-4111-1111-1111-1111", 2, 21).unwrap_err(), Reject::Boundary);
         // A different separator next to it is fine; so is the end of the data.
         assert!(at("1-4111 1111 1111 1111 x", 2, 21).is_ok());
         assert!(at("4111 1111 1111 1111-", 0, 19).is_ok());
@@ -404,14 +362,8 @@ pub(crate) mod tests {
             CardScheme::new::<&str>("x", &[], &[16]).unwrap_err(),
             SchemeError::NoPrefixes
         );
-        assert_eq!(
-            CardScheme::new("x", &["4"], &[]).unwrap_err(),
-            SchemeError::NoLengths
-        );
-        assert_eq!(
-            CardScheme::new(" ", &["4"], &[16]).unwrap_err(),
-            SchemeError::EmptyName
-        );
+        assert_eq!(CardScheme::new("x", &["4"], &[]).unwrap_err(), SchemeError::NoLengths);
+        assert_eq!(CardScheme::new(" ", &["4"], &[16]).unwrap_err(), SchemeError::EmptyName);
         let mc = CardScheme::new("mc", &["2221-2720"], &[16]).unwrap();
         assert!(mc.matches(b"2221000000000009"));
         assert!(mc.matches(b"2720990000000000"));

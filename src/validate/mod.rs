@@ -171,11 +171,8 @@ fn contains_ci(hay: &[u8], needle_lower: &[u8]) -> bool {
     if needle_lower.len() > hay.len() {
         return false;
     }
-    hay.windows(needle_lower.len()).any(|w| {
-        w.iter()
-            .zip(needle_lower)
-            .all(|(&h, &n)| h.to_ascii_lowercase() == n)
-    })
+    hay.windows(needle_lower.len())
+        .any(|w| w.iter().zip(needle_lower).all(|(&h, &n)| h.to_ascii_lowercase() == n))
 }
 
 #[cfg(test)]
@@ -216,25 +213,13 @@ mod tests {
         assert!(!keyword_before(&c, &k, 8)); // keyword must fit entirely in the window
         let urdu = "شناختی کارڈ 3520212345671".as_bytes();
         let s = urdu.len() - 13;
-        assert!(keyword_before(
-            &Candidate::new(urdu, s, urdu.len()).unwrap(),
-            &k,
-            48
-        ));
+        assert!(keyword_before(&Candidate::new(urdu, s, urdu.len()).unwrap(), &k, 48));
         // A digit between keyword and hit: the keyword belongs to an earlier number.
         let taken = b"cnic: 35202-1234567-1,\"ts\":1732212345678";
         let s = taken.len() - 13;
-        assert!(!keyword_before(
-            &Candidate::new(taken, s, taken.len()).unwrap(),
-            &k,
-            48
-        ));
+        assert!(!keyword_before(&Candidate::new(taken, s, taken.len()).unwrap(), &k, 48));
         let none = b"order 3520212345671";
-        assert!(!keyword_before(
-            &Candidate::new(none, 6, 19).unwrap(),
-            &k,
-            48
-        ));
+        assert!(!keyword_before(&Candidate::new(none, 6, 19).unwrap(), &k, 48));
     }
 
     #[test]

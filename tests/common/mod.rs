@@ -49,7 +49,12 @@ impl Run {
         self.alerts
             .iter()
             .flat_map(|a| a["pii"]["matches"].as_array().unwrap().iter())
-            .map(|m| (m["type"].as_str().unwrap().to_string(), m["hash"].as_str().unwrap().to_string()))
+            .map(|m| {
+                (
+                    m["type"].as_str().unwrap().to_string(),
+                    m["hash"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     }
     pub fn hashes(&self) -> Vec<String> {
@@ -80,7 +85,11 @@ pub fn read_files(dir: &Path, files: &[&Path], extra: &[&str]) -> Run {
     for f in files {
         cmd.arg(f);
     }
-    cmd.args(["--metrics-listen", "off", "--alerts", "-", "--workers", "2"]).arg("--pii-key-file").arg(&key).arg("--rules").arg(rules_dir());
+    cmd.args(["--metrics-listen", "off", "--alerts", "-", "--workers", "2"])
+        .arg("--pii-key-file")
+        .arg(&key)
+        .arg("--rules")
+        .arg(rules_dir());
     cmd.args(extra);
     output_to_run(cmd.output().unwrap())
 }
@@ -89,7 +98,12 @@ pub fn read_files(dir: &Path, files: &[&Path], extra: &[&str]) -> Run {
 pub fn output_raw(out: Output) -> Run {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    Run { alerts: Vec::new(), stdout, stderr, status: out.status }
+    Run {
+        alerts: Vec::new(),
+        stdout,
+        stderr,
+        status: out.status,
+    }
 }
 
 pub fn output_to_run(out: Output) -> Run {
@@ -100,12 +114,23 @@ pub fn output_to_run(out: Output) -> Run {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("alert line is not JSON ({e}): {l}")))
         .collect();
-    Run { alerts, stdout, stderr, status: out.status }
+    Run {
+        alerts,
+        stdout,
+        stderr,
+        status: out.status,
+    }
 }
 
 /// A full egress TCP conversation from an inside client carrying `payload`, cut by `sizes`.
 pub fn egress_conn(port: u16, payload: &[u8], sizes: &[usize], start: u64) -> Vec<Frame> {
-    let mut c = TcpConn::new(sa(&format!("10.0.0.5:{port}")), sa("203.0.113.10:443"), 1_000_000 + u32::from(port), 77, t(start));
+    let mut c = TcpConn::new(
+        sa(&format!("10.0.0.5:{port}")),
+        sa("203.0.113.10:443"),
+        1_000_000 + u32::from(port),
+        77,
+        t(start),
+    );
     let mut f = c.handshake();
     f.extend(c.segments(true, payload, sizes));
     f.extend(c.close());
@@ -140,7 +165,10 @@ pub fn fragment(frame: &Frame, chunk: usize) -> Vec<Frame> {
 }
 
 fn checksum(h: &[u8]) -> u16 {
-    let mut s: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    let mut s: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
     while s > 0xffff {
         s = (s & 0xffff) + (s >> 16);
     }
