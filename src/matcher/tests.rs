@@ -286,3 +286,14 @@ proptest! {
         prop_assert_eq!(bytewise(&text), want);
     }
 }
+
+#[test]
+fn thread_safety_contract() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Matcher>();
+    sync::<Matcher>();
+    send::<WorkerScratch>();
+    send::<DirScanner>();
+    send::<Finding>();
+}
