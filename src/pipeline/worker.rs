@@ -351,6 +351,13 @@ impl Worker {
                 };
                 if is_egress {
                     e.reassembler.segment(&mut flow.stream, &h, pkt.payload, ts, &mut sink);
+                    if flow.stream.is_closed() {
+                        // The sender is done: release the Hyperscan stream now rather than when
+                        // the peer finishes too (which may be never).
+                        let findings = &mut e.findings;
+                        flow.scanner
+                            .finish(&e.shared.matcher, &mut e.scratch, &mut |f| findings.push(f));
+                    }
                 } else {
                     if h.ack {
                         e.reassembler.peer_ack(&mut flow.stream, h.ack_num, ts, &mut sink);

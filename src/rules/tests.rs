@@ -36,6 +36,7 @@ fn bundled_rules_load_and_pass_check() {
         ids,
         [
             "NGB-CARD-001",
+            "NGB-CARD-004",
             "NGB-CARD-002",
             "NGB-CARD-003",
             "NGB-CNIC-001",
@@ -43,11 +44,11 @@ fn bundled_rules_load_and_pass_check() {
         ]
     );
     assert_eq!(rs.schemes().len(), 7);
-    let cnic2 = &rs.rules()[4];
+    let cnic2 = &rs.rules()[5];
     assert!(cnic2.context.as_ref().unwrap().required);
     assert!(cnic2.source.ends_with("cnic.toml"));
     let report = check(&Matcher::new(rs).unwrap()).unwrap();
-    assert_eq!(report.rules, 5);
+    assert_eq!(report.rules, 6);
     assert!(
         report.match_examples >= 20 && report.no_match_examples >= 20,
         "{report}"
@@ -59,7 +60,7 @@ fn debug_does_not_print_examples() {
     let rs = RuleSet::load_dir(&bundled()).unwrap();
     let s = format!("{rs:?}");
     assert!(!s.contains("4111111111111111"));
-    assert!(s.contains("Examples { match: 8, no_match: 6 }"));
+    assert!(s.contains("Examples { match: 7, no_match: 7 }"), "{s}");
 }
 
 #[test]
