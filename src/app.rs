@@ -7,7 +7,7 @@ use crate::capture::{CaptureStats, FileSource, LiveSource, Next, RawPacket};
 use crate::cli::{InputMode, Settings};
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, LinkType, Skip};
-use crate::flow::{Endpoint, FlowKey, Proto, ShardHasher};
+use crate::flow::{FlowKey, ShardHasher};
 use crate::matcher::Matcher;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::pii::PiiKey;
@@ -165,13 +165,6 @@ impl Source {
     }
 }
 
-fn wall_clock() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 /// Results of the capture thread's per-packet triage (metric label `result`).
 #[derive(Clone, Copy)]
 enum Triage {
@@ -236,7 +229,7 @@ impl CaptureLoop {
             }
             if self.last_publish.elapsed() >= Duration::from_secs(1) {
                 // Once a second: let workers run their timers even if no packet reaches them.
-                self.dispatcher.tick(wall_clock());
+                self.dispatcher.tick(Timestamp::now());
                 let stats = live.stats();
                 self.publish_stats(stats);
             }
@@ -307,21 +300,7 @@ impl CaptureLoop {
         if self.home_net.contains(&pkt.src) == self.home_net.contains(&pkt.dst) {
             return Triage::NoEgress;
         }
-        let proto = match pkt.transport {
-            crate::decode::Transport::Tcp(_) => Proto::Tcp,
-            crate::decode::Transport::Udp => Proto::Udp,
-        };
-        let (key, _) = FlowKey::new(
-            proto,
-            Endpoint {
-                ip: pkt.src,
-                port: pkt.src_port,
-            },
-            Endpoint {
-                ip: pkt.dst,
-                port: pkt.dst_port,
-            },
-        );
+        let (key, _) = FlowKey::of_packet(&pkt);
         let worker = (self.hasher.hash(&key) % self.dispatcher.workers() as u64) as usize;
         match pkt.reassembled {
             Some(datagram) => self.dispatcher.push(worker, ts, LinkType::RawIp, datagram),

@@ -20,6 +20,14 @@ impl Timestamp {
         Self(secs.saturating_mul(1_000_000).saturating_add(micros))
     }
 
+    /// The wall clock now (for `event.created` and for timers on a quiet live link).
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
     /// Microseconds since the Unix epoch.
     pub const fn as_micros(self) -> u64 {
         self.0

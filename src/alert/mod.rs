@@ -182,7 +182,7 @@ pub fn render(
             category: ["network"],
             kind_type: ["info"],
             severity: rule.severity.as_number(),
-            created: rfc3339(now()),
+            created: rfc3339(Timestamp::now()),
             dataset: "nigehban.pii",
             module: "nigehban",
         },
@@ -221,13 +221,6 @@ fn fmt_endpoint(e: &Endpoint) -> String {
         std::net::IpAddr::V4(ip) => format!("{ip}:{}", e.port),
         std::net::IpAddr::V6(ip) => format!("[{ip}]:{}", e.port),
     }
-}
-
-fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn random_id() -> String {

@@ -89,6 +89,23 @@ impl FlowKey {
             (FlowKey { a: dst, b: src, proto }, Dir::BtoA)
         }
     }
+    /// The key of a decoded packet, and the packet's direction within it.
+    pub fn of_packet(pkt: &crate::decode::Packet<'_>) -> (FlowKey, Dir) {
+        let proto = match pkt.transport {
+            crate::decode::Transport::Tcp(_) => Proto::Tcp,
+            crate::decode::Transport::Udp => Proto::Udp,
+        };
+        let src = Endpoint {
+            ip: pkt.src,
+            port: pkt.src_port,
+        };
+        let dst = Endpoint {
+            ip: pkt.dst,
+            port: pkt.dst_port,
+        };
+        FlowKey::new(proto, src, dst)
+    }
+
     /// Transport protocol.
     pub fn proto(&self) -> Proto {
         self.proto

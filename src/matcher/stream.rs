@@ -192,6 +192,12 @@ impl Active {
 
     /// Runs Hyperscan over `data`, leaving the hits in `w.hits`.
     fn scan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: &[u8]) {
+        self.run_hyperscan(inner, w, Some(data));
+    }
+
+    /// Hyperscan over `data`, or with `None` the end of the current run (end-of-data matches,
+    /// then the stream is reset); hits land in `w.hits`.
+    fn run_hyperscan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: Option<&[u8]>) {
         let WorkerScratch {
             scratch,
             hits,
@@ -200,16 +206,18 @@ impl Active {
         } = w;
         hits.clear();
         let map = &inner.pattern_rule;
-        let r = self
-            .stream
-            .scan(data, scratch, |id: u32, from: u64, to: u64, _flags: u32| {
-                hits.push(Hit {
-                    rule: map[id as usize],
-                    start: from,
-                    end: to,
-                });
-                Matching::Continue
+        let on_match = |id: u32, from: u64, to: u64, _flags: u32| {
+            hits.push(Hit {
+                rule: map[id as usize],
+                start: from,
+                end: to,
             });
+            Matching::Continue
+        };
+        let r = match data {
+            Some(d) => self.stream.scan(d, scratch, on_match),
+            None => self.stream.reset(scratch, on_match),
+        };
         if r.is_err() {
             counters.scan_errors += 1;
         }
@@ -221,30 +229,7 @@ impl Active {
     /// Collects end-of-data matches, resolves everything pending with the end counting as a
     /// boundary, and resets the Hyperscan stream and the tail.
     fn end(&mut self, inner: &Inner, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
-        {
-            let WorkerScratch {
-                scratch,
-                hits,
-                counters,
-                ..
-            } = &mut *w;
-            hits.clear();
-            let map = &inner.pattern_rule;
-            let r = self.stream.reset(scratch, |id: u32, from: u64, to: u64, _flags: u32| {
-                hits.push(Hit {
-                    rule: map[id as usize],
-                    start: from,
-                    end: to,
-                });
-                Matching::Continue
-            });
-            if r.is_err() {
-                counters.scan_errors += 1;
-            }
-            for h in hits.iter() {
-                counters.hits[h.rule as usize] += 1;
-            }
-        }
+        self.run_hyperscan(inner, w, None);
         self.resolve(inner, w, &[], true, out);
         self.base += self.pos;
         self.pos = 0;

@@ -7,7 +7,7 @@ use crate::alert::{self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowConte
 use crate::cli::HomeNet;
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
-use crate::flow::{Dir, EndReason, Endpoint, FlowKey, FlowTable, FlowTableConfig, Proto};
+use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
 use crate::matcher::{DirScanner, Finding, Matcher, WorkerScratch};
 use crate::metrics::Metrics;
 use crate::pii::PiiKey;
@@ -276,26 +276,12 @@ impl Worker {
         let Ok(pkt) = self.decoder.decode(link, ts, frame) else {
             return;
         };
-        let proto = match pkt.transport {
-            Transport::Tcp(_) => Proto::Tcp,
-            Transport::Udp => Proto::Udp,
-        };
         let home = &self.engine.shared.home_net;
         let (src_in, dst_in) = (home.contains(&pkt.src), home.contains(&pkt.dst));
         if src_in == dst_in {
             return;
         }
-        let (key, dir) = FlowKey::new(
-            proto,
-            Endpoint {
-                ip: pkt.src,
-                port: pkt.src_port,
-            },
-            Endpoint {
-                ip: pkt.dst,
-                port: pkt.dst_port,
-            },
-        );
+        let (key, dir) = FlowKey::of_packet(&pkt);
         let is_egress = src_in;
         let Worker { table, engine, .. } = self;
 
@@ -330,7 +316,7 @@ impl Worker {
                 peer_fin: false,
                 listed_pending: false,
             };
-            match proto {
+            match key.proto() {
                 Proto::Tcp => engine.local.flows_tcp += 1,
                 Proto::Udp => engine.local.flows_udp += 1,
             }

@@ -67,26 +67,7 @@ pub fn tcp_frame(
     payload: &[u8],
     vlans: &[u16],
 ) -> Vec<u8> {
-    let eth = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
-    let ip = match vlans {
-        [] => ip_step(eth.into_ip_builder(), src.ip(), dst.ip()),
-        [v] => ip_step(
-            eth.single_vlan((*v).try_into().expect("vlan id < 4096"))
-                .into_ip_builder(),
-            src.ip(),
-            dst.ip(),
-        ),
-        [o, i, ..] => ip_step(
-            eth.double_vlan(
-                (*o).try_into().expect("vlan id < 4096"),
-                (*i).try_into().expect("vlan id < 4096"),
-            )
-            .into_ip_builder(),
-            src.ip(),
-            dst.ip(),
-        ),
-    };
-    let mut b = ip.tcp(src.port(), dst.port(), seq, 64240);
+    let mut b = ip_builder(src.ip(), dst.ip()).tcp(src.port(), dst.port(), seq, 64240);
     if flags.syn {
         b = b.syn();
     }
@@ -102,76 +83,41 @@ pub fn tcp_frame(
     if !payload.is_empty() {
         b = b.psh();
     }
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).expect("synthetic frame serialises");
-    out
+    let mut ip = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut ip, payload).expect("synthetic packet serialises");
+    ethernet(&ip, src.is_ipv6(), vlans)
 }
 
 /// Builds one Ethernet frame carrying a UDP datagram.
 pub fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let b = ip_step(
-        PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC).into_ip_builder(),
-        src.ip(),
-        dst.ip(),
-    )
-    .udp(src.port(), dst.port());
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).expect("synthetic frame serialises");
-    out
+    let b = ip_builder(src.ip(), dst.ip()).udp(src.port(), dst.port());
+    let mut ip = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut ip, payload).expect("synthetic packet serialises");
+    ethernet(&ip, src.is_ipv6(), &[])
 }
 
-/// Either link step of etherparse's builder, reduced to "add an IP header".
-trait IpStep {
-    fn v4(self, s: [u8; 4], d: [u8; 4]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders>;
-    fn v6(self, s: [u8; 16], d: [u8; 16]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders>;
-}
-
-struct EthStep(etherparse::PacketBuilderStep<etherparse::Ethernet2Header>);
-struct VlanStep(etherparse::PacketBuilderStep<etherparse::VlanHeader>);
-
-impl IpStep for EthStep {
-    fn v4(self, s: [u8; 4], d: [u8; 4]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
-        self.0.ipv4(s, d, 64)
-    }
-    fn v6(self, s: [u8; 16], d: [u8; 16]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
-        self.0.ipv6(s, d, 64)
-    }
-}
-
-impl IpStep for VlanStep {
-    fn v4(self, s: [u8; 4], d: [u8; 4]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
-        self.0.ipv4(s, d, 64)
-    }
-    fn v6(self, s: [u8; 16], d: [u8; 16]) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
-        self.0.ipv6(s, d, 64)
-    }
-}
-
-trait IntoIpBuilder {
-    type Step: IpStep;
-    fn into_ip_builder(self) -> Self::Step;
-}
-
-impl IntoIpBuilder for etherparse::PacketBuilderStep<etherparse::Ethernet2Header> {
-    type Step = EthStep;
-    fn into_ip_builder(self) -> EthStep {
-        EthStep(self)
-    }
-}
-
-impl IntoIpBuilder for etherparse::PacketBuilderStep<etherparse::VlanHeader> {
-    type Step = VlanStep;
-    fn into_ip_builder(self) -> VlanStep {
-        VlanStep(self)
-    }
-}
-
-fn ip_step(step: impl IpStep, src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+fn ip_builder(src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => step.v4(s.octets(), d.octets()),
-        (IpAddr::V6(s), IpAddr::V6(d)) => step.v6(s.octets(), d.octets()),
+        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
         _ => panic!("synthetic flow mixes IPv4 and IPv6"),
     }
+}
+
+/// Wraps an IP packet in Ethernet II, with 802.1Q tags (QinQ: the outer one is 802.1ad).
+fn ethernet(ip: &[u8], v6: bool, vlans: &[u16]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + 4 * vlans.len() + ip.len());
+    f.extend_from_slice(&SERVER_MAC);
+    f.extend_from_slice(&CLIENT_MAC);
+    for (i, v) in vlans.iter().enumerate() {
+        let tpid: u16 = if vlans.len() > 1 && i == 0 { 0x88a8 } else { 0x8100 };
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&(v & 0x0fff).to_be_bytes());
+    }
+    let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
 }
 
 /// A synthetic TCP connection that produces correctly sequenced frames.
