@@ -61,8 +61,18 @@ struct Flow {
     leaks: Option<Box<DirLeaks>>,
     /// The other direction sent FIN.
     peer_fin: bool,
-    /// Listed in `Engine::pending_flows`.
+    /// Listed in `Engine::pending_flows` (see [`Flow::needs_housekeeping`]).
     listed_pending: bool,
+}
+
+impl Flow {
+    /// True when a timer may have work for this flow: a hit waiting for its boundary, values
+    /// waiting to be raised, or out-of-order bytes behind a hole.
+    fn needs_housekeeping(&self) -> bool {
+        self.scanner.has_pending()
+            || self.stream.held_bytes() > 0
+            || self.leaks.as_ref().is_some_and(|l| l.has_pending())
+    }
 }
 
 /// Thread-local counters, published once per batch.
@@ -249,6 +259,20 @@ impl Worker {
             let Some(entry) = table.peek_mut(&key) else { continue };
             let last_seen = entry.last_seen;
             let flow = &mut entry.value;
+            if flow.stream.held_bytes() > 0 {
+                // A quiet stream with a hole: skip it once it is older than the gap timeout.
+                let e = &mut *engine;
+                let mut sink = ScanSink {
+                    matcher: &e.shared.matcher,
+                    scanner: &mut flow.scanner,
+                    scratch: &mut e.scratch,
+                    findings: &mut e.findings,
+                };
+                e.reassembler.expire(&mut flow.stream, now, &mut sink);
+                if !e.findings.is_empty() {
+                    e.record_findings(&key, flow, now);
+                }
+            }
             if flow.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
                 let e = &mut *engine;
                 let findings = &mut e.findings;
@@ -260,7 +284,7 @@ impl Worker {
                 }
             }
             engine.raise_due(&key, flow, now, false);
-            flow.listed_pending = flow.scanner.has_pending() || flow.leaks.as_ref().is_some_and(|l| l.has_pending());
+            flow.listed_pending = flow.needs_housekeeping();
             if flow.listed_pending {
                 engine.pending_flows.push(key);
             }
@@ -365,8 +389,7 @@ impl Worker {
         if !engine.findings.is_empty() {
             engine.record_findings(&key, flow, ts);
         }
-        if !flow.listed_pending && (flow.scanner.has_pending() || flow.leaks.as_ref().is_some_and(|l| l.has_pending()))
-        {
+        if !flow.listed_pending && flow.needs_housekeeping() {
             flow.listed_pending = true;
             engine.pending_flows.push(key);
         }
