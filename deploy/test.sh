@@ -5,4 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup-deps.sh
 cargo build --benches --quiet
-cargo test --quiet -- --test-threads 2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test -- --test-threads 2 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary, for people and CI alike.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -112,7 +112,8 @@ struct Engine {
     reassembler: Reassembler,
     scratch: WorkerScratch,
     findings: Vec<Finding>,
-    pending_flows: Vec<FlowKey>,
+    /// Flows a timer may have work for (see [`Flow::needs_housekeeping`]).
+    pending_flows: std::collections::HashSet<FlowKey, foldhash::fast::RandomState>,
     /// Latest packet time seen; the clock for flows ended at shutdown.
     last_seen: Timestamp,
     local: Local,
@@ -189,7 +190,7 @@ impl Worker {
             reassembler: Reassembler::new(shared.reassembly.clone(), shared.reassembly_memcap),
             scratch,
             findings: Vec::with_capacity(64),
-            pending_flows: Vec::new(),
+            pending_flows: Default::default(),
             last_seen: Timestamp::default(),
             local: zeroed(),
             published: zeroed(),
@@ -286,7 +287,7 @@ impl Worker {
             engine.raise_due(&key, flow, now, false);
             flow.listed_pending = flow.needs_housekeeping();
             if flow.listed_pending {
-                engine.pending_flows.push(key);
+                engine.pending_flows.insert(key);
             }
         }
     }
@@ -391,7 +392,7 @@ impl Worker {
         }
         if !flow.listed_pending && flow.needs_housekeeping() {
             flow.listed_pending = true;
-            engine.pending_flows.push(key);
+            engine.pending_flows.insert(key);
         }
         let mem = flow.scanner.memory() + flow.leaks.as_ref().map_or(0, |l| l.memory());
         if closed {
