@@ -138,6 +138,15 @@ struct ScanSink<'a> {
     findings: &'a mut Vec<Finding>,
 }
 
+impl ScanSink<'_> {
+    /// The stream ended: report what the scanner holds and release its Hyperscan stream.
+    fn finish(&mut self) {
+        let findings = &mut *self.findings;
+        self.scanner
+            .finish(self.matcher, self.scratch, &mut |f| findings.push(f));
+    }
+}
+
 impl StreamSink for ScanSink<'_> {
     fn data(&mut self, bytes: &[u8]) {
         let findings = &mut *self.findings;
@@ -262,16 +271,10 @@ impl Worker {
             let flow = &mut entry.value;
             if flow.stream.held_bytes() > 0 {
                 // A quiet stream with a hole: skip it once it is older than the gap timeout.
-                let e = &mut *engine;
-                let mut sink = ScanSink {
-                    matcher: &e.shared.matcher,
-                    scanner: &mut flow.scanner,
-                    scratch: &mut e.scratch,
-                    findings: &mut e.findings,
-                };
-                e.reassembler.expire(&mut flow.stream, now, &mut sink);
-                if !e.findings.is_empty() {
-                    e.record_findings(&key, flow, now);
+                let (reassembler, mut sink) = engine.stream_parts(&mut flow.scanner);
+                reassembler.expire(&mut flow.stream, now, &mut sink);
+                if !engine.findings.is_empty() {
+                    engine.record_findings(&key, flow, now);
                 }
             }
             if flow.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
@@ -353,25 +356,17 @@ impl Worker {
         let mut closed = false;
         match pkt.transport {
             Transport::Tcp(h) => {
-                let e = &mut *engine;
-                let mut sink = ScanSink {
-                    matcher: &e.shared.matcher,
-                    scanner: &mut flow.scanner,
-                    scratch: &mut e.scratch,
-                    findings: &mut e.findings,
-                };
+                let (reassembler, mut sink) = engine.stream_parts(&mut flow.scanner);
                 if is_egress {
-                    e.reassembler.segment(&mut flow.stream, &h, pkt.payload, ts, &mut sink);
+                    reassembler.segment(&mut flow.stream, &h, pkt.payload, ts, &mut sink);
                     if flow.stream.is_closed() {
                         // The sender is done: release the Hyperscan stream now rather than when
                         // the peer finishes too (which may be never).
-                        let findings = &mut e.findings;
-                        flow.scanner
-                            .finish(&e.shared.matcher, &mut e.scratch, &mut |f| findings.push(f));
+                        sink.finish();
                     }
                 } else {
                     if h.ack {
-                        e.reassembler.peer_ack(&mut flow.stream, h.ack_num, ts, &mut sink);
+                        reassembler.peer_ack(&mut flow.stream, h.ack_num, ts, &mut sink);
                     }
                     flow.peer_fin |= h.fin;
                 }
@@ -406,6 +401,17 @@ impl Worker {
 }
 
 impl Engine {
+    /// The reassembler and a sink that scans into `scanner`, borrowed together.
+    fn stream_parts<'a>(&'a mut self, scanner: &'a mut DirScanner) -> (&'a mut Reassembler, ScanSink<'a>) {
+        let sink = ScanSink {
+            matcher: &self.shared.matcher,
+            scanner,
+            scratch: &mut self.scratch,
+            findings: &mut self.findings,
+        };
+        (&mut self.reassembler, sink)
+    }
+
     /// De-duplicates the findings of one packet and raises what is due.
     fn record_findings(&mut self, key: &FlowKey, flow: &mut Flow, now: Timestamp) {
         let leaks = flow.leaks.get_or_insert_with(Box::default);
@@ -467,16 +473,9 @@ impl Engine {
     fn end_flow(&mut self, key: FlowKey, mut flow: Flow, reason: EndReason, now: Option<Timestamp>) {
         self.local.ended[reason as usize] += 1;
         if key.proto() == Proto::Tcp {
-            let mut sink = ScanSink {
-                matcher: &self.shared.matcher,
-                scanner: &mut flow.scanner,
-                scratch: &mut self.scratch,
-                findings: &mut self.findings,
-            };
-            self.reassembler.finish(&mut flow.stream, &mut sink);
-            let findings = &mut self.findings;
-            flow.scanner
-                .finish(&self.shared.matcher, &mut self.scratch, &mut |f| findings.push(f));
+            let (reassembler, mut sink) = self.stream_parts(&mut flow.scanner);
+            reassembler.finish(&mut flow.stream, &mut sink);
+            sink.finish();
         }
         let now = now.unwrap_or(self.last_seen);
         if !self.findings.is_empty() {

@@ -307,46 +307,54 @@ pub fn demo() -> Vec<Frame> {
     frames.extend(c.send(false, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"));
     frames.extend(c.close());
 
+    // A conversation opened by `client` at `secs` after t0: handshake, what each side says, close.
+    let conversation =
+        |client: &str, server: &str, isns: (u32, u32), secs: u64, client_says: &[u8], server_says: &[u8]| {
+            let start = Timestamp::from_micros(t0.as_micros() + secs * 1_000_000);
+            let mut c = TcpConn::new(sa(client), sa(server), isns.0, isns.1, start);
+            let mut f = c.handshake();
+            f.extend(c.send(true, client_says));
+            if !server_says.is_empty() {
+                f.extend(c.send(false, server_says));
+            }
+            f.extend(c.close());
+            f
+        };
+
     // 2. An inside web server answers an outside client with card numbers (egress response).
-    let mut s = TcpConn::new(
-        sa("198.51.100.7:44000"),
-        sa("192.168.10.5:8080"),
-        5000,
-        7000,
-        Timestamp::from_micros(t0.as_micros() + 1_000_000),
-    );
-    frames.extend(s.handshake());
-    frames.extend(s.send(true, b"GET /orders/export HTTP/1.1\r\nHost: shop.internal\r\n\r\n"));
     let csv = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\norder,card\r\n1001,4111 1111 1111 1111\r\n1002,5555-5555-5555-4444\r\n1003,378282246310005\r\n";
-    frames.extend(s.send(false, csv));
-    frames.extend(s.close());
+    let get = b"GET /orders/export HTTP/1.1\r\nHost: shop.internal\r\n\r\n";
+    frames.extend(conversation(
+        "198.51.100.7:44000",
+        "192.168.10.5:8080",
+        (5000, 7000),
+        1,
+        get,
+        csv,
+    ));
 
     // 3. Benign: telemetry with 13-digit millisecond timestamps and Luhn-invalid ids, egress.
-    let mut b = TcpConn::new(
-        sa("10.20.1.16:40000"),
-        sa("198.51.100.20:443"),
-        1,
+    let telemetry =
+        b"{\"ts\":1732212345678,\"seen\":1763769600123,\"order\":4111111111111112,\"phone\":\"03001234567\"}";
+    frames.extend(conversation(
+        "10.20.1.16:40000",
+        "198.51.100.20:443",
+        (1, 2),
         2,
-        Timestamp::from_micros(t0.as_micros() + 2_000_000),
-    );
-    frames.extend(b.handshake());
-    frames.extend(b.send(
-        true,
-        b"{\"ts\":1732212345678,\"seen\":1763769600123,\"order\":4111111111111112,\"phone\":\"03001234567\"}",
+        telemetry,
+        b"",
     ));
-    frames.extend(b.close());
 
     // 4. Inside to inside: a CNIC that never leaves the network is not an alert.
-    let mut i = TcpConn::new(
-        sa("10.20.1.17:40001"),
-        sa("10.30.0.9:5432"),
-        10,
-        20,
-        Timestamp::from_micros(t0.as_micros() + 3_000_000),
-    );
-    frames.extend(i.handshake());
-    frames.extend(i.send(true, b"INSERT INTO people VALUES ('61101-7654321-8');"));
-    frames.extend(i.close());
+    let insert = b"INSERT INTO people VALUES ('61101-7654321-8');";
+    frames.extend(conversation(
+        "10.20.1.17:40001",
+        "10.30.0.9:5432",
+        (10, 20),
+        3,
+        insert,
+        b"",
+    ));
 
     // 5. A CNIC in a UDP datagram (syslog-style) to an outside collector, and the same CNIC sent
     //    again in the first connection's style over IPv6.
@@ -358,16 +366,15 @@ pub fn demo() -> Vec<Frame> {
             b"<134>app: verified identity card 42101-9876543-3 ok",
         ),
     });
-    let mut v6 = TcpConn::new(
-        sa("[fd00::15]:50000"),
-        sa("[2001:db8::80]:80"),
-        77,
-        88,
-        Timestamp::from_micros(t0.as_micros() + 5_000_000),
-    );
-    frames.extend(v6.handshake());
-    frames.extend(v6.send(true, b"cnic=35202-1234567-2&card=6011000990139424"));
-    frames.extend(v6.close());
+    let form = b"cnic=35202-1234567-2&card=6011000990139424";
+    frames.extend(conversation(
+        "[fd00::15]:50000",
+        "[2001:db8::80]:80",
+        (77, 88),
+        5,
+        form,
+        b"",
+    ));
     frames.sort_by_key(|f| f.ts);
     frames
 }
