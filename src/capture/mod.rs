@@ -21,6 +21,16 @@ pub struct RawPacket<'a> {
     pub wire_len: u32,
 }
 
+impl<'a> RawPacket<'a> {
+    fn from_pcap(p: &pcap::Packet<'a>) -> RawPacket<'a> {
+        RawPacket {
+            ts: Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec),
+            data: p.data,
+            wire_len: p.header.len,
+        }
+    }
+}
+
 /// Result of asking a source for the next packet.
 #[derive(Debug)]
 pub enum Next<'a> {
@@ -158,12 +168,7 @@ impl FileSource {
         match self.cap.next_packet() {
             Ok(p) => {
                 self.packets += 1;
-                let ts = Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
-                Ok(Next::Packet(RawPacket {
-                    ts,
-                    data: p.data,
-                    wire_len: p.header.len,
-                }))
+                Ok(Next::Packet(RawPacket::from_pcap(&p)))
             }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
             Err(e) => Err(CaptureError::Damaged {
@@ -180,6 +185,7 @@ impl FileSource {
 pub struct LiveSource {
     cap: pcap::Capture<pcap::Active>,
     link: LinkType,
+    interface: String,
 }
 
 impl LiveSource {
@@ -219,7 +225,11 @@ impl LiveSource {
                 dlt.get_name().unwrap_or_default()
             ))
         })?;
-        Ok(LiveSource { cap, link })
+        Ok(LiveSource {
+            cap,
+            link,
+            interface: interface.to_string(),
+        })
     }
 
     /// The interface's link type.
@@ -230,17 +240,10 @@ impl LiveSource {
     /// The next packet, or `Idle` after the read timeout.
     pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.cap.next_packet() {
-            Ok(p) => {
-                let ts = Timestamp::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
-                Ok(Next::Packet(RawPacket {
-                    ts,
-                    data: p.data,
-                    wire_len: p.header.len,
-                }))
-            }
+            Ok(p) => Ok(Next::Packet(RawPacket::from_pcap(&p))),
             Err(pcap::Error::TimeoutExpired) => Ok(Next::Idle),
             Err(e) => Err(CaptureError::Live {
-                interface: String::new(),
+                interface: self.interface.clone(),
                 msg: e.to_string(),
             }),
         }
