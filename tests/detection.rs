@@ -88,15 +88,7 @@ fn retransmissions_and_overlaps_do_not_duplicate_or_hide() {
         f.push(s.clone());
         f.push(s.clone());
     }
-    f.push(c.frame_at(
-        true,
-        base + 5,
-        Flags {
-            ack: true,
-            ..Flags::default()
-        },
-        &payload.as_bytes()[5..30],
-    ));
+    f.push(c.frame_at(true, base + 5, Flags::ACK, &payload.as_bytes()[5..30]));
     f.extend(c.close());
     let run = read_frames(&f, &[]);
     assert!(run.status.success(), "{}", run.stderr);

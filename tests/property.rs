@@ -67,7 +67,7 @@ proptest! {
         let isn = c.client_seq;
         let mut segs: Vec<Frame> = cut(payload.len(), &cuts)
             .into_iter()
-            .map(|(a, b)| c.frame_at(true, isn.wrapping_add(a as u32), synth::Flags { ack: true, ..Default::default() }, &payload[a..b]))
+            .map(|(a, b)| c.frame_at(true, isn.wrapping_add(a as u32), synth::Flags::ACK, &payload[a..b]))
             .collect();
         // Reorder by the random keys and retransmit some segments.
         let mut keyed: Vec<(u32, Frame)> = segs.drain(..).enumerate().map(|(i, f)| (order[i % order.len()], f)).collect();

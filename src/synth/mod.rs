@@ -54,6 +54,37 @@ pub struct Flags {
     pub rst: bool,
 }
 
+impl Flags {
+    /// SYN alone: a client opening a connection.
+    pub const SYN: Flags = Flags {
+        syn: true,
+        ack: false,
+        fin: false,
+        rst: false,
+    };
+    /// SYN and ACK: the server's answer.
+    pub const SYN_ACK: Flags = Flags {
+        syn: true,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    /// ACK alone: every segment after the handshake.
+    pub const ACK: Flags = Flags {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    /// FIN and ACK: one side closing.
+    pub const FIN_ACK: Flags = Flags {
+        syn: false,
+        ack: true,
+        fin: true,
+        rst: false,
+    };
+}
+
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
@@ -180,32 +211,12 @@ impl TcpConn {
 
     /// SYN, SYN-ACK, ACK.
     pub fn handshake(&mut self) -> Vec<Frame> {
-        let syn = Flags {
-            syn: true,
-            ..Flags::default()
-        };
+        let syn = Flags::SYN;
         let f1 = self.frame_at(true, self.client_seq, syn, &[]);
         self.client_seq = self.client_seq.wrapping_add(1);
-        let f2 = self.frame_at(
-            false,
-            self.server_seq,
-            Flags {
-                syn: true,
-                ack: true,
-                ..Flags::default()
-            },
-            &[],
-        );
+        let f2 = self.frame_at(false, self.server_seq, Flags::SYN_ACK, &[]);
         self.server_seq = self.server_seq.wrapping_add(1);
-        let f3 = self.frame_at(
-            true,
-            self.client_seq,
-            Flags {
-                ack: true,
-                ..Flags::default()
-            },
-            &[],
-        );
+        let f3 = self.frame_at(true, self.client_seq, Flags::ACK, &[]);
         vec![f1, f2, f3]
     }
 
@@ -215,15 +226,7 @@ impl TcpConn {
         for chunk in data.chunks(self.mss.max(1)) {
             out.extend(self.segments(from_client, chunk, &[chunk.len()]));
             let (seq, _) = self.seqs(!from_client);
-            out.push(self.frame_at(
-                !from_client,
-                seq,
-                Flags {
-                    ack: true,
-                    ..Flags::default()
-                },
-                &[],
-            ));
+            out.push(self.frame_at(!from_client, seq, Flags::ACK, &[]));
         }
         out
     }
@@ -245,15 +248,7 @@ impl TcpConn {
             let size = sizes.get(i).or(sizes.last()).copied().unwrap_or(data.len()).max(1);
             let end = (off + size).min(data.len());
             let (seq, _) = self.seqs(from_client);
-            out.push(self.frame_at(
-                from_client,
-                seq,
-                Flags {
-                    ack: true,
-                    ..Flags::default()
-                },
-                &data[off..end],
-            ));
+            out.push(self.frame_at(from_client, seq, Flags::ACK, &data[off..end]));
             let len = (end - off) as u32;
             if from_client {
                 self.client_seq = self.client_seq.wrapping_add(len);
@@ -268,24 +263,12 @@ impl TcpConn {
 
     /// FIN from each side and the last ACK.
     pub fn close(&mut self) -> Vec<Frame> {
-        let fin = Flags {
-            fin: true,
-            ack: true,
-            ..Flags::default()
-        };
+        let fin = Flags::FIN_ACK;
         let f1 = self.frame_at(true, self.client_seq, fin, &[]);
         self.client_seq = self.client_seq.wrapping_add(1);
         let f2 = self.frame_at(false, self.server_seq, fin, &[]);
         self.server_seq = self.server_seq.wrapping_add(1);
-        let f3 = self.frame_at(
-            true,
-            self.client_seq,
-            Flags {
-                ack: true,
-                ..Flags::default()
-            },
-            &[],
-        );
+        let f3 = self.frame_at(true, self.client_seq, Flags::ACK, &[]);
         vec![f1, f2, f3]
     }
 }
