@@ -149,7 +149,7 @@ fn ipv4_fragments_in_any_order_are_reassembled() {
     let mut c = TcpConn::new(sa("10.0.0.10:40030"), sa("203.0.113.10:443"), 1, 2, t(0));
     let mut frames = c.handshake();
     let seg = c.segments(true, payload.as_bytes(), &[payload.len()]).remove(0);
-    let mut frags = fragment(&seg, 64);
+    let mut frags = nigehban::synth::ipv4_fragments(&seg, 64);
     assert!(frags.len() >= 3);
     frags.reverse();
     frames.extend(frags);

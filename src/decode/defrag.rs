@@ -356,7 +356,7 @@ fn build(out: &mut Vec<u8>, key: &FragKey, d: &Datagram) -> bool {
 }
 
 /// RFC 791 header checksum (the checksum field must be zero).
-fn ipv4_checksum(header: &[u8]) -> u16 {
+pub(crate) fn ipv4_checksum(header: &[u8]) -> u16 {
     let mut sum: u32 = header
         .chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))

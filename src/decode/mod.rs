@@ -23,6 +23,8 @@
 //! The non-fragment path allocates nothing: it only slices the frame.
 
 mod defrag;
+
+pub(crate) use defrag::ipv4_checksum;
 mod ip;
 mod link;
 #[cfg(test)]

@@ -41,6 +41,33 @@ pub fn write_pcap(path: &Path, frames: &[Frame]) -> Result<(), pcap::Error> {
     out.flush()
 }
 
+/// IPv4 fragments of an Ethernet + IPv4 frame, each carrying at most `chunk` bytes of IP
+/// payload (`chunk` must be a multiple of 8), all with IP id 0x4242.
+pub fn ipv4_fragments(frame: &Frame, chunk: usize) -> Vec<Frame> {
+    assert_eq!(chunk % 8, 0, "fragment offsets count 8-byte units");
+    let (eth, ip) = frame.data.split_at(14);
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let (hdr, payload) = ip.split_at(ihl);
+    let mut out = Vec::new();
+    for (i, part) in payload.chunks(chunk).enumerate() {
+        let mut h = hdr.to_vec();
+        let total = (ihl + part.len()) as u16;
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h[4..6].copy_from_slice(&0x4242u16.to_be_bytes());
+        let more = (i + 1) * chunk < payload.len();
+        let off = ((i * chunk / 8) as u16) | if more { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&off.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let sum = crate::decode::ipv4_checksum(&h);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut data = eth.to_vec();
+        data.extend_from_slice(&h);
+        data.extend_from_slice(part);
+        out.push(Frame { ts: frame.ts, data });
+    }
+    out
+}
+
 /// TCP flags of a synthetic segment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Flags {
