@@ -19,6 +19,8 @@ pub mod cli;
 pub mod clock;
 pub mod decode;
 pub mod flow;
+pub mod judge;
+pub mod l7;
 pub mod matcher;
 pub mod metrics;
 pub mod pii;

@@ -42,6 +42,9 @@ pub struct Finding {
     pub value: PiiValue,
     /// Stream offset of the value's first byte.
     pub offset: u64,
+    /// Confidence from the rule and its context keywords (before known-value and location
+    /// judgement, see `judge`).
+    pub confidence: crate::pii::Confidence,
 }
 
 /// Errors building the matcher or a worker's scratch. None is the rule author's fault

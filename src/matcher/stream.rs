@@ -317,6 +317,7 @@ impl Active {
                 rule: h.rule,
                 value,
                 offset: self.base + h.start,
+                confidence: crate::pii::Confidence::Medium,
             });
         }
         self.push_tail(chunk);

@@ -28,6 +28,32 @@ impl PiiKind {
     }
 }
 
+/// How sure the sensor is that a finding is a real personal value (`pii.matches[].confidence`),
+/// in the spirit of Microsoft Purview's sensitive information types. Ordered: `Low < Medium < High`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// Shape and checksum only, in a place where such numbers are common (expect noise).
+    Low,
+    /// Shape, checksum and one piece of supporting evidence.
+    Medium,
+    /// Strong evidence: a context keyword with a distinctive shape, or a known value.
+    High,
+}
+
+impl Confidence {
+    /// Lower-case name used in alerts and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
 /// Most digits a value can hold (the longest PAN).
 pub const MAX_DIGITS: usize = 19;
 

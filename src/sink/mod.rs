@@ -1,6 +1,9 @@
 //! Alert outputs. Today: JSON lines to stdout or a file, written by one thread so workers never
 //! wait on I/O beyond a bounded queue.
 
+pub mod http;
+pub mod output;
+
 use crate::cli::AlertOutput;
 use crate::metrics::Metrics;
 use crossbeam_channel::Receiver;

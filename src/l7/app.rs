@@ -1,0 +1,200 @@
+//! Per-direction protocol recognition and dispatch to the decoder that owns the protocol.
+
+use super::dns::DnsTcpDecoder;
+use super::http::{self, HttpDecoder};
+use super::smtp::{self, SmtpDecoder};
+use super::{ContentSink, Evidence, Location, Probe, Protocol};
+
+/// Bytes looked at (and held back) before deciding the protocol.
+const SNIFF: usize = 16;
+
+/// The application-layer state of one egress direction.
+#[derive(Debug)]
+pub struct AppDecoder {
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Not decided yet; the first bytes wait here.
+    Sniff {
+        server_port: u16,
+        /// Invariant: `len as usize <= SNIFF`.
+        len: u8,
+        buf: [u8; SNIFF],
+    },
+    /// Scanned as is (unrecognised, or encrypted until bypass lands).
+    Raw(Protocol),
+    Http(Box<HttpDecoder>),
+    Smtp(Box<SmtpDecoder>),
+    DnsTcp(Box<DnsTcpDecoder>),
+}
+
+impl AppDecoder {
+    /// A direction whose sender uses `sender_port` and receiver `receiver_port`. Ports only
+    /// break ties where content cannot (DNS over TCP has no greeting).
+    pub fn new(sender_port: u16, receiver_port: u16) -> AppDecoder {
+        let server_port = if sender_port == 53 { 53 } else { receiver_port };
+        AppDecoder {
+            state: State::Sniff {
+                server_port,
+                len: 0,
+                buf: [0; SNIFF],
+            },
+        }
+    }
+
+    /// The next in-order bytes of the direction.
+    pub fn data(&mut self, bytes: &[u8], sink: &mut dyn ContentSink) {
+        if let State::Sniff { len, buf, server_port } = &mut self.state {
+            let have = usize::from(*len);
+            let take = bytes.len().min(SNIFF - have);
+            buf[have..have + take].copy_from_slice(&bytes[..take]);
+            *len += take as u8;
+            let seen = &buf[..usize::from(*len)];
+            let Some(next) = decide(seen, *server_port, usize::from(*len) == SNIFF) else {
+                return;
+            };
+            let held = *buf;
+            let held_len = usize::from(*len);
+            self.state = next;
+            self.opened(sink);
+            // Replay the held bytes, then the rest of this piece.
+            self.dispatch_data(&held[..held_len], sink);
+            self.dispatch_data(&bytes[take..], sink);
+            return;
+        }
+        self.dispatch_data(bytes, sink);
+    }
+
+    /// `missing` bytes (0 if unknown) will never arrive.
+    pub fn gap(&mut self, missing: u64, sink: &mut dyn ContentSink) {
+        self.decide_now(sink);
+        match &mut self.state {
+            State::Sniff { .. } => unreachable!("decided above"),
+            State::Raw(_) => sink.gap(),
+            State::Http(d) => d.gap(missing, sink),
+            State::Smtp(d) => d.gap(missing, sink),
+            State::DnsTcp(d) => d.gap(missing, sink),
+        }
+    }
+
+    /// End of the direction: flush whatever is held.
+    pub fn finish(&mut self, sink: &mut dyn ContentSink) {
+        self.decide_now(sink);
+        match &mut self.state {
+            State::Sniff { .. } | State::Raw(_) => {}
+            State::Http(d) => d.finish(sink),
+            State::Smtp(d) => d.finish(sink),
+            State::DnsTcp(d) => d.finish(sink),
+        }
+    }
+
+    /// Payload of one packet of the other direction (not reassembled), for decoders that learn
+    /// from the peer (HTTP request line for responses, SMTP replies).
+    pub fn peer_data(&mut self, bytes: &[u8]) {
+        match &mut self.state {
+            State::Http(d) => d.peer_data(bytes),
+            State::Smtp(d) => d.peer_data(bytes),
+            _ => {}
+        }
+    }
+
+    /// True until the protocol is decided; the matcher has seen none of this direction's bytes.
+    pub fn is_sniffing(&self) -> bool {
+        matches!(self.state, State::Sniff { .. })
+    }
+
+    /// The recognised protocol (`Unknown` while undecided or unrecognised).
+    pub fn protocol(&self) -> Protocol {
+        match &self.state {
+            State::Sniff { .. } => Protocol::Unknown,
+            State::Raw(p) => *p,
+            State::Http(_) => Protocol::Http,
+            State::Smtp(_) => Protocol::Smtp,
+            State::DnsTcp(_) => Protocol::Dns,
+        }
+    }
+
+    /// Evidence of the current (or last) message, for decoded protocols.
+    pub fn evidence(&self) -> Option<&Evidence> {
+        match &self.state {
+            State::Http(d) => Some(d.evidence()),
+            State::Smtp(d) => Some(d.evidence()),
+            State::DnsTcp(d) => Some(d.evidence()),
+            _ => None,
+        }
+    }
+
+    /// Heap bytes held, for flow memory accounting.
+    pub fn memory(&self) -> usize {
+        match &self.state {
+            State::Sniff { .. } | State::Raw(_) => 0,
+            State::Http(d) => std::mem::size_of::<HttpDecoder>() + d.memory(),
+            State::Smtp(d) => std::mem::size_of::<SmtpDecoder>() + d.memory(),
+            State::DnsTcp(d) => std::mem::size_of::<DnsTcpDecoder>() + d.memory(),
+        }
+    }
+
+    /// Ends sniffing with what has been seen (a gap or the end came first).
+    fn decide_now(&mut self, sink: &mut dyn ContentSink) {
+        if let State::Sniff { len, buf, server_port } = &self.state {
+            let held = *buf;
+            let held_len = usize::from(*len);
+            self.state = decide(&held[..held_len], *server_port, true).expect("final decision");
+            self.opened(sink);
+            self.dispatch_data(&held[..held_len], sink);
+        }
+    }
+
+    /// Just decided: a raw direction starts its one section.
+    fn opened(&mut self, sink: &mut dyn ContentSink) {
+        if matches!(self.state, State::Raw(_)) {
+            start_raw(sink);
+        }
+    }
+
+    fn dispatch_data(&mut self, bytes: &[u8], sink: &mut dyn ContentSink) {
+        if bytes.is_empty() {
+            return;
+        }
+        match &mut self.state {
+            State::Sniff { .. } => unreachable!("dispatch only after the decision"),
+            State::Raw(_) => sink.data(bytes),
+            State::Http(d) => d.data(bytes, sink),
+            State::Smtp(d) => d.data(bytes, sink),
+            State::DnsTcp(d) => d.data(bytes, sink),
+        }
+    }
+}
+
+/// Picks a decoder from the first bytes; `None` means "need more bytes" (only when `last` is
+/// false). A raw decision starts its one section here so its findings say `raw`.
+fn decide(seen: &[u8], server_port: u16, last: bool) -> Option<State> {
+    if seen.len() >= 3 && seen[0] == 0x16 && seen[1] == 0x03 && seen[2] <= 0x04 {
+        return Some(State::Raw(Protocol::Tls));
+    }
+    if seen.starts_with(b"SSH-") {
+        return Some(State::Raw(Protocol::Ssh));
+    }
+    let probes = [http::probe(seen), smtp::probe(seen)];
+    match probes {
+        [Probe::Yes, _] => return Some(State::Http(Box::default())),
+        [_, Probe::Yes] => return Some(State::Smtp(Box::default())),
+        _ => {}
+    }
+    if server_port == 53 {
+        return Some(State::DnsTcp(Box::default()));
+    }
+    let unsure = probes.contains(&Probe::Unsure) || (seen.len() < 4 && b"SSH-".starts_with(seen));
+    if unsure && !last {
+        return None;
+    }
+    Some(State::Raw(Protocol::Unknown))
+}
+
+/// Starts the single raw section of a direction decided raw (the worker's sink needs a section
+/// before data so findings carry `location: raw`).
+pub(super) fn start_raw(sink: &mut dyn ContentSink) {
+    sink.section(Location::Raw, b"");
+}

@@ -1,0 +1,123 @@
+//! Where each recent section of decoded content began, so a finding (which carries only its
+//! offset in the matcher's stream) can say where it was found.
+
+use super::Location;
+
+/// Sections remembered per direction. A finding is decided at most a few hundred bytes after
+/// its section began (the matcher's retained tail), so only a burst of more than this many
+/// tiny sections in that span loses a location (reported as unknown, never wrong).
+const ENTRIES: usize = 8;
+/// Longest section name kept (header name, form field, file name), in bytes.
+pub const MAX_SECTION_NAME: usize = 40;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: u64,
+    location: Location,
+    name_len: u8,
+    name: [u8; MAX_SECTION_NAME],
+}
+
+/// Ring of the latest section starts of one direction.
+#[derive(Debug)]
+pub struct SectionLog {
+    /// Invariant: `len <= ENTRIES`; entries are in start order, oldest at `head`.
+    entries: [Entry; ENTRIES],
+    head: usize,
+    len: usize,
+}
+
+impl Default for SectionLog {
+    fn default() -> Self {
+        let e = Entry {
+            start: 0,
+            location: Location::Raw,
+            name_len: 0,
+            name: [0; MAX_SECTION_NAME],
+        };
+        SectionLog {
+            entries: [e; ENTRIES],
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl SectionLog {
+    /// Records that a section of `location` named `name` (truncated) starts at stream offset
+    /// `start`. Starts must not decrease.
+    pub fn push(&mut self, start: u64, location: Location, name: &[u8]) {
+        let n = name.len().min(MAX_SECTION_NAME);
+        let mut e = Entry {
+            start,
+            location,
+            name_len: n as u8,
+            name: [0; MAX_SECTION_NAME],
+        };
+        e.name[..n].copy_from_slice(&name[..n]);
+        if self.len > 0 {
+            let last = self.entries[(self.head + self.len - 1) % ENTRIES];
+            debug_assert!(last.start <= start, "section starts must not decrease");
+            if last.start == start {
+                // An empty section replaced by the next one.
+                self.entries[(self.head + self.len - 1) % ENTRIES] = e;
+                return;
+            }
+        }
+        if self.len < ENTRIES {
+            self.entries[(self.head + self.len) % ENTRIES] = e;
+            self.len += 1;
+        } else {
+            self.entries[self.head] = e;
+            self.head = (self.head + 1) % ENTRIES;
+        }
+    }
+
+    /// The section holding stream offset `offset`: its location and name. `None` when that
+    /// section is older than the ring (or nothing was recorded).
+    pub fn lookup(&self, offset: u64) -> Option<(Location, &[u8])> {
+        (0..self.len)
+            .rev()
+            .find_map(|i| {
+                let e = &self.entries[(self.head + i) % ENTRIES];
+                (e.start <= offset).then(|| (e.location, &e.name[..usize::from(e.name_len)]))
+            })
+            .filter(|_| self.len > 0 && self.entries[self.head].start <= offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_the_enclosing_section() {
+        let mut log = SectionLog::default();
+        assert!(log.lookup(0).is_none());
+        log.push(0, Location::Url, b"");
+        log.push(10, Location::Header, b"Cookie");
+        log.push(30, Location::Body, b"");
+        assert_eq!(log.lookup(5).unwrap().0, Location::Url);
+        assert_eq!(log.lookup(10).unwrap(), (Location::Header, &b"Cookie"[..]));
+        assert_eq!(log.lookup(1000).unwrap().0, Location::Body);
+    }
+
+    #[test]
+    fn old_sections_are_forgotten_not_misreported() {
+        let mut log = SectionLog::default();
+        for i in 0..20u64 {
+            log.push(i * 10, Location::Header, b"h");
+        }
+        assert!(log.lookup(5).is_none());
+        assert_eq!(log.lookup(195).unwrap().0, Location::Header);
+    }
+
+    #[test]
+    fn long_names_are_truncated_and_empty_sections_replaced() {
+        let mut log = SectionLog::default();
+        log.push(0, Location::Body, &[b'a'; 100]);
+        assert_eq!(log.lookup(0).unwrap().1.len(), MAX_SECTION_NAME);
+        log.push(0, Location::Attachment, b"x.csv");
+        assert_eq!(log.lookup(0).unwrap(), (Location::Attachment, &b"x.csv"[..]));
+    }
+}
