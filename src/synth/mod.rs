@@ -4,7 +4,12 @@
 //!
 //! Nothing here touches a network; it only builds bytes.
 
+pub mod corpus;
+pub mod dns;
+pub mod http;
+pub mod smtp;
 mod traffic;
+pub mod values;
 
 pub use traffic::{benign_mix, MixConfig};
 
