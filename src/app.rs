@@ -73,6 +73,7 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         reassembly_memcap: settings.reassembly_memcap,
         alert: settings.alert.clone(),
         judge,
+        decode_l7: settings.decode_l7,
         metrics: Arc::clone(&metrics),
         alerts: alert_tx,
     });

@@ -67,6 +67,13 @@ impl AppDecoder {
         self.dispatch_data(bytes, sink);
     }
 
+    /// A direction scanned as raw bytes, without protocol recognition.
+    pub fn raw() -> AppDecoder {
+        AppDecoder {
+            state: State::Raw(Protocol::Unknown),
+        }
+    }
+
     /// `missing` bytes (0 if unknown) will never arrive.
     pub fn gap(&mut self, missing: u64, sink: &mut dyn ContentSink) {
         self.decide_now(sink);

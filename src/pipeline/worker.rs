@@ -41,6 +41,8 @@ pub struct WorkerShared {
     pub alert: AlertPolicy,
     /// Confidence, known values and allow-lists.
     pub judge: Arc<Judge>,
+    /// Decode application protocols (else scan raw bytes).
+    pub decode_l7: bool,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Rendered alert lines go here.
@@ -437,7 +439,11 @@ impl Worker {
                 egress,
                 stream: TcpStream::default(),
                 scan: EgressScan {
-                    app: AppDecoder::new(sender.port, receiver.port),
+                    app: if engine.shared.decode_l7 {
+                        AppDecoder::new(sender.port, receiver.port)
+                    } else {
+                        AppDecoder::raw()
+                    },
                     scanner: DirScanner::default(),
                     sections: None,
                 },
@@ -538,7 +544,8 @@ impl Engine {
         };
         self.udp_evidence = Evidence::default();
         let (sender, receiver) = key.endpoints(flow.egress);
-        let dns = (sender.port == 53 || receiver.port == 53)
+        let dns = self.shared.decode_l7
+            && (sender.port == 53 || receiver.port == 53)
             && l7::dns::datagram(payload, &mut content, &mut self.udp_evidence);
         if !dns {
             content.data(payload);
