@@ -112,6 +112,12 @@ impl AppDecoder {
         matches!(self.state, State::Sniff { .. })
     }
 
+    /// True while a few first bytes wait for the protocol decision (they reach the matcher
+    /// once more bytes, a gap or the end arrive).
+    pub fn holds_bytes(&self) -> bool {
+        matches!(self.state, State::Sniff { len, .. } if len > 0)
+    }
+
     /// The recognised protocol (`Unknown` while undecided or unrecognised).
     pub fn protocol(&self) -> Protocol {
         match &self.state {

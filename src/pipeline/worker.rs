@@ -88,7 +88,7 @@ impl Flow {
     /// waiting to be raised, or out-of-order bytes behind a hole.
     fn needs_housekeeping(&self) -> bool {
         self.scan.scanner.has_pending()
-            || self.scan.app.is_sniffing()
+            || self.scan.app.holds_bytes()
             || self.stream.held_bytes() > 0
             || self.leaks.as_ref().is_some_and(|l| l.has_pending())
     }
@@ -368,11 +368,14 @@ impl Worker {
                     engine.record_findings(&key, flow, now);
                 }
             }
-            if flow.scan.app.is_sniffing() && now.since(last_seen) >= SETTLE_AFTER {
+            if flow.scan.app.holds_bytes() && now.since(last_seen) >= SETTLE_AFTER {
                 // A few bytes too ambiguous to name the protocol, and nothing more came: scan
                 // them as they are.
                 let (_, mut sink) = engine.stream_parts(&mut flow.scan);
                 sink.app.gap(0, &mut sink.content);
+                if !engine.findings.is_empty() {
+                    engine.record_findings(&key, flow, last_seen);
+                }
             }
             if flow.scan.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
                 let e = &mut *engine;
