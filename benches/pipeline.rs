@@ -21,15 +21,18 @@ fn data_dir() -> PathBuf {
     d
 }
 
-/// The benchmark capture and its TCP payload byte count.
-fn mix_capture() -> (PathBuf, u64) {
+/// The benchmark capture and its TCP payload byte count; with `http`, every chunk is framed as
+/// an HTTP/1.1 message.
+fn mix_capture(http: bool) -> (PathBuf, u64) {
     let mb: usize = std::env::var("NIGEHBAN_BENCH_MB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(48);
-    let path = data_dir().join(format!("mix-egress-{mb}mb.pcap"));
+    let name = if http { "mix-http" } else { "mix-egress" };
+    let path = data_dir().join(format!("{name}-{mb}mb.pcap"));
     let cfg = MixConfig {
         payload_bytes: mb << 20,
+        http,
         ..MixConfig::default()
     };
     if !path.exists() {
@@ -57,7 +60,13 @@ fn payload_bytes(path: &Path) -> u64 {
 }
 
 fn run_read(path: &Path, workers: usize) {
+    run_read_with(path, workers, None)
+}
+
+/// `config`: an optional TOML config file (e.g. one turning application decoding off).
+fn run_read_with(path: &Path, workers: usize, config: Option<&Path>) {
     let common = CommonArgs {
+        config: config.map(Path::to_path_buf),
         workers: Some(workers),
         metrics_listen: Some("off".into()),
         alerts: Some("/dev/null".into()),
@@ -69,7 +78,7 @@ fn run_read(path: &Path, workers: usize) {
 }
 
 fn pipeline(c: &mut Criterion) {
-    let (path, payload) = mix_capture();
+    let (path, payload) = mix_capture(false);
     let mut g = c.benchmark_group("read");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(20))
@@ -83,6 +92,23 @@ fn pipeline(c: &mut Criterion) {
             b.iter(|| run_read(&path, workers))
         });
     }
+    g.finish();
+}
+
+/// The cost of application decoding: the same HTTP capture with decoding on (the default) and
+/// off (every stream scanned raw), one worker.
+fn decoding(c: &mut Criterion) {
+    let (path, payload) = mix_capture(true);
+    let raw_cfg = data_dir().join("decode-off.toml");
+    std::fs::write(&raw_cfg, "[l7]\ndecode = false\n").unwrap();
+    let mut g = c.benchmark_group("http");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Bytes(payload));
+    g.bench_function("raw_scanning_1_worker", |b| {
+        b.iter(|| run_read_with(&path, 1, Some(&raw_cfg)))
+    });
+    g.bench_function("decoded_1_worker", |b| b.iter(|| run_read(&path, 1)));
     g.finish();
 }
 
@@ -158,7 +184,7 @@ fn idle_flow_memory() {
     );
 }
 
-criterion_group!(benches, pipeline);
+criterion_group!(benches, pipeline, decoding);
 
 fn main() {
     benches();

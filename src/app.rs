@@ -47,6 +47,7 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
             PiiKey::random()
         }
     };
+    let judge = Arc::new(crate::judge::Judge::from_settings(&settings, &key)?);
     let metrics = Arc::new(Metrics::new());
     let _server = match settings.metrics_listen {
         Some(addr) => {
@@ -71,6 +72,8 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         reassembly: settings.reassembly.clone(),
         reassembly_memcap: settings.reassembly_memcap,
         alert: settings.alert.clone(),
+        judge,
+        decode_l7: settings.decode_l7,
         metrics: Arc::clone(&metrics),
         alerts: alert_tx,
     });

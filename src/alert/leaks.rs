@@ -1,7 +1,7 @@
 //! Per-flow-direction leak bookkeeping: which values were already reported, and the batches of
 //! values waiting to be raised.
 
-use super::PiiMatch;
+use super::{MessageContext, PiiMatch};
 use crate::clock::Timestamp;
 use crate::matcher::RuleIdx;
 use std::collections::HashSet;
@@ -49,12 +49,18 @@ pub struct PendingBatch {
     pub matches: Vec<PiiMatch>,
     /// 1 for the first alert of this rule in this direction, then 2, 3, …
     pub batch: u32,
+    /// The message the batch's first value travelled in.
+    pub context: MessageContext,
+    /// Distinct values this direction has sent so far (all rules), for bulk severity.
+    pub distinct: usize,
 }
 
 #[derive(Debug)]
 struct RuleBatch {
     rule: RuleIdx,
     pending: Vec<PiiMatch>,
+    /// Context of the first pending value's message.
+    context: MessageContext,
     /// Alerts already raised for this rule in this direction.
     raised: u32,
     /// Packet time of the oldest pending value.
@@ -70,12 +76,14 @@ pub struct DirLeaks {
 
 impl DirLeaks {
     /// Records a finding. `short` identifies the value (kind and keyed hash); `make` builds its
-    /// alert entry only when the value is new.
+    /// alert entry only when the value is new, and `context` describes its message when it
+    /// starts a batch.
     pub fn add(
         &mut self,
         rule: RuleIdx,
         short: u64,
         make: impl FnOnce() -> PiiMatch,
+        context: impl FnOnce() -> MessageContext,
         now: Timestamp,
         policy: &AlertPolicy,
     ) -> AddOutcome {
@@ -93,6 +101,7 @@ impl DirLeaks {
                 self.batches.push(RuleBatch {
                     rule,
                     pending: Vec::new(),
+                    context: MessageContext::default(),
                     raised: 0,
                     since: now,
                 });
@@ -101,6 +110,7 @@ impl DirLeaks {
         };
         if b.pending.is_empty() {
             b.since = now;
+            b.context = context();
         }
         b.pending.push(make());
         outcome
@@ -110,6 +120,7 @@ impl DirLeaks {
     /// than the interval, or (with `force`, at flow end) everything.
     pub fn take_due(&mut self, now: Timestamp, policy: &AlertPolicy, force: bool, out: &mut impl FnMut(PendingBatch)) {
         let max = policy.max_matches_per_alert.max(1);
+        let distinct = self.seen.len();
         for b in &mut self.batches {
             if b.pending.is_empty() {
                 continue;
@@ -132,6 +143,8 @@ impl DirLeaks {
                     rule: b.rule,
                     matches,
                     batch: b.raised,
+                    context: b.context.clone(),
+                    distinct,
                 });
             }
             b.since = now;
@@ -164,6 +177,10 @@ mod tests {
             kind: PiiKind::Card,
             masked: format!("m{i}"),
             hash: format!("h{i}"),
+            confidence: crate::pii::Confidence::Medium,
+            known: false,
+            location: None,
+            field: None,
         }
     }
 
@@ -185,10 +202,13 @@ mod tests {
             max_distinct_per_direction: 1000,
         };
         let mut l = DirLeaks::default();
-        assert_eq!(l.add(0, 1, || m(1), t(0), &p), AddOutcome::New);
+        assert_eq!(l.add(0, 1, || m(1), MessageContext::default, t(0), &p), AddOutcome::New);
         assert_eq!(collect(&mut l, t(0), &p, false), vec![(1, 1)]);
         for i in 2..=26 {
-            assert_eq!(l.add(0, i, || m(i), t(10), &p), AddOutcome::New);
+            assert_eq!(
+                l.add(0, i, || m(i), MessageContext::default, t(10), &p),
+                AddOutcome::New
+            );
         }
         // 25 pending: two full batches go, five wait for the interval.
         assert_eq!(collect(&mut l, t(10), &p, false), vec![(2, 10), (3, 10)]);
@@ -202,10 +222,13 @@ mod tests {
     fn each_value_is_reported_once_and_force_flushes() {
         let p = AlertPolicy::default();
         let mut l = DirLeaks::default();
-        l.add(3, 42, || m(42), t(0), &p);
-        assert_eq!(l.add(3, 42, || m(42), t(1), &p), AddOutcome::Duplicate);
+        l.add(3, 42, || m(42), MessageContext::default, t(0), &p);
+        assert_eq!(
+            l.add(3, 42, || m(42), MessageContext::default, t(1), &p),
+            AddOutcome::Duplicate
+        );
         collect(&mut l, t(1), &p, false);
-        l.add(3, 43, || m(43), t(2), &p);
+        l.add(3, 43, || m(43), MessageContext::default, t(2), &p);
         assert_eq!(collect(&mut l, t(2), &p, true), vec![(2, 1)]);
     }
 
@@ -216,9 +239,15 @@ mod tests {
             ..AlertPolicy::default()
         };
         let mut l = DirLeaks::default();
-        assert_eq!(l.add(0, 1, || m(1), t(0), &p), AddOutcome::New);
-        assert_eq!(l.add(0, 2, || m(2), t(0), &p), AddOutcome::New);
-        assert_eq!(l.add(0, 3, || m(3), t(0), &p), AddOutcome::NewUntracked);
-        assert_eq!(l.add(0, 3, || m(3), t(0), &p), AddOutcome::NewUntracked);
+        assert_eq!(l.add(0, 1, || m(1), MessageContext::default, t(0), &p), AddOutcome::New);
+        assert_eq!(l.add(0, 2, || m(2), MessageContext::default, t(0), &p), AddOutcome::New);
+        assert_eq!(
+            l.add(0, 3, || m(3), MessageContext::default, t(0), &p),
+            AddOutcome::NewUntracked
+        );
+        assert_eq!(
+            l.add(0, 3, || m(3), MessageContext::default, t(0), &p),
+            AddOutcome::NewUntracked
+        );
     }
 }

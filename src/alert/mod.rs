@@ -14,20 +14,40 @@ pub use leaks::{AddOutcome, AlertPolicy, DirLeaks, PendingBatch};
 
 use crate::clock::Timestamp;
 use crate::flow::{Endpoint, Proto};
-use crate::pii::PiiKind;
+use crate::l7::{Evidence, Location, Protocol};
+use crate::pii::{Confidence, PiiKind};
 use crate::rules::{Rule, Severity};
 use serde::Serialize;
 
 /// One value in an alert: never the clear value, only its mask and keyed hash.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PiiMatch {
-    /// `cnic` or `card`.
+    /// `cnic`, `card` or `iban`.
     #[serde(rename = "type")]
     pub kind: PiiKind,
     /// Redacted form, e.g. `35202-*******-1`.
     pub masked: String,
-    /// Lowercase hex HMAC-SHA256 of the normalised digits.
+    /// Lowercase hex HMAC-SHA256 of the normalised value.
     pub hash: String,
+    /// How sure the sensor is (see `judge`).
+    pub confidence: Confidence,
+    /// The value is on a loaded known-value list.
+    pub known: bool,
+    /// Where in the content it was found; absent when no longer known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// Header name, form field or attachment file name of that place (digits redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The application message a batch of values travelled in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageContext {
+    /// Application protocol of the flow direction.
+    pub protocol: Option<Protocol>,
+    /// Decoder evidence (method, host, path, envelope domains, DNS domain).
+    pub evidence: Option<Evidence>,
 }
 
 /// The sensor's identity in alerts (ECS `observer`).
@@ -104,7 +124,60 @@ struct AlertDoc<'a> {
     destination: EndpointDoc,
     network: NetworkDoc<'a>,
     observer: &'a Observer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<HttpDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<UrlDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp: Option<SmtpDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns: Option<DnsDoc<'a>>,
     pii: PiiDoc<'a>,
+}
+
+#[derive(Serialize)]
+struct HttpDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<HttpRequestDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<HttpResponseDoc>,
+}
+
+#[derive(Serialize)]
+struct HttpRequestDoc {
+    method: String,
+}
+
+#[derive(Serialize)]
+struct HttpResponseDoc {
+    status_code: u16,
+}
+
+#[derive(Serialize)]
+struct UrlDoc<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    domain: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    path: &'a str,
+}
+
+/// Not an ECS field set (ECS `email.*` holds addresses; we keep only domains).
+#[derive(Serialize)]
+struct SmtpDoc<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    mail_from_domain: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    rcpt_to_domains: &'a [String],
+}
+
+#[derive(Serialize)]
+struct DnsDoc<'a> {
+    question: DnsQuestionDoc<'a>,
+}
+
+#[derive(Serialize)]
+struct DnsQuestionDoc<'a> {
+    registered_domain: &'a str,
 }
 
 #[derive(Serialize)]
@@ -141,6 +214,7 @@ struct NetworkDoc<'a> {
     ip_version: &'static str,
     direction: &'static str,
     community_id: &'a str,
+    protocol: &'static str,
 }
 
 #[derive(Serialize)]
@@ -149,29 +223,39 @@ struct PiiDoc<'a> {
     count: usize,
     /// 1 for the first alert of this rule in this flow direction, then 2, 3, …
     batch: u32,
+    /// Distinct values this flow direction has sent so far (all rules): the bulk measure
+    /// behind `event.severity`.
+    distinct: usize,
     matches: &'a [PiiMatch],
 }
 
-/// Renders one alert as a single JSON line (no trailing newline).
+/// Renders one alert as a single JSON line (no trailing newline). `severity` is the rule's,
+/// raised for bulk leaks by the caller.
 pub fn render(
     ts: Timestamp,
     rule: AlertRule<'_>,
+    severity: Severity,
     flow: &FlowContext<'_>,
     observer: &Observer,
-    matches: &[PiiMatch],
-    batch: u32,
+    batch: &PendingBatch,
 ) -> String {
+    let matches = &batch.matches[..];
     let what = match rule.pii {
         PiiKind::Cnic => "CNIC",
         PiiKind::Card => "card number",
     };
+    let protocol = batch.context.protocol.unwrap_or(Protocol::Unknown);
+    let ev = batch.context.evidence.as_ref();
+    let over = match protocol {
+        Protocol::Unknown => flow.proto.as_str(),
+        p => p.as_str(),
+    };
     let plural = if matches.len() == 1 { "" } else { "s" };
     let message = format!(
-        "{} {what}{plural} sent in clear text from {} to {} over {}",
+        "{} {what}{plural} sent in clear text from {} to {} over {over}",
         matches.len(),
         fmt_endpoint(&flow.sender),
         fmt_endpoint(&flow.receiver),
-        flow.proto.as_str()
     );
     let doc = AlertDoc {
         timestamp: rfc3339(ts),
@@ -181,7 +265,7 @@ pub fn render(
             kind: "alert",
             category: ["network"],
             kind_type: ["info"],
-            severity: rule.severity.as_number(),
+            severity: severity.as_number(),
             created: rfc3339(Timestamp::now()),
             dataset: "nigehban.pii",
             module: "nigehban",
@@ -205,11 +289,38 @@ pub fn render(
             ip_version: if flow.sender.ip.is_ipv4() { "ipv4" } else { "ipv6" },
             direction: "egress",
             community_id: flow.community_id,
+            protocol: protocol.as_str(),
         },
         observer,
+        http: ev
+            .filter(|e| !e.http_method.is_empty() || e.http_status.is_some())
+            .map(|e| HttpDoc {
+                request: (!e.http_method.is_empty()).then(|| HttpRequestDoc {
+                    method: e.http_method.clone(),
+                }),
+                response: e.http_status.map(|status_code| HttpResponseDoc { status_code }),
+            }),
+        url: ev
+            .filter(|e| !e.http_host.is_empty() || !e.url_path.is_empty())
+            .map(|e| UrlDoc {
+                domain: &e.http_host,
+                path: &e.url_path,
+            }),
+        smtp: ev
+            .filter(|e| !e.smtp_from_domain.is_empty() || !e.smtp_to_domains.is_empty())
+            .map(|e| SmtpDoc {
+                mail_from_domain: &e.smtp_from_domain,
+                rcpt_to_domains: &e.smtp_to_domains,
+            }),
+        dns: ev.filter(|e| !e.dns_domain.is_empty()).map(|e| DnsDoc {
+            question: DnsQuestionDoc {
+                registered_domain: &e.dns_domain,
+            },
+        }),
         pii: PiiDoc {
             count: matches.len(),
-            batch,
+            batch: batch.batch,
+            distinct: batch.distinct,
             matches,
         },
     };
@@ -273,14 +384,33 @@ mod tests {
             kind: PiiKind::Cnic,
             masked: "35202-*******-1".into(),
             hash: "ab".repeat(32),
+            confidence: Confidence::High,
+            known: false,
+            location: Some(Location::Body),
+            field: Some("cnic".into()),
+        };
+        let batch = PendingBatch {
+            rule: 0,
+            matches: vec![m],
+            batch: 1,
+            context: MessageContext {
+                protocol: Some(Protocol::Http),
+                evidence: Some(Evidence {
+                    http_method: "POST".into(),
+                    http_host: "upload.example".into(),
+                    url_path: "/api/customers".into(),
+                    ..Evidence::default()
+                }),
+            },
+            distinct: 1,
         };
         let line = render(
             Timestamp::from_micros(1_700_000_000_000_000),
             rule,
+            Severity::High,
             &flow,
             &Observer::new("s1".into()),
-            &[m],
-            1,
+            &batch,
         );
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -300,9 +430,20 @@ mod tests {
         assert_eq!(v["pii"]["matches"][0]["type"], "cnic");
         assert_eq!(v["pii"]["matches"][0]["masked"], "35202-*******-1");
         assert_eq!(v["pii"]["count"], 1);
+        assert_eq!(v["pii"]["distinct"], 1);
+        assert_eq!(v["pii"]["matches"][0]["confidence"], "high");
+        assert_eq!(v["pii"]["matches"][0]["known"], false);
+        assert_eq!(v["pii"]["matches"][0]["location"], "body");
+        assert_eq!(v["pii"]["matches"][0]["field"], "cnic");
+        assert_eq!(v["network"]["protocol"], "http");
+        assert_eq!(v["http"]["request"]["method"], "POST");
+        assert!(v["http"].get("response").is_none());
+        assert_eq!(v["url"]["domain"], "upload.example");
+        assert_eq!(v["url"]["path"], "/api/customers");
+        assert!(v.get("smtp").is_none() && v.get("dns").is_none());
         assert_eq!(
             v["message"],
-            "1 CNIC sent in clear text from 10.1.2.3:443 to 203.0.113.9:50000 over tcp"
+            "1 CNIC sent in clear text from 10.1.2.3:443 to 203.0.113.9:50000 over http"
         );
     }
 }

@@ -38,6 +38,8 @@ struct FileConfig {
     defrag: DefragSection,
     #[serde(default)]
     alert: AlertSection,
+    #[serde(default)]
+    l7: L7Section,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +80,12 @@ struct ReassemblySection {
 struct DefragSection {
     memcap_mb: Option<usize>,
     timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct L7Section {
+    decode: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +211,9 @@ pub struct Settings {
     pub defrag: DefragConfig,
     /// Alert batching.
     pub alert: AlertPolicy,
+    /// Decode application protocols (HTTP, SMTP/MIME, DNS) before matching; `false` scans every
+    /// stream's raw bytes (for measuring what decoding costs; detection suffers).
+    pub decode_l7: bool,
 }
 
 /// Reads the config file (if any) and merges flags over it.
@@ -343,6 +354,7 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         reassembly_memcap,
         defrag,
         alert,
+        decode_l7: file.l7.decode.unwrap_or(true),
     })
 }
 

@@ -67,6 +67,13 @@ impl AppDecoder {
         self.dispatch_data(bytes, sink);
     }
 
+    /// A direction scanned as raw bytes, without protocol recognition.
+    pub fn raw() -> AppDecoder {
+        AppDecoder {
+            state: State::Raw(Protocol::Unknown),
+        }
+    }
+
     /// `missing` bytes (0 if unknown) will never arrive.
     pub fn gap(&mut self, missing: u64, sink: &mut dyn ContentSink) {
         self.decide_now(sink);
@@ -103,6 +110,12 @@ impl AppDecoder {
     /// True until the protocol is decided; the matcher has seen none of this direction's bytes.
     pub fn is_sniffing(&self) -> bool {
         matches!(self.state, State::Sniff { .. })
+    }
+
+    /// True while a few first bytes wait for the protocol decision (they reach the matcher
+    /// once more bytes, a gap or the end arrive).
+    pub fn holds_bytes(&self) -> bool {
+        matches!(self.state, State::Sniff { len, .. } if len > 0)
     }
 
     /// The recognised protocol (`Unknown` while undecided or unrecognised).
@@ -197,4 +210,91 @@ fn decide(seen: &[u8], server_port: u16, last: bool) -> Option<State> {
 /// before data so findings carry `location: raw`).
 pub(super) fn start_raw(sink: &mut dyn ContentSink) {
     sink.section(Location::Raw, b"");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l7::L7Event;
+
+    /// Collects what a decoder emits: sections with their bytes, gaps as a marker section.
+    #[derive(Default)]
+    struct Rec {
+        sections: Vec<(Location, Vec<u8>)>,
+    }
+
+    impl ContentSink for Rec {
+        fn section(&mut self, location: Location, _name: &[u8]) {
+            self.sections.push((location, Vec::new()));
+        }
+        fn data(&mut self, bytes: &[u8]) {
+            self.sections
+                .last_mut()
+                .expect("data after a section")
+                .1
+                .extend_from_slice(bytes);
+        }
+        fn gap(&mut self) {
+            self.sections.push((Location::Raw, b"<gap>".to_vec()));
+        }
+        fn event(&mut self, _event: L7Event) {}
+    }
+
+    fn feed_pieces(d: &mut AppDecoder, data: &[u8], piece: usize, rec: &mut Rec) {
+        for c in data.chunks(piece) {
+            d.data(c, rec);
+        }
+        d.finish(rec);
+    }
+
+    #[test]
+    fn unrecognised_bytes_pass_raw_whatever_the_piece_size() {
+        let data = b"id=35202-1234567-1&x=1 and some more bytes after it";
+        let mut whole = Rec::default();
+        feed_pieces(&mut AppDecoder::new(40000, 8080), data, data.len(), &mut whole);
+        assert_eq!(whole.sections, vec![(Location::Raw, data.to_vec())]);
+        for piece in 1..20 {
+            let mut rec = Rec::default();
+            let mut d = AppDecoder::new(40000, 8080);
+            feed_pieces(&mut d, data, piece, &mut rec);
+            assert_eq!(rec.sections, whole.sections, "piece size {piece}");
+            assert_eq!(d.protocol(), Protocol::Unknown);
+        }
+    }
+
+    #[test]
+    fn encrypted_protocols_are_named() {
+        let mut d = AppDecoder::new(40000, 443);
+        d.data(&[0x16, 0x03, 0x01, 0x02, 0x00], &mut Rec::default());
+        assert_eq!(d.protocol(), Protocol::Tls);
+        let mut d = AppDecoder::new(22, 40000);
+        d.data(b"SSH-2.0-OpenSSH_9.2\r\n", &mut Rec::default());
+        assert_eq!(d.protocol(), Protocol::Ssh);
+    }
+
+    #[test]
+    fn a_short_ambiguous_start_is_flushed_by_a_gap_or_the_end() {
+        // "SS" could still become "SSH-": held until decided.
+        let mut rec = Rec::default();
+        let mut d = AppDecoder::new(40000, 9000);
+        d.data(b"SS", &mut rec);
+        assert!(d.is_sniffing() && rec.sections.is_empty());
+        d.gap(10, &mut rec);
+        assert!(!d.is_sniffing());
+        assert_eq!(rec.sections[0], (Location::Raw, b"SS".to_vec()));
+        assert_eq!(rec.sections[1].1, b"<gap>");
+
+        let mut rec = Rec::default();
+        let mut d = AppDecoder::new(40000, 9000);
+        d.data(b"SS", &mut rec);
+        d.finish(&mut rec);
+        assert_eq!(rec.sections, vec![(Location::Raw, b"SS".to_vec())]);
+    }
+
+    #[test]
+    fn dns_over_tcp_is_chosen_by_port() {
+        let mut d = AppDecoder::new(40000, 53);
+        d.data(&[0, 30, 1, 2], &mut Rec::default());
+        assert_eq!(d.protocol(), Protocol::Dns);
+    }
 }

@@ -45,7 +45,7 @@ impl Default for SectionLog {
 
 impl SectionLog {
     /// Records that a section of `location` named `name` (truncated) starts at stream offset
-    /// `start`. Starts must not decrease.
+    /// `start`. A start below the last one means the stream restarted: the log starts over.
     pub fn push(&mut self, start: u64, location: Location, name: &[u8]) {
         let n = name.len().min(MAX_SECTION_NAME);
         let mut e = Entry {
@@ -57,8 +57,12 @@ impl SectionLog {
         e.name[..n].copy_from_slice(&name[..n]);
         if self.len > 0 {
             let last = self.entries[(self.head + self.len - 1) % ENTRIES];
-            debug_assert!(last.start <= start, "section starts must not decrease");
-            if last.start == start {
+            if start < last.start {
+                // The matcher stream restarted (a new datagram, or data after the end): what
+                // was logged belongs to offsets that are gone.
+                self.len = 0;
+                self.head = 0;
+            } else if last.start == start {
                 // An empty section replaced by the next one.
                 self.entries[(self.head + self.len - 1) % ENTRIES] = e;
                 return;

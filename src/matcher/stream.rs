@@ -142,11 +142,16 @@ impl DirScanner {
     }
 
     /// Like `gap`, and restarts offsets at 0 (one datagram done; the stream is kept for reuse).
-    pub(super) fn reset(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
+    pub fn reset(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
         self.gap(m, w, out);
         if let Some(a) = self.active.as_mut() {
             a.base = 0;
         }
+    }
+
+    /// Bytes fed so far: the offset the next fed byte will have in findings.
+    pub fn fed(&self) -> u64 {
+        self.active.as_ref().map_or(0, |a| a.base + a.pos)
     }
 
     /// True when some hit waits for the bytes after it before it can be validated.

@@ -65,6 +65,14 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// Alerts that could not be written to the output.
     pub alert_write_errors: IntCounter,
+    /// Values not alerted because policy allows them, by rule and reason.
+    pub pii_suppressed: IntCounterVec,
+    /// Values not alerted because their confidence is below `--min-confidence`, by rule.
+    pub pii_below_min_confidence: IntCounterVec,
+    /// Egress TCP directions (counted at flow end) and UDP datagrams, by application protocol.
+    pub l7_protocol: IntCounterVec,
+    /// Decoder limits hit and decoding stops, by event.
+    pub l7_events: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -235,6 +243,30 @@ impl Metrics {
                 &r,
                 "nigehban_alert_write_errors_total",
                 "Alerts that could not be written to the alert output.",
+            ),
+            pii_suppressed: counter_vec(
+                &r,
+                "nigehban_pii_suppressed_total",
+                "Values not alerted because an allow-list covers them, by rule and reason.",
+                &["rule", "reason"],
+            ),
+            pii_below_min_confidence: counter_vec(
+                &r,
+                "nigehban_pii_below_min_confidence_total",
+                "Values not alerted because their confidence is below --min-confidence, by rule.",
+                &["rule"],
+            ),
+            l7_protocol: counter_vec(
+                &r,
+                "nigehban_l7_protocol_total",
+                "Egress TCP directions (at flow end) and UDP datagrams, by recognised application protocol.",
+                &["protocol"],
+            ),
+            l7_events: counter_vec(
+                &r,
+                "nigehban_l7_events_total",
+                "Application decoder limits hit (decompression bombs, nesting, oversized headers) and decoding stops, by event.",
+                &["event"],
             ),
             registry: r,
         }

@@ -3,11 +3,15 @@
 //! are plain fields published to Prometheus once per batch.
 
 use super::{Batch, WorkerQueue};
-use crate::alert::{self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, Observer, PendingBatch, PiiMatch};
+use crate::alert::{
+    self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, MessageContext, Observer, PendingBatch, PiiMatch,
+};
 use crate::cli::HomeNet;
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
 use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
+use crate::judge::{Facts, Judge, Suppression, Verdict};
+use crate::l7::{self, AppDecoder, ContentSink, Evidence, L7Event, Location, Protocol, SectionLog};
 use crate::matcher::{DirScanner, Finding, Matcher, WorkerScratch};
 use crate::metrics::Metrics;
 use crate::pii::PiiKey;
@@ -35,6 +39,10 @@ pub struct WorkerShared {
     pub reassembly_memcap: usize,
     /// Alert batching.
     pub alert: AlertPolicy,
+    /// Confidence, known values and allow-lists.
+    pub judge: Arc<Judge>,
+    /// Decode application protocols (else scan raw bytes).
+    pub decode_l7: bool,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Rendered alert lines go here.
@@ -55,8 +63,8 @@ struct Flow {
     egress: Dir,
     /// Reassembly of the egress direction (TCP only).
     stream: TcpStream,
-    /// Matcher state of the egress direction (TCP only; UDP scans per datagram).
-    scanner: DirScanner,
+    /// Decoding and matching state of the egress direction (TCP only; UDP uses the worker's).
+    scan: EgressScan,
     /// Values found so far in the egress direction; allocated on the first finding.
     leaks: Option<Box<DirLeaks>>,
     /// The other direction sent FIN.
@@ -65,11 +73,22 @@ struct Flow {
     listed_pending: bool,
 }
 
+/// What turns the egress direction's reassembled bytes into findings.
+struct EgressScan {
+    /// Application-layer decoding.
+    app: AppDecoder,
+    /// Matcher state.
+    scanner: DirScanner,
+    /// Where recent decoded sections began; allocated with the first section that is not raw.
+    sections: Option<Box<SectionLog>>,
+}
+
 impl Flow {
     /// True when a timer may have work for this flow: a hit waiting for its boundary, values
     /// waiting to be raised, or out-of-order bytes behind a hole.
     fn needs_housekeeping(&self) -> bool {
-        self.scanner.has_pending()
+        self.scan.scanner.has_pending()
+            || self.scan.app.holds_bytes()
             || self.stream.held_bytes() > 0
             || self.leaks.as_ref().is_some_and(|l| l.has_pending())
     }
@@ -92,6 +111,11 @@ struct Local {
     conflicts: u64,
     dup_bytes: u64,
     seg_dropped: u64,
+    /// Per rule, per [`Suppression`] (index in `Suppression::ALL`).
+    suppressed: Vec<[u64; 3]>,
+    below_min: Vec<u64>,
+    protocols: [u64; Protocol::ALL.len()],
+    l7_events: [u64; L7Event::ALL.len()],
 }
 
 /// Prometheus handles resolved once per worker.
@@ -112,6 +136,10 @@ struct Engine {
     reassembler: Reassembler,
     scratch: WorkerScratch,
     findings: Vec<Finding>,
+    /// Matcher stream reused for every UDP datagram, with its sections.
+    udp_scanner: DirScanner,
+    udp_sections: Option<Box<SectionLog>>,
+    udp_evidence: Evidence,
     /// Flows a timer may have work for (see [`Flow::needs_housekeeping`]).
     pending_flows: std::collections::HashSet<FlowKey, foldhash::fast::RandomState>,
     /// Latest packet time seen; the clock for flows ended at shutdown.
@@ -130,32 +158,90 @@ pub struct Worker {
     last_tick: Timestamp,
 }
 
-/// Feeds reassembled bytes of the egress direction to its scanner, collecting findings.
-struct ScanSink<'a> {
+/// Decoded content of one egress direction → its matcher stream, remembering where each
+/// section began so findings can say where they were found.
+struct ScanContent<'a> {
     matcher: &'a Matcher,
     scanner: &'a mut DirScanner,
     scratch: &'a mut WorkerScratch,
     findings: &'a mut Vec<Finding>,
+    sections: &'a mut Option<Box<SectionLog>>,
+    events: &'a mut [u64; L7Event::ALL.len()],
 }
 
-impl ScanSink<'_> {
-    /// The stream ended: report what the scanner holds and release its Hyperscan stream.
-    fn finish(&mut self) {
-        let findings = &mut *self.findings;
-        self.scanner
-            .finish(self.matcher, self.scratch, &mut |f| findings.push(f));
+impl ContentSink for ScanContent<'_> {
+    fn section(&mut self, location: Location, name: &[u8]) {
+        if location == Location::Raw && self.sections.is_none() {
+            // A raw direction needs no log: every finding is `raw`.
+            return;
+        }
+        if self.scanner.fed() > 0 {
+            // A line break keeps values of two sections apart while the previous section's
+            // tail stays visible as keyword context (`Name: value`, `field=value`).
+            self.data(b"\n");
+        }
+        let start = self.scanner.fed();
+        self.sections
+            .get_or_insert_with(Box::default)
+            .push(start, location, name);
     }
-}
-
-impl StreamSink for ScanSink<'_> {
     fn data(&mut self, bytes: &[u8]) {
         let findings = &mut *self.findings;
         self.scanner
             .feed(self.matcher, self.scratch, bytes, &mut |f| findings.push(f));
     }
-    fn gap(&mut self, _missing: u64) {
+    fn gap(&mut self) {
         let findings = &mut *self.findings;
         self.scanner.gap(self.matcher, self.scratch, &mut |f| findings.push(f));
+    }
+    fn event(&mut self, event: L7Event) {
+        if let Some(i) = L7Event::ALL.iter().position(|e| *e == event) {
+            self.events[i] += 1;
+        }
+    }
+}
+
+/// Reassembled bytes of the egress direction → its application decoder → [`ScanContent`].
+struct ScanSink<'a> {
+    app: &'a mut AppDecoder,
+    content: ScanContent<'a>,
+}
+
+impl ScanSink<'_> {
+    /// The stream ended: flush the decoder, report what the scanner holds and release its
+    /// Hyperscan stream.
+    fn finish(&mut self) {
+        self.app.finish(&mut self.content);
+        let c = &mut self.content;
+        let findings = &mut *c.findings;
+        c.scanner.finish(c.matcher, c.scratch, &mut |f| findings.push(f));
+    }
+}
+
+impl StreamSink for ScanSink<'_> {
+    fn data(&mut self, bytes: &[u8]) {
+        self.app.data(bytes, &mut self.content);
+    }
+    fn gap(&mut self, missing: u64) {
+        self.app.gap(missing, &mut self.content);
+    }
+}
+
+/// Where a batch of findings came from, for judging and alert context.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    protocol: Protocol,
+    evidence: Option<&'a Evidence>,
+    sections: Option<&'a SectionLog>,
+}
+
+impl<'a> Source<'a> {
+    fn of(scan: &'a EgressScan) -> Self {
+        Source {
+            protocol: scan.app.protocol(),
+            evidence: scan.app.evidence(),
+            sections: scan.sections.as_deref(),
+        }
     }
 }
 
@@ -193,12 +279,17 @@ impl Worker {
             findings: vec![0; n],
             reported: vec![0; n],
             alerts: vec![0; n],
+            suppressed: vec![[0; 3]; n],
+            below_min: vec![0; n],
             ..Local::default()
         };
         let engine = Engine {
             reassembler: Reassembler::new(shared.reassembly.clone(), shared.reassembly_memcap),
             scratch,
             findings: Vec::with_capacity(64),
+            udp_scanner: DirScanner::default(),
+            udp_sections: None,
+            udp_evidence: Evidence::default(),
             pending_flows: Default::default(),
             last_seen: Timestamp::default(),
             local: zeroed(),
@@ -271,16 +362,26 @@ impl Worker {
             let flow = &mut entry.value;
             if flow.stream.held_bytes() > 0 {
                 // A quiet stream with a hole: skip it once it is older than the gap timeout.
-                let (reassembler, mut sink) = engine.stream_parts(&mut flow.scanner);
+                let (reassembler, mut sink) = engine.stream_parts(&mut flow.scan);
                 reassembler.expire(&mut flow.stream, now, &mut sink);
                 if !engine.findings.is_empty() {
                     engine.record_findings(&key, flow, now);
                 }
             }
-            if flow.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
+            if flow.scan.app.holds_bytes() && now.since(last_seen) >= SETTLE_AFTER {
+                // A few bytes too ambiguous to name the protocol, and nothing more came: scan
+                // them as they are.
+                let (_, mut sink) = engine.stream_parts(&mut flow.scan);
+                sink.app.gap(0, &mut sink.content);
+                if !engine.findings.is_empty() {
+                    engine.record_findings(&key, flow, last_seen);
+                }
+            }
+            if flow.scan.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
                 let e = &mut *engine;
                 let findings = &mut e.findings;
-                flow.scanner
+                flow.scan
+                    .scanner
                     .settle(&e.shared.matcher, &mut e.scratch, &mut |f| findings.push(f));
                 if !e.findings.is_empty() {
                     // The value was complete when the flow's last packet arrived.
@@ -336,10 +437,19 @@ impl Worker {
         }
         if !exists {
             let egress = if is_egress { dir } else { dir.reverse() };
+            let (sender, receiver) = key.endpoints(egress);
             let flow = Flow {
                 egress,
                 stream: TcpStream::default(),
-                scanner: DirScanner::default(),
+                scan: EgressScan {
+                    app: if engine.shared.decode_l7 {
+                        AppDecoder::new(sender.port, receiver.port)
+                    } else {
+                        AppDecoder::raw()
+                    },
+                    scanner: DirScanner::default(),
+                    sections: None,
+                },
                 leaks: None,
                 peer_fin: false,
                 listed_pending: false,
@@ -356,7 +466,10 @@ impl Worker {
         let mut closed = false;
         match pkt.transport {
             Transport::Tcp(h) => {
-                let (reassembler, mut sink) = engine.stream_parts(&mut flow.scanner);
+                if !is_egress && !pkt.payload.is_empty() {
+                    flow.scan.app.peer_data(pkt.payload);
+                }
+                let (reassembler, mut sink) = engine.stream_parts(&mut flow.scan);
                 if is_egress {
                     reassembler.segment(&mut flow.stream, &h, pkt.payload, ts, &mut sink);
                     if flow.stream.is_closed() {
@@ -374,11 +487,7 @@ impl Worker {
             }
             Transport::Udp => {
                 if is_egress {
-                    let e = &mut *engine;
-                    let findings = &mut e.findings;
-                    e.shared
-                        .matcher
-                        .scan_datagram(&mut e.scratch, pkt.payload, &mut |f| findings.push(f));
+                    engine.datagram(&key, flow, pkt.payload, ts);
                 }
             }
         }
@@ -389,7 +498,14 @@ impl Worker {
             flow.listed_pending = true;
             engine.pending_flows.insert(key);
         }
-        let mem = flow.scanner.memory() + flow.leaks.as_ref().map_or(0, |l| l.memory());
+        let mem = flow.scan.scanner.memory()
+            + flow.scan.app.memory()
+            + flow
+                .scan
+                .sections
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<SectionLog>())
+            + flow.leaks.as_ref().map_or(0, |l| l.memory());
         if closed {
             table.end(&key, EndReason::Closed, &mut |k, f, r| {
                 engine.end_flow(k, f, r, Some(ts))
@@ -401,39 +517,131 @@ impl Worker {
 }
 
 impl Engine {
-    /// The reassembler and a sink that scans into `scanner`, borrowed together.
-    fn stream_parts<'a>(&'a mut self, scanner: &'a mut DirScanner) -> (&'a mut Reassembler, ScanSink<'a>) {
+    /// The reassembler and a sink that decodes and scans into `flow`'s egress state, borrowed
+    /// together.
+    fn stream_parts<'a>(&'a mut self, scan: &'a mut EgressScan) -> (&'a mut Reassembler, ScanSink<'a>) {
         let sink = ScanSink {
-            matcher: &self.shared.matcher,
-            scanner,
-            scratch: &mut self.scratch,
-            findings: &mut self.findings,
+            app: &mut scan.app,
+            content: ScanContent {
+                matcher: &self.shared.matcher,
+                scanner: &mut scan.scanner,
+                scratch: &mut self.scratch,
+                findings: &mut self.findings,
+                sections: &mut scan.sections,
+                events: &mut self.local.l7_events,
+            },
         };
         (&mut self.reassembler, sink)
     }
 
-    /// De-duplicates the findings of one packet and raises what is due.
+    /// Decodes (DNS) or passes raw one egress UDP datagram into the shared datagram stream,
+    /// then records its findings with the datagram's own context.
+    fn datagram(&mut self, key: &FlowKey, flow: &mut Flow, payload: &[u8], ts: Timestamp) {
+        let mut content = ScanContent {
+            matcher: &self.shared.matcher,
+            scanner: &mut self.udp_scanner,
+            scratch: &mut self.scratch,
+            findings: &mut self.findings,
+            sections: &mut self.udp_sections,
+            events: &mut self.local.l7_events,
+        };
+        self.udp_evidence = Evidence::default();
+        let (sender, receiver) = key.endpoints(flow.egress);
+        let dns = self.shared.decode_l7
+            && (sender.port == 53 || receiver.port == 53)
+            && l7::dns::datagram(payload, &mut content, &mut self.udp_evidence);
+        if !dns {
+            content.data(payload);
+        }
+        let findings = &mut *content.findings;
+        content
+            .scanner
+            .reset(content.matcher, content.scratch, &mut |f| findings.push(f));
+        let protocol = if dns { Protocol::Dns } else { Protocol::Unknown };
+        self.local.protocols[protocol_index(protocol)] += 1;
+        if !self.findings.is_empty() {
+            let udp_sections = self.udp_sections.take();
+            let evidence = std::mem::take(&mut self.udp_evidence);
+            let src = Source {
+                protocol,
+                evidence: dns.then_some(&evidence),
+                sections: udp_sections.as_deref(),
+            };
+            self.judge_findings(key, flow.egress, &mut flow.leaks, src, ts);
+            self.udp_evidence = evidence;
+            self.udp_sections = udp_sections;
+            self.raise_due(key, flow, ts, false);
+        }
+        // Sections restart with the next datagram (the stream's offsets restart at 0).
+        self.udp_sections = None;
+    }
+
+    /// Judges and de-duplicates the findings of one packet of a TCP flow, and raises what is due.
     fn record_findings(&mut self, key: &FlowKey, flow: &mut Flow, now: Timestamp) {
-        let leaks = flow.leaks.get_or_insert_with(Box::default);
+        let src = Source::of(&flow.scan);
+        self.judge_findings(key, flow.egress, &mut flow.leaks, src, now);
+        self.raise_due(key, flow, now, false);
+    }
+
+    /// Judges each pending finding and queues the alertable ones in `leaks`.
+    fn judge_findings(
+        &mut self,
+        key: &FlowKey,
+        egress: Dir,
+        leaks: &mut Option<Box<DirLeaks>>,
+        src: Source<'_>,
+        now: Timestamp,
+    ) {
+        let (_, receiver) = key.endpoints(egress);
+        let http_host = src.evidence.map_or("", |e| e.http_host.as_str());
         for f in self.findings.drain(..) {
+            let (location, name) = match src.sections {
+                None => (Some(Location::Raw), &[][..]),
+                Some(log) => log.lookup(f.offset).map_or((None, &[][..]), |(l, n)| (Some(l), n)),
+            };
             let h = self.shared.key.hash(&f.value);
+            let facts = Facts {
+                receiver: receiver.ip,
+                http_host,
+                location,
+            };
+            let rule = f.rule as usize;
+            let (confidence, known) = match self.shared.judge.judge(&f, &h, &facts) {
+                Verdict::Alert { confidence, known } => (confidence, known),
+                Verdict::Suppressed(reason) => {
+                    let i = Suppression::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+                    self.local.suppressed[rule][i] += 1;
+                    continue;
+                }
+                Verdict::BelowMinimum(_) => {
+                    self.local.below_min[rule] += 1;
+                    continue;
+                }
+            };
             let short = h.short() ^ (f.value.kind() as u64);
-            let outcome = leaks.add(
+            let outcome = leaks.get_or_insert_with(Box::default).add(
                 f.rule,
                 short,
                 || PiiMatch {
                     kind: f.value.kind(),
                     masked: f.value.masked(),
                     hash: h.to_hex(),
+                    confidence,
+                    known,
+                    location,
+                    field: (!name.is_empty()).then(|| l7::redact_digits(&String::from_utf8_lossy(name))),
+                },
+                || MessageContext {
+                    protocol: Some(src.protocol),
+                    evidence: src.evidence.cloned(),
                 },
                 now,
                 &self.shared.alert,
             );
             if outcome != AddOutcome::Duplicate {
-                self.local.reported[f.rule as usize] += 1;
+                self.local.reported[rule] += 1;
             }
         }
-        self.raise_due(key, flow, now, false);
     }
 
     fn raise_due(&mut self, key: &FlowKey, flow: &mut Flow, now: Timestamp, force: bool) {
@@ -454,14 +662,8 @@ impl Engine {
         let rules = self.shared.matcher.rules().rules();
         for b in batches {
             let rule = &rules[b.rule as usize];
-            let line = alert::render(
-                now,
-                AlertRule::from(rule),
-                &ctx,
-                &self.shared.observer,
-                &b.matches,
-                b.batch,
-            );
+            let severity = crate::judge::bulk_severity(rule.severity, b.distinct);
+            let line = alert::render(now, AlertRule::from(rule), severity, &ctx, &self.shared.observer, &b);
             self.local.alerts[b.rule as usize] += 1;
             if self.shared.alerts.send(line).is_err() {
                 self.shared.metrics.alert_write_errors.inc();
@@ -473,9 +675,12 @@ impl Engine {
     fn end_flow(&mut self, key: FlowKey, mut flow: Flow, reason: EndReason, now: Option<Timestamp>) {
         self.local.ended[reason as usize] += 1;
         if key.proto() == Proto::Tcp {
-            let (reassembler, mut sink) = self.stream_parts(&mut flow.scanner);
+            let (reassembler, mut sink) = self.stream_parts(&mut flow.scan);
             reassembler.finish(&mut flow.stream, &mut sink);
             sink.finish();
+            if flow.stream.offset() > 0 {
+                self.local.protocols[protocol_index(flow.scan.app.protocol())] += 1;
+            }
         }
         let now = now.unwrap_or(self.last_seen);
         if !self.findings.is_empty() {
@@ -532,8 +737,41 @@ impl Engine {
             .inc_by(delta(rc.duplicate_bytes, &mut p.dup_bytes));
         m.reassembly_segments_dropped
             .inc_by(delta(rc.segments_dropped, &mut p.seg_dropped));
+        let rules = self.shared.matcher.rules().rules();
+        for (i, rule) in rules.iter().enumerate() {
+            for (j, reason) in Suppression::ALL.iter().enumerate() {
+                let d = delta(l.suppressed[i][j], &mut p.suppressed[i][j]);
+                if d > 0 {
+                    m.pii_suppressed
+                        .with_label_values(&[rule.id.as_str(), reason.as_str()])
+                        .inc_by(d);
+                }
+            }
+            let d = delta(l.below_min[i], &mut p.below_min[i]);
+            if d > 0 {
+                m.pii_below_min_confidence
+                    .with_label_values(&[rule.id.as_str()])
+                    .inc_by(d);
+            }
+        }
+        for (i, proto) in Protocol::ALL.iter().enumerate() {
+            let d = delta(l.protocols[i], &mut p.protocols[i]);
+            if d > 0 {
+                m.l7_protocol.with_label_values(&[proto.as_str()]).inc_by(d);
+            }
+        }
+        for (i, event) in L7Event::ALL.iter().enumerate() {
+            let d = delta(l.l7_events[i], &mut p.l7_events[i]);
+            if d > 0 {
+                m.l7_events.with_label_values(&[event.as_str()]).inc_by(d);
+            }
+        }
         self.handles.flows_active.set(table.len() as i64);
         self.handles.flow_memory.set(table.mem_used() as i64);
         self.handles.ooo_bytes.set(self.reassembler.held_bytes() as i64);
     }
+}
+
+fn protocol_index(p: Protocol) -> usize {
+    Protocol::ALL.iter().position(|q| *q == p).unwrap_or(0)
 }

@@ -24,6 +24,10 @@ pub struct MixConfig {
     /// Share of data segments sent by the inside client (egress, scanned); the rest is the
     /// outside server's (ingress, not scanned). 1.0 makes every byte count.
     pub egress_share: f64,
+    /// Frame each sent chunk as one HTTP/1.1 message (keep-alive POSTs from the client, 200
+    /// responses from the server) with a JSON, HTML or binary content type in turn, so the same
+    /// bodies can be measured with and without HTTP decoding.
+    pub http: bool,
 }
 
 impl Default for MixConfig {
@@ -35,6 +39,7 @@ impl Default for MixConfig {
             bytes_per_flow: 256 << 10,
             leak_every: 1 << 20,
             egress_share: 1.0,
+            http: false,
         }
     }
 }
@@ -82,6 +87,31 @@ fn leak(rng: &mut StdRng) -> &'static [u8] {
     LEAKS[rng.gen_range(0..LEAKS.len())]
 }
 
+/// Wraps `body` in an HTTP/1.1 request (client) or response (server) header.
+fn http_message(from_client: bool, flow_no: u32, body: Vec<u8>) -> Vec<u8> {
+    let kinds = [
+        "application/json",
+        "text/html; charset=utf-8",
+        "application/octet-stream",
+    ];
+    let kind = kinds[body.len() % kinds.len()];
+    let head = if from_client {
+        format!(
+            "POST /api/v2/events?session={flow_no} HTTP/1.1\r\nHost: collector{}.example.com\r\nUser-Agent: app/5.1\r\nAccept: */*\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+            flow_no % 7,
+            body.len()
+        )
+    } else {
+        format!(
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+    };
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
 /// Generates the mix: inside clients (10.x) talking to outside servers, both directions carrying
 /// data; egress is the client side. Frames are in time order.
 pub fn benign_mix(cfg: &MixConfig) -> Vec<Frame> {
@@ -121,6 +151,9 @@ pub fn benign_mix(cfg: &MixConfig) -> Vec<Frame> {
             next_leak += cfg.leak_every;
         }
         let from_client = rng.gen_bool(cfg.egress_share.clamp(0.0, 1.0));
+        if cfg.http {
+            data = http_message(from_client, flow_no, data);
+        }
         frames.extend(conn.send(from_client, &data));
         ts = conn.ts.as_micros();
         produced += n;
