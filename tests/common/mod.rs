@@ -136,3 +136,56 @@ pub fn egress_conn(port: u16, payload: &[u8], sizes: &[usize], start: u64) -> Ve
     f.extend(c.close());
     f
 }
+
+/// Expected keyed hash of a value in any of its written forms, normalised as the sensor does:
+/// upper-case alphanumerics for an IBAN (a value with letters), digits only otherwise.
+pub fn hash_of(value: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let norm: String = if value.chars().any(|c| c.is_ascii_alphabetic()) {
+        value
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
+    } else {
+        value.chars().filter(char::is_ascii_digit).collect()
+    };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(KEY).unwrap();
+    mac.update(norm.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Writes `values` as a one-column CSV in `dir` and turns it into a known-value list with the
+/// real `nigehban hash-list` and the test key; returns the list's path.
+pub fn hash_list(dir: &Path, values: &[String]) -> PathBuf {
+    try_hash_list(dir, values).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`hash_list`], returning hash-list's complaint instead of panicking.
+pub fn try_hash_list(dir: &Path, values: &[String]) -> Result<PathBuf, String> {
+    let csv = dir.join("known.csv");
+    let mut text = String::new();
+    for v in values {
+        text.push_str(v);
+        text.push('\n');
+    }
+    std::fs::write(&csv, text).unwrap();
+    let key = write_key(dir);
+    let out_path = dir.join("known.hashes");
+    let out = Command::new(bin())
+        .arg("hash-list")
+        .arg(&csv)
+        .arg("--pii-key-file")
+        .arg(&key)
+        .arg("--output")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(format!(
+            "nigehban hash-list failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out_path)
+}
