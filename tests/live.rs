@@ -4,74 +4,11 @@
 
 mod common;
 
+use common::netns::*;
 use common::*;
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-struct Netns {
-    a: String,
-    b: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2 'ip' is installed");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let id = std::process::id() % 100_000;
-        let n = Netns {
-            a: format!("ngb{tag}a{id}"),
-            b: format!("ngb{tag}b{id}"),
-        };
-        ip(&["netns", "add", &n.a]);
-        ip(&["netns", "add", &n.b]);
-        ip(&[
-            "link", "add", "ngbva", "netns", &n.a, "type", "veth", "peer", "name", "ngbvb", "netns", &n.b,
-        ]);
-        ip(&["-n", &n.a, "addr", "add", "10.99.0.1/24", "dev", "ngbva"]);
-        ip(&["-n", &n.b, "addr", "add", "10.99.0.2/24", "dev", "ngbvb"]);
-        for (ns, dev) in [(&n.a, "ngbva"), (&n.b, "ngbvb")] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            // Offloads would hand libpcap 64 KiB super-frames; a SPAN port never does.
-            let _ = Command::new("ip")
-                .args([
-                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-                ])
-                .output();
-        }
-        n
-    }
-
-    fn exec(&self, ns: &str, program: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]).args(args);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.a]).output();
-        let _ = Command::new("ip").args(["netns", "del", &self.b]).output();
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 const SERVER: &str = r#"
 import socket, sys
@@ -99,92 +36,16 @@ u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.sendto(b"udp identity card 61101-7654321-8", ("10.99.0.2", 5140))
 "#;
 
-fn wait_for_metrics(ns: &Netns, port: u16) -> String {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let script = format!("import urllib.request;print(urllib.request.urlopen('{url}', timeout=2).read().decode())");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = ns.exec(&ns.a, "python3", &["-c", &script]).output().unwrap();
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics endpoint never came up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn stop(mut child: Child) -> (String, String) {
-    // SAFETY: plain kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "nigehban did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut out = String::new();
-    let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(child.wait().unwrap().success(), "capture exited with failure: {err}");
-    (out, err)
-}
-
 #[test]
 fn live_capture_on_a_veth_pair_alerts_on_real_traffic() {
-    if std::env::var_os("NIGEHBAN_SKIP_LIVE").is_some() {
-        eprintln!("skipped by NIGEHBAN_SKIP_LIVE");
+    if skip_live() {
         return;
     }
-    assert!(
-        is_root(),
-        "the live-capture test needs root (CI runs as root); set NIGEHBAN_SKIP_LIVE=1 to skip"
-    );
     let ns = Netns::new("l");
     let dir = tempfile::tempdir().unwrap();
     let key = write_key(dir.path());
     let port = 19750;
-    let sensor = ns
-        .exec(
-            &ns.a,
-            bin(),
-            &[
-                "capture",
-                "--interface",
-                "ngbva",
-                "--home-net",
-                "10.99.0.1/32",
-                "--alerts",
-                "-",
-                "--workers",
-                "1",
-            ],
-        )
-        .args([
-            "--metrics-listen",
-            &format!("127.0.0.1:{port}"),
-            "--rules",
-            rules_dir().to_str().unwrap(),
-            "--pii-key-file",
-            key.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_metrics(&ns, port);
+    let sensor = ns.start_sensor("10.99.0.1/32", port, &key, &[]);
 
     let mut server = ns
         .exec(&ns.b, "python3", &["-c", SERVER, "1"])

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod netns;
+
 /// The key every test uses, so hashes can be computed independently.
 pub const KEY: &[u8] = b"nigehban-test-key";
 

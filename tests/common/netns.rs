@@ -1,0 +1,174 @@
+//! Two network namespaces joined by a veth pair, for tests that capture real traffic live
+//! (root only): `a` is 10.99.0.1 on `ngbva`, `b` is 10.99.0.2 on `ngbvb`. Both are deleted on drop.
+
+use super::{bin, rules_dir};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Address of namespace `a`.
+pub const A_IP: &str = "10.99.0.1";
+/// Address of namespace `b`.
+pub const B_IP: &str = "10.99.0.2";
+/// The veth end in namespace `a`, where the sensor captures.
+pub const A_DEV: &str = "ngbva";
+
+pub struct Netns {
+    pub a: String,
+    pub b: String,
+}
+
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 'ip' is installed");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let id = std::process::id() % 100_000;
+        let n = Netns {
+            a: format!("ngb{tag}a{id}"),
+            b: format!("ngb{tag}b{id}"),
+        };
+        ip(&["netns", "add", &n.a]);
+        ip(&["netns", "add", &n.b]);
+        ip(&[
+            "link", "add", "ngbva", "netns", &n.a, "type", "veth", "peer", "name", "ngbvb", "netns", &n.b,
+        ]);
+        ip(&["-n", &n.a, "addr", "add", "10.99.0.1/24", "dev", "ngbva"]);
+        ip(&["-n", &n.b, "addr", "add", "10.99.0.2/24", "dev", "ngbvb"]);
+        for (ns, dev) in [(&n.a, "ngbva"), (&n.b, "ngbvb")] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            // Offloads would hand libpcap 64 KiB super-frames; a SPAN port never does.
+            let _ = Command::new("ip")
+                .args([
+                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                ])
+                .output();
+        }
+        n
+    }
+
+    pub fn exec(&self, ns: &str, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]).args(args);
+        c
+    }
+
+    /// `nigehban capture` on `ngbva` in namespace `a`, alerts on stdout, metrics on
+    /// 127.0.0.1:`port` inside `a`; returns once the metrics endpoint answers.
+    pub fn start_sensor(&self, home_net: &str, port: u16, key: &Path, extra: &[&str]) -> Child {
+        let child = self
+            .exec(
+                &self.a,
+                bin(),
+                &[
+                    "capture",
+                    "--interface",
+                    A_DEV,
+                    "--home-net",
+                    home_net,
+                    "--alerts",
+                    "-",
+                    "--workers",
+                    "1",
+                ],
+            )
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{port}"),
+                "--rules",
+                rules_dir().to_str().unwrap(),
+                "--pii-key-file",
+                key.to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_metrics(self, port);
+        child
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.a]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.b]).output();
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True when live tests are skipped on purpose; otherwise asserts we are root.
+pub fn skip_live() -> bool {
+    if std::env::var_os("NIGEHBAN_SKIP_LIVE").is_some() {
+        eprintln!("skipped by NIGEHBAN_SKIP_LIVE");
+        return true;
+    }
+    assert!(
+        is_root(),
+        "live-capture tests need root (CI runs as root); set NIGEHBAN_SKIP_LIVE=1 to skip"
+    );
+    false
+}
+
+/// The sensor's /metrics text, scraped from inside namespace `a`; waits up to 20 s for it.
+pub fn wait_for_metrics(ns: &Netns, port: u16) -> String {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let script = format!("import urllib.request;print(urllib.request.urlopen('{url}', timeout=2).read().decode())");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = ns.exec(&ns.a, "python3", &["-c", &script]).output().unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics endpoint never came up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sum of every sample of metric `name` in a /metrics text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// SIGTERM to the sensor; waits for a clean exit and returns its (stdout, stderr).
+pub fn stop(mut child: Child) -> (String, String) {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "nigehban did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(child.wait().unwrap().success(), "capture exited with failure: {err}");
+    (out, err)
+}
