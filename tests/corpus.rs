@@ -5,6 +5,7 @@
 //!
 //! The table is always printed (straight to stderr, past the test harness's capture) and written
 //! to `$CARGO_TARGET_TMPDIR/corpus-table.md`. Values are compared by keyed hash; none is printed.
+//! Set `NIGEHBAN_CORPUS_DIR` to keep the captures.
 
 mod common;
 
@@ -176,13 +177,16 @@ fn table(rows: &[Score], total: &Score) -> String {
 #[test]
 fn corpus_recall_and_precision_are_at_least_99_percent_per_category() {
     let samples = corpus::corpus(SEED);
-    let dir = tempfile::tempdir().unwrap();
+    // NIGEHBAN_CORPUS_DIR keeps the captures (one folder per category) for a closer look.
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = std::env::var_os("NIGEHBAN_CORPUS_DIR").map(std::path::PathBuf::from);
+    let root = keep.as_deref().unwrap_or(tmp.path());
     let mut rows = Vec::new();
     let mut leaks = Vec::new();
     let mut broken = Vec::new();
     for s in &samples {
-        let sub = dir.path().join(s.category);
-        std::fs::create_dir(&sub).unwrap();
+        let sub = root.join(s.category);
+        std::fs::create_dir_all(&sub).unwrap();
         let pcap = sub.join("corpus.pcap");
         write_pcap(&pcap, &s.frames).unwrap();
         let mut extra: Vec<String> = Vec::new();
