@@ -157,8 +157,8 @@ pub fn hash_of(value: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Writes `values` as a one-column CSV in `dir` and turns it into a known-value list with the
-/// real `nigehban hash-list` and the test key; returns the list's path.
+/// Writes `values` as the `cnic` column of a customer CSV in `dir` and turns it into a
+/// known-value list with the real `nigehban hash-list` and the test key; returns the list's path.
 pub fn hash_list(dir: &Path, values: &[String]) -> PathBuf {
     try_hash_list(dir, values).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -166,17 +166,19 @@ pub fn hash_list(dir: &Path, values: &[String]) -> PathBuf {
 /// [`hash_list`], returning hash-list's complaint instead of panicking.
 pub fn try_hash_list(dir: &Path, values: &[String]) -> Result<PathBuf, String> {
     let csv = dir.join("known.csv");
-    let mut text = String::new();
-    for v in values {
-        text.push_str(v);
-        text.push('\n');
+    let mut text = String::from("customer_id,name,cnic\n");
+    for (i, v) in values.iter().enumerate() {
+        text.push_str(&format!("{},Customer {i},{v}\n", 7001 + i));
     }
     std::fs::write(&csv, text).unwrap();
     let key = write_key(dir);
     let out_path = dir.join("known.hashes");
     let out = Command::new(bin())
         .arg("hash-list")
+        .arg("--input")
         .arg(&csv)
+        .arg("--column")
+        .arg("cnic")
         .arg("--pii-key-file")
         .arg(&key)
         .arg("--output")
