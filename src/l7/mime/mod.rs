@@ -71,11 +71,32 @@ enum Scan {
     MidCr,
 }
 
-/// The section a body will open at its first content byte (empty bodies open none).
-#[derive(Debug, Default)]
-struct Pending {
-    location: Option<Location>,
+/// The section of the current body, opened at its first content byte (empty bodies open
+/// none) and again after the caller interleaved sections of its own.
+#[derive(Debug)]
+struct BodySection {
+    location: Location,
     name: Vec<u8>,
+    /// The sink's current section is this one.
+    open: bool,
+}
+
+impl BodySection {
+    fn new(location: Location, name: Vec<u8>) -> BodySection {
+        BodySection {
+            location,
+            name,
+            open: false,
+        }
+    }
+
+    /// Opens the section on the sink unless it is the current one.
+    fn open(&mut self, sink: &mut dyn ContentSink) {
+        if !self.open {
+            sink.section(self.location, &self.name);
+            self.open = true;
+        }
+    }
 }
 
 /// Streaming decoder of one MIME entity.
@@ -105,8 +126,10 @@ pub struct MimeDecoder {
     part: PartInfo,
     /// Content decoder of the current body.
     leaf: Leaf,
-    /// Section of the current body, opened at its first content byte.
-    pending: Pending,
+    /// Section of the current body.
+    body: BodySection,
+    /// The caller opened a section of its own: raw header bytes re-open theirs first.
+    interrupted: bool,
 }
 
 impl MimeDecoder {
@@ -124,10 +147,8 @@ impl MimeDecoder {
             scratch: Vec::new(),
             part: PartInfo::default(),
             leaf: Leaf::default(),
-            pending: Pending {
-                location: Some(Location::Body),
-                name: Vec::new(),
-            },
+            body: BodySection::new(Location::Body, Vec::new()),
+            interrupted: false,
         }
     }
 
@@ -186,10 +207,15 @@ impl MimeDecoder {
         self.leaf = Leaf::default();
         self.phase = Phase::Body;
         self.scan = Scan::Mid;
-        self.pending = Pending {
-            location: Some(Location::Body),
-            name: Vec::new(),
-        };
+        self.body = BodySection::new(Location::Body, Vec::new());
+    }
+
+    /// The caller opened sections of its own on the sink since this decoder's last output
+    /// (SMTP commands between BDAT chunks): the current section is opened again before more
+    /// content goes out.
+    pub fn interrupt(&mut self) {
+        self.body.open = false;
+        self.interrupted = true;
     }
 
     /// End of the entity: flush buffered bytes (a final base64 quantum, a pending soft break,
@@ -226,7 +252,7 @@ impl MimeDecoder {
         self.line.capacity()
             + self.header.capacity()
             + self.scratch.capacity()
-            + self.pending.name.capacity()
+            + self.body.name.capacity()
             + self.boundaries.capacity() * std::mem::size_of::<Boundary>()
             + self.boundaries.iter().map(|b| b.delimiter.capacity()).sum::<usize>()
             + self.part.boundary.capacity()
@@ -241,7 +267,7 @@ impl MimeDecoder {
         let nl = memchr(b'\n', bytes);
         if self.line_overflow {
             let end = nl.map_or(bytes.len(), |i| i + 1);
-            sink.data(&bytes[..end]);
+            self.raw_header(&bytes[..end], sink);
             self.line_overflow = nl.is_none();
             return end;
         }
@@ -290,7 +316,7 @@ impl MimeDecoder {
         if matches!(content[0], b' ' | b'\t') && (!self.header.is_empty() || self.header_spilled) {
             // Folded continuation: unfolding drops only the line break (RFC 5322 §2.2.3).
             if self.header_spilled {
-                sink.data(content);
+                self.raw_header(content, sink);
             } else if self.header.len() + content.len() > MAX_HEADER {
                 sink.event(L7Event::HeaderTooLarge);
                 self.flush_header(sink);
@@ -311,9 +337,18 @@ impl MimeDecoder {
         self.body_bytes_all(line, sink);
     }
 
+    /// Passes on the rest of an overflowing header, in the raw header section it opened.
+    fn raw_header(&mut self, bytes: &[u8], sink: &mut dyn ContentSink) {
+        if std::mem::take(&mut self.interrupted) {
+            sink.section(Location::Header, b"");
+        }
+        sink.data(bytes);
+    }
+
     /// Emits the assembled header as a section and learns from it.
     fn flush_header(&mut self, sink: &mut dyn ContentSink) {
         self.header_spilled = false;
+        self.interrupted = false;
         if self.header.is_empty() {
             return;
         }
@@ -353,10 +388,7 @@ impl MimeDecoder {
         if nests && depth >= MAX_DEPTH {
             sink.event(L7Event::NestingTooDeep);
             self.leaf = Leaf::default();
-            self.pending = Pending {
-                location: Some(Location::Body),
-                name: Vec::new(),
-            };
+            self.body = BodySection::new(Location::Body, Vec::new());
             return;
         }
         if part.multipart && boundary_ok {
@@ -367,10 +399,7 @@ impl MimeDecoder {
             self.messages = 0;
             self.leaf = Leaf::default();
             // The preamble.
-            self.pending = Pending {
-                location: Some(Location::Body),
-                name: Vec::new(),
-            };
+            self.body = BodySection::new(Location::Body, Vec::new());
             return;
         }
         if nests {
@@ -386,10 +415,7 @@ impl MimeDecoder {
             (None, Some(field)) => (Location::Body, field.as_slice()),
             (None, None) => (Location::Body, &b""[..]),
         };
-        self.pending = Pending {
-            location: Some(location),
-            name: redact_digits(&String::from_utf8_lossy(name)).into_bytes(),
-        };
+        self.body = BodySection::new(location, redact_digits(&String::from_utf8_lossy(name)).into_bytes());
     }
 
     // ---- bodies and delimiters ----
@@ -548,10 +574,7 @@ impl MimeDecoder {
         } else {
             self.phase = Phase::Headers;
         }
-        self.pending = Pending {
-            location: Some(Location::Body),
-            name: Vec::new(),
-        };
+        self.body = BodySection::new(Location::Body, Vec::new());
     }
 
     /// Emits held line-start bytes as content (no delimiter can follow a gap or the end).
@@ -575,19 +598,16 @@ impl MimeDecoder {
         if bytes.is_empty() {
             return;
         }
-        if let Some(location) = self.pending.location.take() {
-            sink.section(location, &self.pending.name);
-        }
+        self.interrupted = false;
+        self.body.open(sink);
         self.leaf.decode(bytes, &mut |b| sink.data(b));
     }
 
     /// Flushes the current leaf's decoder (a final quantum or escape).
     fn finish_leaf(&mut self, sink: &mut dyn ContentSink) {
-        let pending = &mut self.pending;
+        let body = &mut self.body;
         self.leaf.finish(&mut |b| {
-            if let Some(location) = pending.location.take() {
-                sink.section(location, &pending.name);
-            }
+            body.open(sink);
             sink.data(b)
         });
     }
