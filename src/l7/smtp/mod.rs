@@ -42,13 +42,13 @@ pub fn probe(first: &[u8]) -> Probe {
 
 /// Where the dot-unstuffing is within a DATA line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dot {
+enum Unstuff {
     /// At the start of a line.
     LineStart,
     /// After a `.` at the start of a line (dropped: stuffing or the terminator).
-    Dot,
+    Period,
     /// After `.` CR at the start of a line: the terminator if LF follows.
-    DotCr,
+    PeriodCr,
     /// Inside a line.
     Mid,
 }
@@ -58,7 +58,7 @@ enum State {
     /// Command phase: lines.
     Command,
     /// DATA: dot-stuffed message content up to `CRLF.CRLF`.
-    Data(Dot),
+    Data(Unstuff),
     /// BDAT: `remaining` bytes of message content, then `last` ends the message.
     Bdat { remaining: u64, last: bool },
     /// STARTTLS sent: the next byte tells whether encryption started.
@@ -141,7 +141,7 @@ impl SmtpDecoder {
                     m.gap(sink);
                 }
                 // The gap may have eaten a line break: a dot is only taken after the next one.
-                self.state = State::Data(Dot::Mid);
+                self.state = State::Data(Unstuff::Mid);
             }
             State::Bdat { remaining, last } => {
                 sink.event(L7Event::GapInMessage);
@@ -283,7 +283,7 @@ impl SmtpDecoder {
         } else if is(b"DATA") && args.is_empty() {
             self.end_message(sink);
             self.message = Some(MimeDecoder::message());
-            self.state = State::Data(Dot::LineStart);
+            self.state = State::Data(Unstuff::LineStart);
         } else if is(b"STARTTLS") {
             sink.event(L7Event::StartTls);
             self.state = State::TlsPending;
@@ -293,7 +293,7 @@ impl SmtpDecoder {
     // ---- message content ----
 
     /// Consumes DATA bytes: dot-unstuffing, up to and including the terminator.
-    fn data_bytes(&mut self, mut dot: Dot, bytes: &[u8], sink: &mut dyn ContentSink) -> usize {
+    fn data_bytes(&mut self, mut dot: Unstuff, bytes: &[u8], sink: &mut dyn ContentSink) -> usize {
         let Some(mut message) = self.message.take() else {
             unreachable!("DATA state always has a message");
         };
@@ -302,28 +302,28 @@ impl SmtpDecoder {
         let mut ended = false;
         while i < bytes.len() {
             match dot {
-                Dot::Mid => match memchr(b'\n', &bytes[i..]) {
+                Unstuff::Mid => match memchr(b'\n', &bytes[i..]) {
                     Some(j) => {
                         i += j + 1;
-                        dot = Dot::LineStart;
+                        dot = Unstuff::LineStart;
                     }
                     None => i = bytes.len(),
                 },
-                Dot::LineStart => {
+                Unstuff::LineStart => {
                     if bytes[i] == b'.' {
                         message.data(&bytes[run..i], sink);
                         i += 1;
                         run = i;
-                        dot = Dot::Dot;
+                        dot = Unstuff::Period;
                     } else {
-                        dot = Dot::Mid;
+                        dot = Unstuff::Mid;
                     }
                 }
-                Dot::Dot => match bytes[i] {
+                Unstuff::Period => match bytes[i] {
                     b'\r' => {
                         i += 1;
                         run = i;
-                        dot = Dot::DotCr;
+                        dot = Unstuff::PeriodCr;
                     }
                     b'\n' => {
                         // `.` LF: a lenient terminator.
@@ -331,9 +331,9 @@ impl SmtpDecoder {
                         ended = true;
                         break;
                     }
-                    _ => dot = Dot::Mid,
+                    _ => dot = Unstuff::Mid,
                 },
-                Dot::DotCr => {
+                Unstuff::PeriodCr => {
                     if bytes[i] == b'\n' {
                         i += 1;
                         ended = true;
@@ -341,7 +341,7 @@ impl SmtpDecoder {
                     }
                     // A stuffed dot followed by a lone CR: the CR is content.
                     message.data(b"\r", sink);
-                    dot = Dot::Mid;
+                    dot = Unstuff::Mid;
                 }
             }
         }
