@@ -279,3 +279,30 @@ fn tcp_memory_is_bounded_by_one_message() {
     }
     assert!(d.memory() < 4096);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+    /// Mutated messages never panic; when accepted, the TCP decoder gives the same at any split.
+    #[test]
+    fn fuzz_mutated_messages(
+        flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..6),
+        cut in proptest::prelude::any::<usize>(),
+        which in 0usize..3,
+    ) {
+        let mut txt = vec![9];
+        txt.extend_from_slice(b"x=35202-1");
+        let mut msg = match which {
+            0 => query("35202.1234567.1.a.example"),
+            1 => response("a.b.example", &[(16, txt), (5, vec![1, b'c', 0xc0, 12])]),
+            _ => query("3520212345671.example"),
+        };
+        for (at, v) in flips {
+            let i = at % msg.len();
+            msg[i] = v;
+        }
+        let _ = decode(&msg);
+        let stream = framed(&[msg.clone(), query("a.example")]);
+        let cut = cut % (stream.len() + 1);
+        proptest::prop_assert!(tcp(&[&stream[..cut], &stream[cut..]]) == tcp(&[&stream]));
+    }
+}

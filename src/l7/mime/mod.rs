@@ -439,7 +439,8 @@ impl MimeDecoder {
             return bytes.len();
         }
         let mut i = 0;
-        while i < bytes.len() && self.phase == Phase::Body {
+        // A close delimiter may end the last multipart (or start headers): the caller goes on.
+        while i < bytes.len() && self.phase == Phase::Body && !self.boundaries.is_empty() {
             let rest = &bytes[i..];
             match self.scan {
                 Scan::MidCr => {

@@ -102,6 +102,9 @@ fn form_data_with_preamble_epilogue_and_no_final_line_break() {
     let input = b"--b\r\n\r\nv\r\n--b--\r\nepilogue";
     let r = assert_split_invariant(&|| MimeDecoder::multipart(b"b"), input);
     assert!(r.sections.last().unwrap().data == b"epilogue");
+    let input = b"--b\r\n\r\nv\r\r\n--b\r\n\r\nw\r";
+    let r = assert_split_invariant(&|| MimeDecoder::multipart(b"b"), input);
+    assert!(r.sections.last().unwrap().data == b"w\r" && r.sections[0].data == b"v\r");
 }
 
 #[test]
@@ -348,5 +351,63 @@ proptest! {
         }
         pieces.push(&msg[last..]);
         prop_assert!(run(MimeDecoder::message(), &pieces) == whole);
+    }
+}
+
+/// MIME-ish fragments for fuzzing: delimiters, headers, encodings, line breaks, junk.
+const WORDS: &[&[u8]] = &[
+    b"--b",
+    b"--b--",
+    b"--c",
+    b"--c--",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b" ",
+    b"\r\n\r\n",
+    b"Content-Type: multipart/mixed; boundary=c",
+    b"Content-Type: multipart/form-data; boundary=\"b\"",
+    b"Content-Type: message/rfc822",
+    b"Content-Type: text/plain; charset=latin1",
+    b"Content-Transfer-Encoding: base64",
+    b"Content-Transfer-Encoding: quoted-printable",
+    b"Content-Disposition: attachment; filename*0*=UTF-8''%41; filename*1=b",
+    b"Content-Disposition: form-data; name=f",
+    b"=?UTF-8?B?MzUy?=",
+    b"=?x?q?=4",
+    b"=",
+    b"=3",
+    b"MzUyMDIt",
+    b"35202-1234567-1",
+    b"\xff\xe9",
+    b"X: y",
+    b"\t folded",
+];
+
+fn fuzz_input() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        4 => (0..WORDS.len()).prop_map(|i| WORDS[i].to_vec()),
+        1 => proptest::collection::vec(any::<u8>(), 1..4),
+    ];
+    proptest::collection::vec(piece, 0..80).prop_map(|v| v.concat())
+}
+
+fn split3(input: &[u8], a: usize, b: usize) -> [&[u8]; 3] {
+    let (mut a, mut b) = (a % (input.len() + 1), b % (input.len() + 1));
+    if a > b {
+        std::mem::swap(&mut a, &mut b);
+    }
+    [&input[..a], &input[a..b], &input[b..]]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    /// Arbitrary MIME-ish input never panics, and any split gives what the whole gives.
+    #[test]
+    fn fuzz_split_invariance(input in fuzz_input(), a in any::<usize>(), b in any::<usize>()) {
+        let pieces = split3(&input, a, b);
+        prop_assert!(run(MimeDecoder::message(), &pieces) == run(MimeDecoder::message(), &[&input]));
+        let form = || MimeDecoder::multipart(b"b");
+        prop_assert!(run(form(), &pieces) == run(form(), &[&input]));
     }
 }

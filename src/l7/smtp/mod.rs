@@ -217,7 +217,16 @@ impl SmtpDecoder {
         }
         if self.line.len() + take > MAX_COMMAND {
             sink.event(L7Event::HeaderTooLarge);
-            self.flush_line(sink);
+            // Named by the verb wherever the pieces split it.
+            let mut head = [0u8; MAX_VERB];
+            let n = self.line.len().min(MAX_VERB);
+            head[..n].copy_from_slice(&self.line[..n]);
+            let m = (MAX_VERB - n).min(take);
+            head[n..n + m].copy_from_slice(&bytes[..m]);
+            sink.section(Location::Command, verb(&head[..n + m]));
+            sink.data(&self.line);
+            self.line.clear();
+            self.interrupt_message();
             self.line_overflow = true;
             return 0;
         }
@@ -237,6 +246,14 @@ impl SmtpDecoder {
             sink.section(Location::Command, verb(&self.line));
             sink.data(&self.line);
             self.line.clear();
+            self.interrupt_message();
+        }
+    }
+
+    /// A command section came between two chunks of the message: it re-opens its own.
+    fn interrupt_message(&mut self) {
+        if let Some(m) = &mut self.message {
+            m.interrupt();
         }
     }
 
@@ -252,9 +269,7 @@ impl SmtpDecoder {
         if !framing {
             sink.section(Location::Command, verb);
             sink.data(line);
-            if let Some(m) = &mut self.message {
-                m.interrupt();
-            }
+            self.interrupt_message();
         }
         if let Some((size, last)) = bdat {
             self.message.get_or_insert_with(MimeDecoder::message);

@@ -217,3 +217,63 @@ fn overlong_command_lines_pass_on_raw() {
     d.data(&input, &mut Recorder::default());
     assert!(d.memory() <= MAX_COMMAND + 64);
 }
+
+#[test]
+fn commands_between_bdat_chunks_reopen_the_message_section() {
+    let input = b"EHLO x\r\nBDAT 12\r\n\r\n35202-1234BDAT 7 LAST\r\n567-1\r\n";
+    let (r, _) = split_invariant(input);
+    assert!(
+        r.data(Location::Body, "") == Some(&b"35202-1234567-1\r\n"[..]),
+        "chunks joined"
+    );
+    let input = b"EHLO x\r\nBDAT 12\r\n\r\n35202-1234NOOP\r\nBDAT 7 LAST\r\n567-1\r\n";
+    let (r, _) = split_invariant(input);
+    let bodies: Vec<&[u8]> = r.at(Location::Body).iter().map(|s| &s.data[..]).collect();
+    assert!(
+        bodies == [&b"35202-1234"[..], &b"567-1\r\n"[..]],
+        "the NOOP section in between"
+    );
+}
+
+const WORDS: &[&[u8]] = &[
+    b"EHLO x\r\n",
+    b"DATA\r\n",
+    b"BDAT 7\r\n",
+    b"BDAT 3 LAST\r\n",
+    b"BDAT 0 LAST\r\n",
+    b".\r\n",
+    b"\r\n.\r\n",
+    b"..",
+    b".",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"MAIL FROM:<a@B.example>\r\n",
+    b"RCPT TO:<3520212345671@y.example>\r\n",
+    b"RSET\r\n",
+    b"STARTTLS\r\n",
+    b"\x16\x03",
+    b"Content-Type: multipart/mixed; boundary=b\r\n",
+    b"--b\r\n",
+    b"--b--",
+    b"Content-Transfer-Encoding: base64\r\n",
+    b"MzUy",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    /// Arbitrary SMTP-ish input never panics, and any split gives what the whole gives.
+    #[test]
+    fn fuzz_split_invariance(
+        words in proptest::collection::vec(0..WORDS.len(), 0..60),
+        a in proptest::prelude::any::<usize>(),
+        b in proptest::prelude::any::<usize>(),
+    ) {
+        let input: Vec<u8> = words.iter().flat_map(|&i| WORDS[i].iter().copied()).collect();
+        let (mut a, mut b) = (a % (input.len() + 1), b % (input.len() + 1));
+        if a > b {
+            std::mem::swap(&mut a, &mut b);
+        }
+        proptest::prop_assert!(run(&[&input[..a], &input[a..b], &input[b..]]) == run(&[&input]));
+    }
+}
