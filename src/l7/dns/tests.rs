@@ -306,3 +306,18 @@ proptest::proptest! {
         proptest::prop_assert!(tcp(&[&stream[..cut], &stream[cut..]]) == tcp(&[&stream]));
     }
 }
+
+#[test]
+fn the_dispatcher_decodes_dns_over_tcp_on_port_53() {
+    use crate::l7::{AppDecoder, Protocol};
+    let stream = framed(&[query("35202.1234567.1.a.example"), query("3520212345671.b.example")]);
+    let mut app = AppDecoder::new(40000, 53);
+    let mut r = Recorder::default();
+    for c in stream.chunks(5) {
+        app.data(c, &mut r);
+    }
+    app.finish(&mut r);
+    assert_eq!(app.protocol(), Protocol::Dns);
+    assert!(r == tcp(&[&stream]).0);
+    assert_eq!(app.evidence().unwrap().dns_domain, "b.example");
+}

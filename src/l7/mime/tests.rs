@@ -192,6 +192,13 @@ Comments: =?ISO-8859-1?Q?Jos=E9?=\r\n\r\nbody";
 }
 
 #[test]
+fn digits_in_header_names_are_redacted_in_the_section_name_only() {
+    let r = message(b"X-3520212345671: v\r\nX-Id2: w\r\n\r\n");
+    assert!(r.data(Location::Header, "X-*************") == Some(&b"X-3520212345671: v"[..]));
+    assert!(r.data(Location::Header, "X-Id2").is_some());
+}
+
+#[test]
 fn message_without_headers_is_all_body() {
     let r = message(b"CNIC 35202-1234567-1 sent\r\nbye\r\n");
     assert!(r.sections.len() == 1 && r.sections[0].data == b"CNIC 35202-1234567-1 sent\r\nbye\r\n");

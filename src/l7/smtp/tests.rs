@@ -277,3 +277,17 @@ proptest::proptest! {
         proptest::prop_assert!(run(&[&input[..a], &input[a..b], &input[b..]]) == run(&[&input]));
     }
 }
+
+#[test]
+fn the_dispatcher_picks_smtp_by_content_on_any_port() {
+    use crate::l7::{AppDecoder, Protocol};
+    let mut app = AppDecoder::new(40000, 2525);
+    let mut r = Recorder::default();
+    for c in SESSION.chunks(3) {
+        app.data(c, &mut r);
+    }
+    app.finish(&mut r);
+    assert_eq!(app.protocol(), Protocol::Smtp);
+    assert!(r == run(&[SESSION]).0, "same as the decoder fed directly");
+    assert_eq!(app.evidence().unwrap().smtp_to_domains, ["second.example"]);
+}
