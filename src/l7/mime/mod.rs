@@ -47,7 +47,8 @@ const MAX_PADDING: usize = 32;
 struct Boundary {
     /// Invariant: `1 <= delimiter.len() <= MAX_BOUNDARY`.
     delimiter: Vec<u8>,
-    /// Enclosed messages open when this multipart began (restored when it is delimited).
+    /// Enclosed messages entered between the enclosing multipart and this one (restored when
+    /// this one closes).
     messages: u8,
 }
 
@@ -104,7 +105,8 @@ impl BodySection {
 pub struct MimeDecoder {
     /// The open multiparts, outermost first. Invariant: `boundaries.len() <= MAX_DEPTH`.
     boundaries: Vec<Boundary>,
-    /// `message/rfc822` entities entered since the innermost multipart.
+    /// `message/rfc822` entities entered since the innermost multipart began (nesting depth is
+    /// the boundaries plus all their `messages` plus this).
     messages: u8,
     phase: Phase,
     scan: Scan,
@@ -391,7 +393,12 @@ impl MimeDecoder {
         self.scan = Scan::LineStart;
         self.line.clear();
         self.eol = 0;
-        let depth = self.boundaries.len() + usize::from(self.messages);
+        let depth = self
+            .boundaries
+            .iter()
+            .map(|b| 1 + usize::from(b.messages))
+            .sum::<usize>()
+            + usize::from(self.messages);
         let boundary_ok = (1..=MAX_BOUNDARY).contains(&part.boundary.len());
         let nests = (part.multipart && boundary_ok) || (part.message && part.encoding == Encoding::Identity);
         if nests && depth >= MAX_DEPTH {
@@ -572,16 +579,17 @@ impl MimeDecoder {
         self.header_spilled = false;
         self.line_overflow = false;
         self.part = PartInfo::default();
-        self.messages = self.boundaries[k].messages;
         self.boundaries.truncate(k + 1);
         self.line.clear();
         self.eol = 0;
         self.scan = Scan::LineStart;
         if close {
             // The epilogue: content of the enclosing entity, scanned undecoded.
-            self.boundaries.pop();
+            self.messages = self.boundaries.pop().map_or(0, |b| b.messages);
             self.phase = Phase::Body;
         } else {
+            // A new part directly inside multipart `k`.
+            self.messages = 0;
             self.phase = Phase::Headers;
         }
         self.body = BodySection::new(Location::Body, Vec::new());

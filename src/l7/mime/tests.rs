@@ -245,6 +245,31 @@ fn nesting_beyond_the_bound_is_counted_and_scanned_undecoded() {
 }
 
 #[test]
+fn enclosed_messages_count_towards_the_nesting_bound() {
+    // Alternating multipart and enclosed message levels: each counts once.
+    let levels = MAX_DEPTH / 2 + 1;
+    let mut msg = String::new();
+    for i in 0..levels {
+        msg.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\nContent-Type: message/rfc822\r\n\r\n"
+        ));
+    }
+    msg.push_str("\r\n35202-1234567-1\r\n");
+    let r = message(msg.as_bytes());
+    assert!(r.events == [L7Event::NestingTooDeep]);
+    assert!(r.contains(b"35202-1234567-1"));
+    let shallow = msg.replacen(
+        "Content-Type: multipart/mixed; boundary=b0\r\n\r\n--b0\r\nContent-Type: message/rfc822\r\n\r\n",
+        "",
+        1,
+    );
+    assert!(
+        message(shallow.as_bytes()).events.is_empty(),
+        "exactly at the bound is decoded"
+    );
+}
+
+#[test]
 fn an_outer_delimiter_closes_unterminated_inner_parts() {
     let msg = b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\
 Content-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\ninner\r\n--o\r\n\r\nnext\r\n--o--\r\n";
