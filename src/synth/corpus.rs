@@ -756,16 +756,35 @@ fn smtp_attachment(g: &mut Gen) -> Sample {
 
 fn smtp_rfc2047(g: &mut Gen) -> Sample {
     let mut b = Builder::new("smtp_rfc2047");
-    for i in 0..6 {
+    for i in 0..8 {
         let c = b.bare(g, Kind::Cnic, "smtp", HEADER);
-        let subject = match i % 3 {
+        let subject = match i % 4 {
             0 => smtp::encoded_word_b(&format!("شناختی کارڈ نمبر {}", values::dashed_cnic(&c))),
             1 => smtp::encoded_word_q(&format!("Customer CNIC {}", values::dashed_cnic(&c))),
-            _ => smtp::encoded_word_b(&format!("فوری: شناختی کارڈ {c}")),
+            2 => smtp::encoded_word_b(&format!("فوری: شناختی کارڈ {c}")),
+            // Python's email package: the Urdu words encoded, the ASCII number left plain.
+            _ => format!(
+                "{} {}",
+                smtp::encoded_word_b("شناختی کارڈ نمبر"),
+                values::dashed_cnic(&c)
+            ),
         };
-        let m = mail(&subject, &Mime::text(Cte::SevenBit, "Please see the subject line.\r\n"));
-        let turns = smtp::session(&envelope(g), &[m]);
-        b.tcp(g, &format!("10.0.13.{}", 10 + i), "203.0.113.25:25", &turns);
+        let text = Mime::text(Cte::SevenBit, "Please see the subject line.\r\n");
+        let body = if i % 2 == 0 {
+            text
+        } else {
+            Mime::Multipart {
+                subtype: "mixed".into(),
+                boundary: format!("==============={i}0815=="),
+                parts: vec![
+                    text,
+                    Mime::attachment("text/plain", "notes.txt", Cte::Base64, b"see subject\r\n".to_vec()),
+                ],
+            }
+        };
+        let turns = smtp::session(&envelope(g), &[mail(&subject, &body)]);
+        // Whole messages in one segment: every header section starts in the same packet.
+        b.tcp_mss(g, &format!("10.0.13.{}", 10 + i), "203.0.113.25:25", &turns, 1460);
     }
     b.done()
 }
