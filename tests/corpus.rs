@@ -1,7 +1,7 @@
 //! The labelled corpus (`synth::corpus`): one capture per category of leak and of decoy, run
 //! through the real binary. Scores, per category and overall, recall (planted values reported)
 //! and precision (reports that are planted values), and checks that each report names the right
-//! protocol, location and known-value flag. Both must be at least 0.99 everywhere.
+//! protocol, location, known-value flag and, for HTTP requests, method and path. Both must be at least 0.99 everywhere.
 //!
 //! The table is always printed (straight to stderr, past the test harness's capture) and written
 //! to `$CARGO_TARGET_TMPDIR/corpus-table.md`. Values are compared by keyed hash; none is printed.
@@ -96,6 +96,13 @@ fn evidence_problem(p: &Planted, alert: &serde_json::Value, m: &serde_json::Valu
     }
     if !p.locations.contains(&location) {
         return Some(format!("location {location}, expected {}", p.locations.join("|")));
+    }
+    if let Some((method, path)) = p.request {
+        let got_method = alert["http"]["request"]["method"].as_str().unwrap_or("(none)");
+        let got_path = alert["url"]["path"].as_str().unwrap_or("(none)");
+        if got_method != method || !got_path.starts_with(path) {
+            return Some(format!("request {got_method} {got_path}, expected {method} {path}…"));
+        }
     }
     if p.known && m["known"] != true {
         return Some("known value not flagged known".into());

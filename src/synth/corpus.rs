@@ -29,6 +29,8 @@ pub struct Planted {
     pub locations: &'static [&'static str],
     /// On the sample's known-value list (expect `known: true`).
     pub known: bool,
+    /// For values in an HTTP request: its method and the start of its path (`url.path`).
+    pub request: Option<(&'static str, &'static str)>,
 }
 
 // Clear values never go to Debug output, even synthetic ones: tests print samples.
@@ -38,6 +40,7 @@ impl std::fmt::Debug for Planted {
             .field("kind", &self.kind)
             .field("protocol", &self.protocol)
             .field("locations", &self.locations)
+            .field("request", &self.request)
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +114,8 @@ struct Builder {
     sample: Sample,
     ts: u64,
     port: u16,
+    /// Method and path prefix of the HTTP request being written; labels values planted in it.
+    request: Option<(&'static str, &'static str)>,
 }
 
 impl Builder {
@@ -125,6 +130,7 @@ impl Builder {
             },
             ts: 1_763_769_600_000_000,
             port: 40_000,
+            request: None,
         }
     }
 
@@ -135,6 +141,7 @@ impl Builder {
             protocol,
             locations,
             known: false,
+            request: if protocol == "http" { self.request } else { None },
         });
     }
 
@@ -317,21 +324,25 @@ fn http_url(g: &mut Gen) -> Sample {
     for i in 0..10 {
         let target = match i % 4 {
             0 => {
+                b.request = Some(("GET", "/v1/customers/"));
                 let c = b.bare(g, Kind::Cnic, "http", URL);
                 let card = b.bare(g, Kind::Card, "http", URL);
                 let card = http::percent_encode(&values::grouped_card(&card, ' '), false);
                 format!("/v1/customers/{}/profile?card_number={card}", values::dashed_cnic(&c))
             }
             1 => {
+                b.request = Some(("GET", "/search"));
                 let c = b.bare(g, Kind::Cnic, "http", URL);
                 format!("/search?q={}&page=2", http::percent_encode(&format!("cnic:{c}"), true))
             }
             2 => {
+                b.request = Some(("GET", "/verify"));
                 let c = b.bare(g, Kind::Cnic, "http", URL);
                 let card = b.bare(g, Kind::Card, "http", URL);
                 format!("/verify?nic={c}&pan={}&lang=ur", http::percent_encode(&card, true))
             }
             _ => {
+                b.request = Some(("GET", "/kyc/lookup"));
                 let c = b.bare(g, Kind::Cnic, "http", URL);
                 format!(
                     "/kyc/lookup?national_id={}&ts=1763769600",
@@ -352,6 +363,7 @@ fn http_url(g: &mut Gen) -> Sample {
 
 fn http_headers(g: &mut Gen) -> Sample {
     let mut b = Builder::new("http_headers");
+    b.request = Some(("GET", "/assets/app.js"));
     for i in 0..8 {
         let c1 = b.bare(g, Kind::Cnic, "http", HEADER);
         let c2 = b.bare(g, Kind::Cnic, "http", HEADER);
@@ -377,6 +389,7 @@ fn http_headers(g: &mut Gen) -> Sample {
 
 fn http_form(g: &mut Gen) -> Sample {
     let mut b = Builder::new("http_form");
+    b.request = Some(("POST", "/apply/submit"));
     for i in 0..8 {
         let c = b.bare(g, Kind::Cnic, "http", BODY);
         let card = b.bare(g, Kind::Card, "http", BODY);
@@ -432,6 +445,7 @@ fn customer_json(b: &mut Builder, g: &mut Gen, escape: bool, protocol: &'static 
 
 fn http_json(g: &mut Gen) -> Sample {
     let mut b = Builder::new("http_json");
+    b.request = Some(("POST", "/api/v2/onboarding"));
     for i in 0..10 {
         let n = 1 + i % 3;
         let records: Vec<String> = (0..n)
@@ -475,6 +489,7 @@ fn csv_rows(b: &mut Builder, g: &mut Gen, rows: usize, protocol: &'static str, l
 
 fn http_chunked(g: &mut Gen) -> Sample {
     let mut b = Builder::new("http_chunked");
+    b.request = Some(("POST", "/upload/stream"));
     for i in 0..6 {
         let body = if i % 2 == 0 {
             customer_json(&mut b, g, i % 4 == 0, "http")
@@ -500,6 +515,7 @@ fn http_chunked(g: &mut Gen) -> Sample {
 
 fn http_coded(g: &mut Gen, category: &'static str, coding: Coding) -> Sample {
     let mut b = Builder::new(category);
+    b.request = Some(("POST", "/api/import"));
     for i in 0..5 {
         let (ct, body) = if i % 2 == 0 {
             ("application/json", customer_json(&mut b, g, i == 2, "http"))
@@ -533,6 +549,7 @@ fn http_coded(g: &mut Gen, category: &'static str, coding: Coding) -> Sample {
 
 fn http_multipart(g: &mut Gen) -> Sample {
     let mut b = Builder::new("http_multipart");
+    b.request = Some(("POST", "/files/upload"));
     let applicant = b.cnic(g, "http", BODY);
     let csv = csv_rows(&mut b, g, 250, "http", ATTACHMENT);
     let parts = vec![
@@ -565,6 +582,7 @@ fn http_keep_alive(g: &mut Gen) -> Sample {
     let mut b = Builder::new("http_keep_alive");
     let host = "api.partner-bank.example";
     let mut turns = Vec::new();
+    b.request = Some(("POST", "/v1/notes"));
     for _ in 0..5 {
         let note = b.cnic(g, "http", BODY);
         let pay = b.card(g, "http", BODY);
@@ -578,6 +596,7 @@ fn http_keep_alive(g: &mut Gen) -> Sample {
     }
     // Pipelined: three requests in one write, then three responses.
     let mut pipelined = Vec::new();
+    b.request = Some(("GET", "/v1/customers"));
     for _ in 0..3 {
         let c = b.bare(g, Kind::Cnic, "http", URL);
         pipelined.extend(req("GET", &format!("/v1/customers?cnic={c}"), host).to_bytes());
@@ -585,11 +604,13 @@ fn http_keep_alive(g: &mut Gen) -> Sample {
     turns.push((true, pipelined));
     turns.push((false, [ok_json(), ok_json(), ok_json()].concat()));
     // A chunked body followed at once by the next request.
+    b.request = Some(("POST", "/v1/customers"));
     let body = customer_json(&mut b, g, false, "http");
     let mut two = req("POST", "/v1/customers", host)
         .header("Content-Type", "application/json")
         .body(Coding::Identity, &Framing::Chunked(vec![17]), body.as_bytes())
         .to_bytes();
+    b.request = Some(("DELETE", "/v1/customers/"));
     let c = b.bare(g, Kind::Cnic, "http", URL);
     two.extend(req("DELETE", &format!("/v1/customers/{}", values::dashed_cnic(&c)), host).to_bytes());
     turns.push((true, two));
@@ -881,6 +902,7 @@ fn iban(g: &mut Gen) -> Sample {
         );
     }
     // HTTP form and JSON bodies, and a query string.
+    b.request = Some(("POST", "/transfer"));
     for i in 0..4 {
         let v = b.bare(g, Kind::Iban, "http", BODY);
         let w = b.bare(g, Kind::Iban, "http", BODY);
@@ -912,6 +934,7 @@ fn iban(g: &mut Gen) -> Sample {
             &[(true, r), (false, ok_json())],
         );
     }
+    b.request = Some(("GET", "/beneficiary/check"));
     for i in 0..3 {
         let v = b.bare(g, Kind::Iban, "http", URL);
         let r = req(
@@ -964,6 +987,7 @@ fn known_values(g: &mut Gen) -> Sample {
         text.push_str(&format!("{},{},{v}\n", 500 + k, amount(g)));
     }
     b.tcp(g, "10.0.17.10", "203.0.113.92:6000", &[(true, text.into_bytes())]);
+    b.request = Some(("PUT", "/bucket/ledger.csv"));
     let mut text = String::from("ref,amount,account\n");
     for (k, (v, on)) in http_part.iter().enumerate() {
         if *on {
