@@ -164,6 +164,7 @@ pub fn render(
     let what = match rule.pii {
         PiiKind::Cnic => "CNIC",
         PiiKind::Card => "card number",
+        PiiKind::Iban => "IBAN",
     };
     let plural = if matches.len() == 1 { "" } else { "s" };
     let message = format!(

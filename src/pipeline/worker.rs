@@ -416,6 +416,10 @@ impl Engine {
     fn record_findings(&mut self, key: &FlowKey, flow: &mut Flow, now: Timestamp) {
         let leaks = flow.leaks.get_or_insert_with(Box::default);
         for f in self.findings.drain(..) {
+            // Interim until the judge is wired in: alert what clears the default minimum.
+            if f.confidence < crate::rules::DEFAULT_MIN_CONFIDENCE {
+                continue;
+            }
             let h = self.shared.key.hash(&f.value);
             let short = h.short() ^ (f.value.kind() as u64);
             let outcome = leaks.add(
