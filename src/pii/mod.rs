@@ -4,6 +4,10 @@
 //! Everything that needs the clear digits (masking, the keyed hash) is computed here, so
 //! a reviewer auditing where clear personal data can flow only has to read this file.
 
+mod text;
+
+pub use text::ValueError;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
