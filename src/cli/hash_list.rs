@@ -81,7 +81,7 @@ impl fmt::Display for HashListReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} distinct values hashed ({} CNIC, {} card, {} IBAN) from {} rows, {} duplicates",
+            "{}: {} distinct values hashed ({} CNIC, {} card, {} IBAN) from {} rows; duplicates: {}",
             self.output.display(),
             self.written,
             self.by_kind[0],
@@ -91,7 +91,7 @@ impl fmt::Display for HashListReport {
             self.duplicates
         )?;
         if self.rejected > 0 {
-            write!(f, "; {} rows rejected:", self.rejected)?;
+            write!(f, "; rejected: {} rows:", self.rejected)?;
             for (i, (line, why)) in self.rejects.iter().enumerate() {
                 let sep = if i == 0 { " " } else { ", " };
                 write!(f, "{sep}line {line} ({why})")?;

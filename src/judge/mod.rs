@@ -13,6 +13,8 @@
 //! 4. below `--min-confidence` → [`Verdict::BelowMinimum`]; otherwise [`Verdict::Alert`].
 //!
 //! The judge holds no value in clear: test values are hashed with the PII key when it is built.
+//! [`Judge::judge_without_hash`] lets the worker skip the keyed hash when the verdict does not
+//! depend on it (most low-confidence findings).
 
 mod allow;
 mod known;
@@ -187,11 +189,8 @@ impl Judge {
     /// Decides one finding. `hash` is the value's keyed hash (for the known-value list and the
     /// test values).
     pub fn judge(&self, finding: &Finding, hash: &PiiHash, facts: &Facts<'_>) -> Verdict {
-        if self.allow_destinations.iter().any(|n| n.contains(&facts.receiver)) {
-            return Verdict::Suppressed(Suppression::Destination);
-        }
-        if !facts.http_host.is_empty() && self.allow_http_hosts.iter().any(|p| p.matches(facts.http_host)) {
-            return Verdict::Suppressed(Suppression::HttpHost);
+        if let Some(v) = self.allowed(facts) {
+            return v;
         }
         if self.test_hashes.binary_search(hash).is_ok() {
             return Verdict::Suppressed(Suppression::TestValue);
@@ -202,10 +201,7 @@ impl Judge {
                 known: true,
             };
         }
-        let mut confidence = finding.confidence;
-        if facts.location == Some(Location::DnsCnicLabel) && finding.value.kind() == PiiKind::Cnic {
-            confidence = confidence.max(Confidence::Medium);
-        }
+        let confidence = located(finding, facts);
         if confidence < self.min_confidence {
             return Verdict::BelowMinimum(confidence);
         }
@@ -213,6 +209,32 @@ impl Judge {
             confidence,
             known: false,
         }
+    }
+
+    /// The verdict when it can be reached without the value's keyed hash, so the caller can
+    /// skip the HMAC (about 0.2 µs) for the many findings that cannot alert, such as
+    /// millisecond timestamps at low confidence. `None`: call [`Judge::judge`] with the hash.
+    ///
+    /// Agrees with `judge` except in one counted-not-alerted case: with no known-value list, a
+    /// below-minimum finding that is also a test value is reported `BelowMinimum` here and
+    /// `Suppressed(TestValue)` by `judge`.
+    pub fn judge_without_hash(&self, finding: &Finding, facts: &Facts<'_>) -> Option<Verdict> {
+        if let Some(v) = self.allowed(facts) {
+            return Some(v);
+        }
+        let confidence = located(finding, facts);
+        (self.known.is_empty() && confidence < self.min_confidence).then_some(Verdict::BelowMinimum(confidence))
+    }
+
+    /// Suppression by destination or HTTP host.
+    fn allowed(&self, facts: &Facts<'_>) -> Option<Verdict> {
+        if self.allow_destinations.iter().any(|n| n.contains(&facts.receiver)) {
+            return Some(Verdict::Suppressed(Suppression::Destination));
+        }
+        if !facts.http_host.is_empty() && self.allow_http_hosts.iter().any(|p| p.matches(facts.http_host)) {
+            return Some(Verdict::Suppressed(Suppression::HttpHost));
+        }
+        None
     }
 
     /// The configured minimum confidence.
@@ -228,6 +250,16 @@ impl Judge {
     /// Test values suppressed (built-in and configured).
     pub fn test_values(&self) -> usize {
         self.test_hashes.len()
+    }
+}
+
+/// The finding's confidence after what its location says: a CNIC that was a DNS label of
+/// exactly 13 digits is at least medium.
+fn located(finding: &Finding, facts: &Facts<'_>) -> Confidence {
+    if facts.location == Some(Location::DnsCnicLabel) && finding.value.kind() == PiiKind::Cnic {
+        finding.confidence.max(Confidence::Medium)
+    } else {
+        finding.confidence
     }
 }
 

@@ -224,3 +224,45 @@ fn bulk_thresholds() {
         assert_eq!(bulk_severity(base, n), want, "{base:?} x {n}");
     }
 }
+
+#[test]
+fn without_hash_agrees_with_judge_where_it_decides() {
+    let k = key();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("known.nhl");
+    let plain = Judge::from_judge_settings(&settings_with(&[]), &k).unwrap();
+    KnownValues::from_hashes([k.hash(&PiiValue::parse(None, b"6110111111118").unwrap())])
+        .write(&list, &k)
+        .unwrap();
+    let with_list = Judge::from_judge_settings(&settings_with(&[list]), &k).unwrap();
+    let out = facts("198.51.100.7");
+    let low = finding(PiiKind::Cnic, "1732212345678", Confidence::Low);
+    let med = finding(PiiKind::Cnic, "3520212345671", Confidence::Medium);
+    let visa = finding(PiiKind::Card, "4111111111111111", Confidence::High);
+    let allowed = facts("203.0.113.1");
+    let mut dns = out;
+    dns.location = Some(Location::DnsCnicLabel);
+    // Decided without the hash: allow-lists, and below-minimum when no list could lift it.
+    assert_eq!(
+        plain.judge_without_hash(&low, &out),
+        Some(Verdict::BelowMinimum(Confidence::Low))
+    );
+    assert_eq!(
+        plain.judge_without_hash(&med, &allowed),
+        Some(Verdict::Suppressed(Suppression::Destination))
+    );
+    // Needs the hash: a known-value list could lift it, it could alert, or it could be a test value.
+    assert_eq!(with_list.judge_without_hash(&low, &out), None);
+    assert_eq!(plain.judge_without_hash(&med, &out), None);
+    assert_eq!(plain.judge_without_hash(&visa, &out), None);
+    assert_eq!(plain.judge_without_hash(&low, &dns), None);
+    for j in [&plain, &with_list] {
+        for f in [&low, &med, &visa] {
+            for fa in [&out, &allowed, &dns] {
+                if let Some(v) = j.judge_without_hash(f, fa) {
+                    assert_eq!(v, j.judge(f, &k.hash(&f.value), fa));
+                }
+            }
+        }
+    }
+}
