@@ -40,6 +40,12 @@ struct FileConfig {
     alert: AlertSection,
     #[serde(default)]
     l7: L7Section,
+    // ---- judgement (judge helper) ----
+    #[serde(default)]
+    judge: JudgeSection,
+    #[serde(default)]
+    allow: AllowSection,
+    // ---- end judgement ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +101,67 @@ struct AlertSection {
     batch_interval_secs: Option<u64>,
     max_distinct_per_direction: Option<usize>,
 }
+
+// ---- judgement (judge helper) ----
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JudgeSection {
+    min_confidence: Option<crate::pii::Confidence>,
+    known_values: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowSection {
+    destinations: Option<Vec<String>>,
+    http_hosts: Option<Vec<String>>,
+    test_values: Option<Vec<String>>,
+    builtin_test_cards: Option<bool>,
+}
+
+/// `[judge]`, `[allow]`, `--min-confidence` and `--known-values` → judgement settings. Known-value
+/// paths from the file are relative to it; flags replace the file's list.
+fn judge_settings(
+    common: &CommonArgs,
+    file: &FileConfig,
+    rel: &dyn Fn(PathBuf) -> PathBuf,
+) -> anyhow::Result<crate::judge::JudgeSettings> {
+    let defaults = crate::judge::JudgeSettings::default();
+    let known_values = if !common.known_values.is_empty() {
+        common.known_values.clone()
+    } else {
+        file.judge.known_values.iter().flatten().cloned().map(rel).collect()
+    };
+    let mut allow_destinations = Vec::new();
+    for (i, c) in file.allow.destinations.iter().flatten().enumerate() {
+        let c = c.trim();
+        let net = c
+            .parse::<IpNet>()
+            .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|e| {
+                anyhow::anyhow!("config allow.destinations[{i}] '{c}': {e} (expected a CIDR such as 203.0.113.0/24)")
+            })?;
+        allow_destinations.push(net);
+    }
+    let mut allow_http_hosts = Vec::new();
+    for (i, h) in file.allow.http_hosts.iter().flatten().enumerate() {
+        let p =
+            crate::judge::HostPattern::parse(h).map_err(|e| anyhow::anyhow!("config allow.http_hosts[{i}]: {e}"))?;
+        allow_http_hosts.push(p);
+    }
+    Ok(crate::judge::JudgeSettings {
+        min_confidence: common
+            .min_confidence
+            .or(file.judge.min_confidence)
+            .unwrap_or(defaults.min_confidence),
+        known_values,
+        allow_destinations,
+        allow_http_hosts,
+        test_values: crate::judge::TestValues(file.allow.test_values.clone().unwrap_or_default()),
+        builtin_test_cards: file.allow.builtin_test_cards.unwrap_or(defaults.builtin_test_cards),
+    })
+}
+// ---- end judgement ----
 
 /// Where packets come from.
 #[derive(Debug, Clone)]
@@ -214,6 +281,10 @@ pub struct Settings {
     /// Decode application protocols (HTTP, SMTP/MIME, DNS) before matching; `false` scans every
     /// stream's raw bytes (for measuring what decoding costs; detection suffers).
     pub decode_l7: bool,
+    // ---- judgement (judge helper) ----
+    /// Judgement: minimum confidence, known values, allow-lists.
+    pub judge: crate::judge::JudgeSettings,
+    // ---- end judgement ----
 }
 
 /// Reads the config file (if any) and merges flags over it.
@@ -338,6 +409,9 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             "alert.max_distinct_per_direction",
         )?,
     };
+    // ---- judgement (judge helper) ----
+    let judge = judge_settings(common, &file, &rel)?;
+    // ---- end judgement ----
     Ok(Settings {
         input,
         rules_dir,
@@ -355,6 +429,7 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         defrag,
         alert,
         decode_l7: file.l7.decode.unwrap_or(true),
+        judge,
     })
 }
 
@@ -485,6 +560,83 @@ mod tests {
         assert!(format!("{:#}", settings(None, &bad).unwrap_err()).contains("nowhere"));
     }
 }
+
+// ---- judgement (judge helper) ----
+#[cfg(test)]
+mod judge_config_tests {
+    use super::*;
+    use crate::pii::Confidence;
+
+    fn with(text: &str, common: CommonArgs) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("n.toml");
+        std::fs::write(&cfg, text).unwrap();
+        settings(
+            None,
+            &CommonArgs {
+                config: Some(cfg),
+                ..common
+            },
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(None, &CommonArgs::default()).unwrap();
+        assert_eq!(s.judge.min_confidence, Confidence::Medium);
+        assert!(s.judge.known_values.is_empty() && s.judge.allow_destinations.is_empty());
+        assert!(s.judge.builtin_test_cards);
+    }
+
+    #[test]
+    fn file_keys_and_flags() {
+        let text = "[judge]\nmin_confidence = \"high\"\nknown_values = [\"a.nhl\", \"/abs/b.nhl\"]\n\
+                    [allow]\ndestinations = [\"203.0.113.0/24\", \"198.51.100.7\"]\n\
+                    http_hosts = [\"*.bank.example\"]\ntest_values = [\"35202-1234567-1\"]\nbuiltin_test_cards = false\n";
+        let s = with(text, CommonArgs::default()).unwrap();
+        assert_eq!(s.judge.min_confidence, Confidence::High);
+        assert_eq!(s.judge.known_values.len(), 2);
+        assert!(s.judge.known_values[0].ends_with("a.nhl") && s.judge.known_values[0].is_absolute());
+        assert_eq!(s.judge.known_values[1], PathBuf::from("/abs/b.nhl"));
+        assert_eq!(s.judge.allow_destinations.len(), 2);
+        assert_eq!(s.judge.allow_http_hosts.len(), 1);
+        assert_eq!(s.judge.test_values.0.len(), 1);
+        assert!(!s.judge.builtin_test_cards);
+        assert!(!format!("{s:?}").contains("35202-1234567-1"), "Debug shows test values");
+        let flags = CommonArgs {
+            min_confidence: Some(Confidence::Low),
+            known_values: vec![PathBuf::from("flag.nhl")],
+            ..CommonArgs::default()
+        };
+        let s = with(text, flags).unwrap();
+        assert_eq!(s.judge.min_confidence, Confidence::Low);
+        assert_eq!(s.judge.known_values, vec![PathBuf::from("flag.nhl")]);
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let e = format!(
+            "{:#}",
+            with(
+                "[allow]\ndestinations = [\"10.0.0.0/8\", \"nowhere\"]\n",
+                CommonArgs::default()
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("allow.destinations[1]") && e.contains("nowhere"), "{e}");
+        let e = format!(
+            "{:#}",
+            with("[allow]\nhttp_hosts = [\"https://x.example\"]\n", CommonArgs::default()).unwrap_err()
+        );
+        assert!(e.contains("allow.http_hosts[0]"), "{e}");
+        let e = format!(
+            "{:#}",
+            with("[judge]\nmin_confidence = \"sure\"\n", CommonArgs::default()).unwrap_err()
+        );
+        assert!(e.contains("sure") && !e.contains('\n'), "{e}");
+    }
+}
+// ---- end judgement ----
 
 #[cfg(test)]
 mod example_config {

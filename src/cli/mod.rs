@@ -2,6 +2,9 @@
 //! rest of the program trusts. Flags override the file; the file overrides defaults.
 
 mod config;
+// ---- judgement (judge helper) ----
+pub mod hash_list;
+// ---- end judgement ----
 
 pub use config::{AlertOutput, HomeNet, InputMode, PipelineConfig, Settings};
 pub use LogFormatArg as LogFormat;
@@ -32,6 +35,10 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    // ---- judgement (judge helper) ----
+    /// Make a known-values file (keyed hashes) from a CSV of customers' CNICs, cards or IBANs.
+    HashList(hash_list::HashListArgs),
+    // ---- end judgement ----
 }
 
 /// `rules` sub-commands.
@@ -102,6 +109,14 @@ pub struct CommonArgs {
     /// Sensor name in alerts (default: host name).
     #[arg(long, value_name = "NAME")]
     pub observer_name: Option<String>,
+    // ---- judgement (judge helper) ----
+    /// Lowest confidence that alerts (default medium; config `judge.min_confidence`).
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub min_confidence: Option<crate::pii::Confidence>,
+    /// Known-values file made by `nigehban hash-list`, repeatable (config `judge.known_values`).
+    #[arg(long = "known-values", value_name = "FILE")]
+    pub known_values: Vec<PathBuf>,
+    // ---- end judgement ----
 }
 
 /// Log output format.
