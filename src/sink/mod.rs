@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod output;
+pub mod spool;
 
 use crate::cli::AlertOutput;
 use crate::metrics::Metrics;
