@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod output;
+pub mod tls;
 
 use crate::cli::AlertOutput;
 use crate::metrics::Metrics;
