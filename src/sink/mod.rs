@@ -4,6 +4,7 @@
 pub mod http;
 pub mod output;
 pub mod spool;
+pub mod tls;
 
 use crate::cli::AlertOutput;
 use crate::metrics::Metrics;
