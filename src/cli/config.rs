@@ -5,6 +5,10 @@ use crate::alert::AlertPolicy;
 use crate::decode::DefragConfig;
 use crate::flow::FlowTableConfig;
 use crate::reassembly::ReassemblyConfig;
+use crate::sink::file::Rotation;
+use crate::sink::http::HttpOutputConfig;
+use crate::sink::syslog::{Facility, SyslogConfig, SyslogFormat};
+use crate::sink::DeliverySettings;
 use anyhow::{bail, Context};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -38,6 +42,35 @@ struct FileConfig {
     defrag: DefragSection,
     #[serde(default)]
     alert: AlertSection,
+    #[serde(default)]
+    output: OutputSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputSection {
+    alerts_max_mb: Option<u64>,
+    alerts_keep: Option<u32>,
+    spool_dir: Option<PathBuf>,
+    spool_max_mb: Option<u64>,
+    queue_alerts: Option<usize>,
+    drain_timeout_secs: Option<u64>,
+    syslog: Option<SyslogSection>,
+    #[serde(default)]
+    http: Vec<HttpOutputConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyslogSection {
+    url: Option<String>,
+    format: Option<SyslogFormat>,
+    facility: Option<String>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    server_name: Option<String>,
+    tls_insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,13 +137,28 @@ pub enum InputMode {
     Files(Vec<PathBuf>),
 }
 
-/// Where alerts are written.
+/// Where alerts are written as JSON lines locally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertOutput {
     /// Standard output.
     Stdout,
     /// Appended to a file.
     File(PathBuf),
+    /// No local JSON lines (alerts go only to syslog or HTTP outputs).
+    Off,
+}
+
+/// Every alert output beyond the local JSON lines, and how delivery behaves.
+#[derive(Debug, Clone)]
+pub struct OutputSettings {
+    /// Size-based rotation of the `alerts` file; `None` = never.
+    pub rotation: Option<Rotation>,
+    /// Syslog output.
+    pub syslog: Option<SyslogConfig>,
+    /// HTTP collector outputs, each with the directory its relative paths resolve against.
+    pub http: Vec<(HttpOutputConfig, PathBuf)>,
+    /// Queues, spool and shutdown drain.
+    pub delivery: DeliverySettings,
 }
 
 /// The inside network: bytes from inside to outside are egress.
@@ -203,6 +251,8 @@ pub struct Settings {
     pub defrag: DefragConfig,
     /// Alert batching.
     pub alert: AlertPolicy,
+    /// Syslog and HTTP outputs, rotation, spool.
+    pub outputs: OutputSettings,
 }
 
 /// Reads the config file (if any) and merges flags over it.
@@ -260,6 +310,7 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
     };
     let alerts = match common.alerts.clone().or(file.alerts.clone()).as_deref() {
         None | Some("-") => AlertOutput::Stdout,
+        Some("off") => AlertOutput::Off,
         Some(p) if common.alerts.is_some() => AlertOutput::File(PathBuf::from(p)),
         Some(p) => AlertOutput::File(rel(PathBuf::from(p))),
     };
@@ -327,6 +378,10 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             "alert.max_distinct_per_direction",
         )?,
     };
+    let outputs = output_settings(common, &file.output, &base, &observer_name)?;
+    if alerts == AlertOutput::Off && outputs.syslog.is_none() && outputs.http.is_empty() {
+        bail!("--alerts off leaves no alert output: add --syslog or an HTTP output, or write alerts to a file");
+    }
     Ok(Settings {
         input,
         rules_dir,
@@ -343,6 +398,83 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         reassembly_memcap,
         defrag,
         alert,
+        outputs,
+    })
+}
+
+/// Merges the output flags over `[output]` and validates them.
+fn output_settings(
+    common: &CommonArgs,
+    file: &OutputSection,
+    base: &Path,
+    observer_name: &str,
+) -> anyhow::Result<OutputSettings> {
+    let rel = |p: &PathBuf| if p.is_relative() { base.join(p) } else { p.clone() };
+    let rotation = match common.alerts_max_mb.or(file.alerts_max_mb).unwrap_or(0) {
+        0 => None,
+        mb => Some(Rotation {
+            max_bytes: mb * MIB as u64,
+            keep: match common.alerts_keep.or(file.alerts_keep).unwrap_or(5) {
+                0 => bail!("--alerts-keep must be at least 1 (rotation renames the file to FILE.1)"),
+                k => k,
+            },
+        }),
+    };
+    let fs = file.syslog.as_ref();
+    let syslog_url = common.syslog.clone().or(fs.and_then(|s| s.url.clone()));
+    let syslog = match syslog_url {
+        None => {
+            if common.syslog_ca.is_some() || common.syslog_cert.is_some() || common.syslog_format.is_some() {
+                bail!("--syslog-* options need --syslog URL (or output.syslog.url in the config)");
+            }
+            None
+        }
+        Some(url) => {
+            let mut c = SyslogConfig::parse_url(&url, observer_name).map_err(|e| anyhow::anyhow!(e))?;
+            c.format = common
+                .syslog_format
+                .or(fs.and_then(|s| s.format))
+                .unwrap_or_default();
+            if let Some(f) = common.syslog_facility.clone().or(fs.and_then(|s| s.facility.clone())) {
+                c.facility = Facility::parse(&f).ok_or_else(|| {
+                    anyhow::anyhow!("bad syslog facility '{f}': expected local0 … local7, user, daemon, auth, authpriv, audit or 0–23")
+                })?;
+            }
+            c.ca = common.syslog_ca.clone().or(fs.and_then(|s| s.ca.as_ref().map(rel)));
+            let cert = common.syslog_cert.clone().or(fs.and_then(|s| s.cert.as_ref().map(rel)));
+            let key = common.syslog_key.clone().or(fs.and_then(|s| s.key.as_ref().map(rel)));
+            c.client_cert = match (cert, key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("syslog client certificate and key go together: give both --syslog-cert and --syslog-key"),
+            };
+            c.server_name = common
+                .syslog_server_name
+                .clone()
+                .or(fs.and_then(|s| s.server_name.clone()));
+            c.insecure_skip_verify = common.syslog_tls_insecure_skip_verify
+                || fs.and_then(|s| s.tls_insecure_skip_verify).unwrap_or(false);
+            Some(c)
+        }
+    };
+    let mut http: Vec<(HttpOutputConfig, PathBuf)> = file.http.iter().map(|h| (h.clone(), base.to_path_buf())).collect();
+    http.extend(common.http.configs()?.into_iter().map(|h| (h, PathBuf::new())));
+    let drain = common.drain_timeout_secs.or(file.drain_timeout_secs).unwrap_or(10);
+    let spool_max_mb = common.spool_max_mb.or(file.spool_max_mb).unwrap_or(1024);
+    if spool_max_mb == 0 {
+        bail!("--spool-max-mb must be at least 1");
+    }
+    let delivery = DeliverySettings {
+        spool_dir: common.spool_dir.clone().or(file.spool_dir.as_ref().map(rel)),
+        spool_max_bytes: spool_max_mb * MIB as u64,
+        queue_alerts: positive(file.queue_alerts, 10_000, "output.queue_alerts")?,
+        drain_timeout: Duration::from_secs(drain),
+    };
+    Ok(OutputSettings {
+        rotation,
+        syslog,
+        http,
+        delivery,
     })
 }
 
