@@ -607,6 +607,105 @@ mod tests {
 }
 
 #[cfg(test)]
+mod output_tests {
+    use super::*;
+    use crate::sink::syslog::SyslogProto;
+
+    fn with_config(text: &str, common: CommonArgs) -> (tempfile::TempDir, anyhow::Result<Settings>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("n.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let common = CommonArgs {
+            config: Some(cfg),
+            ..common
+        };
+        let s = settings(None, &common);
+        (dir, s)
+    }
+
+    #[test]
+    fn output_section_and_flags_merge() {
+        let text = "[output]\nspool_dir = \"spool\"\nspool_max_mb = 5\nalerts_max_mb = 2\n\
+                    [output.syslog]\nurl = \"tls://siem.example:6514\"\nformat = \"cef\"\nca = \"ca.pem\"\nfacility = \"audit\"\n\
+                    [[output.http]]\nkind = \"splunk_hec\"\nurl = \"https://splunk.example:8088\"\ntoken_file = \"t\"\n";
+        let (dir, s) = with_config(
+            text,
+            CommonArgs {
+                syslog_server_name: Some("siem.internal".into()),
+                drain_timeout_secs: Some(3),
+                ..CommonArgs::default()
+            },
+        );
+        let s = s.unwrap();
+        let o = &s.outputs;
+        let sys = o.syslog.as_ref().unwrap();
+        assert_eq!((sys.proto, sys.host.as_str(), sys.port), (SyslogProto::Tls, "siem.example", 6514));
+        assert_eq!(sys.format, SyslogFormat::Cef);
+        assert_eq!(sys.facility, Facility(13));
+        assert_eq!(sys.ca.as_deref(), Some(dir.path().join("ca.pem").as_path()), "relative to the config");
+        assert_eq!(sys.server_name.as_deref(), Some("siem.internal"), "flag applies over the file");
+        assert_eq!(o.delivery.spool_dir.as_deref(), Some(dir.path().join("spool").as_path()));
+        assert_eq!(o.delivery.spool_max_bytes, 5 * MIB as u64);
+        assert_eq!(o.delivery.drain_timeout, Duration::from_secs(3));
+        assert_eq!(o.rotation, Some(Rotation { max_bytes: 2 * MIB as u64, keep: 5 }));
+        assert_eq!(o.http.len(), 1);
+        assert_eq!(o.http[0].1, dir.path());
+    }
+
+    #[test]
+    fn bad_output_settings_are_one_line_errors_naming_the_value() {
+        for (text, common, needle) in [
+            (
+                "",
+                CommonArgs {
+                    syslog: Some("http://x".into()),
+                    ..CommonArgs::default()
+                },
+                "http://x",
+            ),
+            ("[output.syslog]\nurl = \"tcp://h:1\"\nfacility = \"local9\"\n", CommonArgs::default(), "local9"),
+            (
+                "",
+                CommonArgs {
+                    syslog_ca: Some("x".into()),
+                    ..CommonArgs::default()
+                },
+                "--syslog URL",
+            ),
+            (
+                "",
+                CommonArgs {
+                    alerts: Some("off".into()),
+                    ..CommonArgs::default()
+                },
+                "no alert output",
+            ),
+            ("[output]\nalerts_max_mb = 1\nalerts_keep = 0\n", CommonArgs::default(), "--alerts-keep"),
+            ("[output]\nspool_max_mb = 0\n", CommonArgs::default(), "--spool-max-mb"),
+        ] {
+            let (_d, s) = with_config(text, common);
+            let e = format!("{:#}", s.unwrap_err());
+            assert!(e.contains(needle) && !e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn alerts_off_with_syslog_is_fine() {
+        let (_d, s) = with_config(
+            "",
+            CommonArgs {
+                alerts: Some("off".into()),
+                syslog: Some("udp://127.0.0.1:5514".into()),
+                ..CommonArgs::default()
+            },
+        );
+        let s = s.unwrap();
+        assert_eq!(s.alerts, AlertOutput::Off);
+        assert!(s.outputs.syslog.is_some());
+    }
+}
+
+#[cfg(test)]
 mod example_config {
     #[test]
     fn bundled_example_config_is_valid() {
