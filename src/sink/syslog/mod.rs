@@ -240,9 +240,10 @@ impl SyslogTransport {
             }
         }
         // TLS 1.3 ends the client's handshake before the server has checked the client's
-        // certificate: a refusal arrives as an alert right after. Wait briefly for it (or for
-        // session tickets) so a refused client certificate fails here, not in the first write.
-        if self.cfg.client_cert.is_some() && s.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+        // certificate (or noticed it lacks one): a refusal arrives as an alert right after, and
+        // alerts written meanwhile would be lost. Wait briefly for it (or for session tickets)
+        // so a refused client fails here, not in the first write. Once per connection.
+        if s.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
             let _ = s.sock.set_read_timeout(Some(Duration::from_millis(300)));
             let mut scratch = [0u8; 256];
             match s.read(&mut scratch) {
