@@ -45,16 +45,38 @@ pub struct Rsyslog {
     pub dir: PathBuf,
     pub port: u16,
     listener: Listener,
+    /// Network namespace to run in (`ip netns exec`), loopback otherwise.
+    pub netns: Option<String>,
+}
+
+/// Runs `f` on a thread that has joined network namespace `ns` (sockets it creates live there).
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns on a valid namespace descriptor; affects only this thread.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread panicked")
 }
 
 impl Rsyslog {
     /// Starts rsyslogd writing each message's MSG part, one per line, to `dir/out.log`.
     pub fn start(dir: &Path, port: u16, listener: Listener) -> Rsyslog {
+        Self::start_in(dir, port, listener, None)
+    }
+
+    /// Like [`Rsyslog::start`], inside network namespace `netns` when given.
+    pub fn start_in(dir: &Path, port: u16, listener: Listener, netns: Option<&str>) -> Rsyslog {
         let mut r = Rsyslog {
             child: None,
             dir: dir.to_path_buf(),
             port,
             listener,
+            netns: netns.map(String::from),
         };
         r.restart();
         r
@@ -91,7 +113,15 @@ impl Rsyslog {
         let conf_path = self.dir.join("rsyslog.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let _ = std::fs::remove_file(self.dir.join("rsyslog.pid"));
-        let child = Command::new("/usr/sbin/rsyslogd")
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/sbin/rsyslogd"]);
+                c
+            }
+            None => Command::new("/usr/sbin/rsyslogd"),
+        };
+        let child = cmd
             .arg("-n")
             .arg("-f")
             .arg(&conf_path)
@@ -106,7 +136,14 @@ impl Rsyslog {
         loop {
             let ready = match self.listener {
                 Listener::Udp => self.dir.join("rsyslog.pid").exists(),
-                _ => std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+                _ => {
+                    let port = self.port;
+                    let probe = move || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+                    match &self.netns {
+                        Some(ns) => in_netns(ns, probe),
+                        None => probe(),
+                    }
+                }
             };
             if ready {
                 break;
