@@ -30,8 +30,16 @@ struct Netns {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("iproute2 'ip' is installed");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 'ip' is installed");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Netns {
@@ -43,7 +51,9 @@ impl Netns {
         };
         ip(&["netns", "add", &n.a]);
         ip(&["netns", "add", &n.b]);
-        ip(&["link", "add", "ngbva", "netns", &n.a, "type", "veth", "peer", "name", "ngbvb", "netns", &n.b]);
+        ip(&[
+            "link", "add", "ngbva", "netns", &n.a, "type", "veth", "peer", "name", "ngbvb", "netns", &n.b,
+        ]);
         ip(&["-n", &n.a, "addr", "add", "10.99.0.1/24", "dev", "ngbva"]);
         ip(&["-n", &n.b, "addr", "add", "10.99.0.2/24", "dev", "ngbvb"]);
         for (ns, dev) in [(&n.a, "ngbva"), (&n.b, "ngbvb")] {
@@ -51,7 +61,9 @@ impl Netns {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             // Offloads would hand libpcap 64 KiB super-frames; a SPAN port never does.
             let _ = Command::new("ip")
-                .args(["netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"])
+                .args([
+                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                ])
                 .output();
         }
         n
@@ -86,8 +98,14 @@ fn leak(ns: &str, range: std::ops::Range<usize>) {
     in_netns(ns, move || {
         for i in range {
             let mut c = TcpStream::connect(("10.99.0.2", SERVER_PORT)).unwrap();
-            c.write_all(format!("POST /kyc HTTP/1.1\r\nHost: x\r\n\r\ncustomer cnic {} verified", cnic(i)).as_bytes())
-                .unwrap();
+            c.write_all(
+                format!(
+                    "POST /kyc HTTP/1.1\r\nHost: x\r\n\r\ncustomer cnic {} verified",
+                    cnic(i)
+                )
+                .as_bytes(),
+            )
+            .unwrap();
             c.shutdown(std::net::Shutdown::Write).unwrap();
             let mut rest = Vec::new();
             let _ = c.read_to_end(&mut rest);
@@ -109,7 +127,14 @@ impl Sensor {
             .args(["netns", "exec", ns, bin()])
             .args(["capture", "-i", "ngbva", "--bpf"])
             .arg(format!("tcp port {SERVER_PORT}"))
-            .args(["--home-net", "10.99.0.1/32", "--metrics-listen", "off", "--workers", "2"])
+            .args([
+                "--home-net",
+                "10.99.0.1/32",
+                "--metrics-listen",
+                "off",
+                "--workers",
+                "2",
+            ])
             .arg("--alerts")
             .arg(&alerts)
             .arg("--pii-key-file")
@@ -143,7 +168,11 @@ impl Sensor {
     fn wait_stderr(&self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while !self.stderr.lock().unwrap().contains(needle) {
-            assert!(Instant::now() < deadline, "sensor never logged '{needle}': {}", self.stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "sensor never logged '{needle}': {}",
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -161,7 +190,11 @@ impl Sensor {
             } else if n > 0 && last.1.elapsed() > Duration::from_millis(800) {
                 return n;
             }
-            assert!(Instant::now() < deadline, "alert file never settled: {}", self.stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "alert file never settled: {}",
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -187,7 +220,11 @@ impl Sensor {
                 assert!(st.success(), "sensor exit {st}: {}", self.stderr.lock().unwrap());
                 break;
             }
-            assert!(Instant::now() < deadline, "sensor did not stop on SIGTERM: {}", self.stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "sensor did not stop on SIGTERM: {}",
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -254,7 +291,11 @@ fn receiver_killed_and_sensor_restarted_mid_capture_loses_no_alert() {
     let first = Sensor::start(dir.path(), "1", ns, &args);
     leak(ns, 0..60);
     let n = first.settle();
-    assert_eq!(rs.wait_lines(n, Duration::from_secs(20)).len(), n, "receiver up: delivered live");
+    assert_eq!(
+        rs.wait_lines(n, Duration::from_secs(20)).len(),
+        n,
+        "receiver up: delivered live"
+    );
 
     // The receiver dies mid-capture; the sensor goes on raising alerts, which must be spooled.
     rs.kill();
@@ -267,7 +308,11 @@ fn receiver_killed_and_sensor_restarted_mid_capture_loses_no_alert() {
     leak(ns, 120..150);
     let n = first.settle();
     let got = rs.wait_lines(n, Duration::from_secs(60));
-    assert!(got.len() >= n, "after the receiver returned: {} of {n} alerts", got.len());
+    assert!(
+        got.len() >= n,
+        "after the receiver returned: {} of {n} alerts",
+        got.len()
+    );
 
     // Down again, and now the sensor itself is stopped (SIGTERM) before it can deliver.
     rs.kill();
@@ -314,7 +359,15 @@ fn receiver_killed_and_sensor_restarted_mid_capture_loses_no_alert() {
     };
     assert_eq!(hashes_of(&raised), want, "the sensor raised one alert per leak");
     let unique: BTreeSet<&String> = got.iter().collect();
-    assert_eq!(unique.len(), raised.len(), "every alert arrived ({} messages with duplicates)", got.len());
+    assert_eq!(
+        unique.len(),
+        raised.len(),
+        "every alert arrived ({} messages with duplicates)",
+        got.len()
+    );
     let raised_set: BTreeSet<&String> = raised.iter().collect();
-    assert!(unique == raised_set, "what arrived is exactly what was raised, byte for byte");
+    assert!(
+        unique == raised_set,
+        "what arrived is exactly what was raised, byte for byte"
+    );
 }

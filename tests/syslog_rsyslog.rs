@@ -45,12 +45,19 @@ fn run_read(c: &Case, tag: &str, extra: &[&str]) -> (Vec<String>, Run) {
 }
 
 fn assert_all_arrived_exactly(c: &Case, sent: &[String], rs: &Rsyslog) {
-    assert_eq!(hashes_of(sent), c.hashes, "the sensor raised one alert per leaking flow");
+    assert_eq!(
+        hashes_of(sent),
+        c.hashes,
+        "the sensor raised one alert per leaking flow"
+    );
     let got = rs.wait_lines(sent.len(), Duration::from_secs(15));
     assert_eq!(got.len(), sent.len(), "every alert arrived, once");
     // Same fan-out order for both outputs, and MSG is the alert line byte for byte.
     for (i, (g, s)) in got.iter().zip(sent).enumerate() {
-        assert!(g == s, "syslog message {i} differs from the alert line written to the file");
+        assert!(
+            g == s,
+            "syslog message {i} differs from the alert line written to the file"
+        );
     }
 }
 
@@ -62,13 +69,24 @@ fn tls_server_auth_only_delivers_every_alert_exactly() {
     let c = case(200);
     let pki = Pki::new("test CA");
     let port = free_port();
-    let rs = Rsyslog::start(c.dir.path(), port, tls_listener(&pki, &["localhost", "127.0.0.1"], false));
+    let rs = Rsyslog::start(
+        c.dir.path(),
+        port,
+        tls_listener(&pki, &["localhost", "127.0.0.1"], false),
+    );
     let url = format!("tls://localhost:{port}");
     let spool = c.dir.path().join("spool");
     let (sent, run) = run_read(
         &c,
         "a",
-        &["--syslog", &url, "--syslog-ca", pki.ca_path().to_str().unwrap(), "--spool-dir", spool.to_str().unwrap()],
+        &[
+            "--syslog",
+            &url,
+            "--syslog-ca",
+            pki.ca_path().to_str().unwrap(),
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ],
     );
     assert!(run.status.success(), "{}", run.stderr);
     assert_all_arrived_exactly(&c, &sent, &rs);
@@ -88,7 +106,14 @@ fn mutual_tls_required_by_rsyslog_works_with_a_client_certificate_and_refuses_wi
     let url = format!("tls://localhost:{port}");
     let ca = pki.ca_path();
     let spool = c.dir.path().join("spool");
-    let base = ["--syslog", &url, "--syslog-ca", ca.to_str().unwrap(), "--spool-dir", spool.to_str().unwrap()];
+    let base = [
+        "--syslog",
+        &url,
+        "--syslog-ca",
+        ca.to_str().unwrap(),
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ];
 
     // Without a certificate the receiver refuses us: nothing arrives, everything is spooled.
     let mut args = base.to_vec();
@@ -105,13 +130,21 @@ fn mutual_tls_required_by_rsyslog_works_with_a_client_certificate_and_refuses_wi
 
     // With one: the spooled alerts of the first run arrive first, then this run's.
     let mut args = base.to_vec();
-    args.extend(["--syslog-cert", client.cert_path.to_str().unwrap(), "--syslog-key", client.key_path.to_str().unwrap()]);
+    args.extend([
+        "--syslog-cert",
+        client.cert_path.to_str().unwrap(),
+        "--syslog-key",
+        client.key_path.to_str().unwrap(),
+    ]);
     let (sent_second, run) = run_read(&c, "cert", &args);
     assert!(run.status.success(), "{}", run.stderr);
     let want: Vec<String> = sent_first.iter().chain(&sent_second).cloned().collect();
     let got = rs.wait_lines(want.len(), Duration::from_secs(15));
     assert_eq!(got.len(), want.len());
-    assert!(got == want, "spooled alerts first, then live ones, each exactly as written");
+    assert!(
+        got == want,
+        "spooled alerts first, then live ones, each exactly as written"
+    );
 }
 
 fn refused_then_delivered(server_names: &[&str], wrong_ca: bool, server_name_flag: Option<&str>, needle: &str) {
@@ -123,7 +156,14 @@ fn refused_then_delivered(server_names: &[&str], wrong_ca: bool, server_name_fla
     let url = format!("tls://localhost:{port}");
     let spool = c.dir.path().join("spool");
     let bad_ca = if wrong_ca { other.ca_path() } else { pki.ca_path() };
-    let mut args = vec!["--syslog", &url, "--spool-dir", spool.to_str().unwrap(), "--drain-timeout-secs", "1"];
+    let mut args = vec![
+        "--syslog",
+        &url,
+        "--spool-dir",
+        spool.to_str().unwrap(),
+        "--drain-timeout-secs",
+        "1",
+    ];
     args.extend(["--syslog-ca", bad_ca.to_str().unwrap()]);
     if let Some(n) = server_name_flag {
         args.extend(["--syslog-server-name", n]);
@@ -135,8 +175,14 @@ fn refused_then_delivered(server_names: &[&str], wrong_ca: bool, server_name_fla
         .lines()
         .find(|l| l.contains(needle))
         .unwrap_or_else(|| panic!("no line saying '{needle}': {}", run.stderr));
-    assert!(line.contains(&format!("tls://localhost:{port}")), "the error names the receiver: {line}");
-    assert!(rs.lines().is_empty(), "nothing sent over a connection that failed verification");
+    assert!(
+        line.contains(&format!("tls://localhost:{port}")),
+        "the error names the receiver: {line}"
+    );
+    assert!(
+        rs.lines().is_empty(),
+        "nothing sent over a connection that failed verification"
+    );
     assert_eq!(sent.len(), 60);
 
     // Fixed configuration, next start, nothing new to read: the spool is delivered.
@@ -148,7 +194,14 @@ fn refused_then_delivered(server_names: &[&str], wrong_ca: bool, server_name_fla
         c.dir.path(),
         &empty,
         &alerts,
-        &["--syslog", &url, "--syslog-ca", ca.to_str().unwrap(), "--spool-dir", spool.to_str().unwrap()],
+        &[
+            "--syslog",
+            &url,
+            "--syslog-ca",
+            ca.to_str().unwrap(),
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ],
     )
     .output()
     .unwrap();
@@ -169,7 +222,12 @@ fn wrong_server_name_is_refused_with_one_clear_line_and_spooled() {
     if !rsyslog_available() {
         return;
     }
-    refused_then_delivered(&["localhost"], false, Some("siem.wrong.example"), "not valid for the name");
+    refused_then_delivered(
+        &["localhost"],
+        false,
+        Some("siem.wrong.example"),
+        "not valid for the name",
+    );
 }
 
 #[test]
@@ -223,7 +281,10 @@ fn cef_format_reaches_rsyslog_as_one_cef_record_per_alert() {
     }
     for i in 0..30 {
         let digits: String = cnic(i).chars().filter(char::is_ascii_digit).collect();
-        assert!(got.iter().all(|l| !l.contains(&cnic(i)) && !l.contains(&digits)), "a clear CNIC reached the CEF output");
+        assert!(
+            got.iter().all(|l| !l.contains(&cnic(i)) && !l.contains(&digits)),
+            "a clear CNIC reached the CEF output"
+        );
     }
     hashes.sort();
     assert_eq!(hashes, c.hashes);

@@ -431,10 +431,7 @@ fn output_settings(
         }
         Some(url) => {
             let mut c = SyslogConfig::parse_url(&url, observer_name).map_err(|e| anyhow::anyhow!(e))?;
-            c.format = common
-                .syslog_format
-                .or(fs.and_then(|s| s.format))
-                .unwrap_or_default();
+            c.format = common.syslog_format.or(fs.and_then(|s| s.format)).unwrap_or_default();
             if let Some(f) = common.syslog_facility.clone().or(fs.and_then(|s| s.facility.clone())) {
                 c.facility = Facility::parse(&f).ok_or_else(|| {
                     anyhow::anyhow!("bad syslog facility '{f}': expected local0 … local7, user, daemon, auth, authpriv, audit or 0–23")
@@ -452,12 +449,13 @@ fn output_settings(
                 .syslog_server_name
                 .clone()
                 .or(fs.and_then(|s| s.server_name.clone()));
-            c.insecure_skip_verify = common.syslog_tls_insecure_skip_verify
-                || fs.and_then(|s| s.tls_insecure_skip_verify).unwrap_or(false);
+            c.insecure_skip_verify =
+                common.syslog_tls_insecure_skip_verify || fs.and_then(|s| s.tls_insecure_skip_verify).unwrap_or(false);
             Some(c)
         }
     };
-    let mut http: Vec<(HttpOutputConfig, PathBuf)> = file.http.iter().map(|h| (h.clone(), base.to_path_buf())).collect();
+    let mut http: Vec<(HttpOutputConfig, PathBuf)> =
+        file.http.iter().map(|h| (h.clone(), base.to_path_buf())).collect();
     http.extend(common.http.configs()?.into_iter().map(|h| (h, PathBuf::new())));
     let drain = common.drain_timeout_secs.or(file.drain_timeout_secs).unwrap_or(10);
     let spool_max_mb = common.spool_max_mb.or(file.spool_max_mb).unwrap_or(1024);
@@ -639,15 +637,35 @@ mod output_tests {
         let s = s.unwrap();
         let o = &s.outputs;
         let sys = o.syslog.as_ref().unwrap();
-        assert_eq!((sys.proto, sys.host.as_str(), sys.port), (SyslogProto::Tls, "siem.example", 6514));
+        assert_eq!(
+            (sys.proto, sys.host.as_str(), sys.port),
+            (SyslogProto::Tls, "siem.example", 6514)
+        );
         assert_eq!(sys.format, SyslogFormat::Cef);
         assert_eq!(sys.facility, Facility(13));
-        assert_eq!(sys.ca.as_deref(), Some(dir.path().join("ca.pem").as_path()), "relative to the config");
-        assert_eq!(sys.server_name.as_deref(), Some("siem.internal"), "flag applies over the file");
-        assert_eq!(o.delivery.spool_dir.as_deref(), Some(dir.path().join("spool").as_path()));
+        assert_eq!(
+            sys.ca.as_deref(),
+            Some(dir.path().join("ca.pem").as_path()),
+            "relative to the config"
+        );
+        assert_eq!(
+            sys.server_name.as_deref(),
+            Some("siem.internal"),
+            "flag applies over the file"
+        );
+        assert_eq!(
+            o.delivery.spool_dir.as_deref(),
+            Some(dir.path().join("spool").as_path())
+        );
         assert_eq!(o.delivery.spool_max_bytes, 5 * MIB as u64);
         assert_eq!(o.delivery.drain_timeout, Duration::from_secs(3));
-        assert_eq!(o.rotation, Some(Rotation { max_bytes: 2 * MIB as u64, keep: 5 }));
+        assert_eq!(
+            o.rotation,
+            Some(Rotation {
+                max_bytes: 2 * MIB as u64,
+                keep: 5
+            })
+        );
         assert_eq!(o.http.len(), 1);
         assert_eq!(o.http[0].1, dir.path());
     }
@@ -663,7 +681,11 @@ mod output_tests {
                 },
                 "http://x",
             ),
-            ("[output.syslog]\nurl = \"tcp://h:1\"\nfacility = \"local9\"\n", CommonArgs::default(), "local9"),
+            (
+                "[output.syslog]\nurl = \"tcp://h:1\"\nfacility = \"local9\"\n",
+                CommonArgs::default(),
+                "local9",
+            ),
             (
                 "",
                 CommonArgs {
@@ -680,7 +702,11 @@ mod output_tests {
                 },
                 "no alert output",
             ),
-            ("[output]\nalerts_max_mb = 1\nalerts_keep = 0\n", CommonArgs::default(), "--alerts-keep"),
+            (
+                "[output]\nalerts_max_mb = 1\nalerts_keep = 0\n",
+                CommonArgs::default(),
+                "--alerts-keep",
+            ),
             ("[output]\nspool_max_mb = 0\n", CommonArgs::default(), "--spool-max-mb"),
         ] {
             let (_d, s) = with_config(text, common);

@@ -108,10 +108,7 @@ impl Output {
         let mut side = self.side();
         if !side.spilling {
             match tx.try_send(line) {
-                Ok(()) => {
-                    self.m.queue_depth.set(tx.len() as i64);
-                    return;
-                }
+                Ok(()) => self.m.queue_depth.set(tx.len() as i64),
                 Err(TrySendError::Full(l)) | Err(TrySendError::Disconnected(l)) => {
                     if side.spool.is_none() {
                         self.m.dropped("queue_full", 1);
@@ -119,10 +116,10 @@ impl Output {
                             side.full_logged = true;
                             tracing::error!(output = %self.name, "output queue full and no --spool-dir: dropping alerts for this output (nigehban_output_dropped_total)");
                         }
-                        return;
+                    } else {
+                        side.spilling = true;
+                        self.append(&mut side, &l);
                     }
-                    side.spilling = true;
-                    self.append(&mut side, &l);
                 }
             }
         } else {

@@ -194,7 +194,11 @@ mod tests {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
             t.send(&refs).unwrap();
         }
-        let (cur, one, two) = (read(&path), read(&dir.path().join("alerts.json.1")), read(&dir.path().join("alerts.json.2")));
+        let (cur, one, two) = (
+            read(&path),
+            read(&dir.path().join("alerts.json.1")),
+            read(&dir.path().join("alerts.json.2")),
+        );
         assert_eq!(cur, "{\"n\":006}\n");
         assert_eq!(one, "{\"n\":004}\n{\"n\":005}\n");
         assert_eq!(two, "{\"n\":002}\n{\"n\":003}\n");

@@ -161,7 +161,11 @@ fn fan_out(
         o.sync();
     }
     let _ = deadline.set(Instant::now() + drain);
-    tracing::debug!(alerts = n, drain_secs = drain.as_secs(), "all alerts handed to outputs; draining");
+    tracing::debug!(
+        alerts = n,
+        drain_secs = drain.as_secs(),
+        "all alerts handed to outputs; draining"
+    );
     // Dropping the senders tells each delivery thread that no more live alerts come.
     drop(outputs);
     n

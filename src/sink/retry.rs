@@ -74,7 +74,11 @@ mod tests {
         for n in 0..12u32 {
             let nominal = (base * 2u32.pow(n)).min(max);
             let d = b.fail(false);
-            assert!(d >= nominal / 2 && d <= nominal, "failure {n}: {d:?} outside [{:?}, {nominal:?}]", nominal / 2);
+            assert!(
+                d >= nominal / 2 && d <= nominal,
+                "failure {n}: {d:?} outside [{:?}, {nominal:?}]",
+                nominal / 2
+            );
         }
         assert_eq!(b.failures(), 12);
         b.reset();

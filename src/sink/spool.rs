@@ -282,7 +282,8 @@ impl Spool {
     pub fn sync(&mut self) -> Result<(), SpoolError> {
         if self.unsynced > 0 {
             if let (Some(w), Some(s)) = (&self.writer, self.segments.back()) {
-                w.sync_data().map_err(io(&self.dir.join(seg_name(s.id)), "sync segment"))?;
+                w.sync_data()
+                    .map_err(io(&self.dir.join(seg_name(s.id)), "sync segment"))?;
             }
             self.unsynced = 0;
         }

@@ -118,7 +118,10 @@ fn slow_receiver_overflows_to_spool_without_blocking_and_keeps_order() {
     let (n, m) = run(&script, &settings(Some(dir.path()), 8, 60_000), &all, || {});
     assert_eq!(n, 2000);
     assert_eq!(*script.got.lock().unwrap(), all);
-    assert!(metric(&m, "nigehban_output_spooled_total") > 0.0, "a queue of 8 must overflow");
+    assert!(
+        metric(&m, "nigehban_output_spooled_total") > 0.0,
+        "a queue of 8 must overflow"
+    );
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
 
@@ -129,7 +132,10 @@ fn receiver_down_at_exit_leaves_everything_in_the_spool_for_the_next_run() {
     let first = alerts(300, "x");
     let t0 = Instant::now();
     let (_, m) = run(&script, &settings(Some(dir.path()), 16, 300), &first, || {});
-    assert!(t0.elapsed() < Duration::from_secs(5), "shutdown is bounded by the drain timeout");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "shutdown is bounded by the drain timeout"
+    );
     assert!(script.got.lock().unwrap().is_empty());
     assert!(metric(&m, "nigehban_output_spool_bytes") > 0.0);
     // Next start: the receiver is up; spooled alerts go first, then the new ones.
@@ -186,7 +192,11 @@ fn one_dead_output_does_not_hold_back_another() {
     while live.got.lock().unwrap().len() < all.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(*live.got.lock().unwrap(), all, "the live output got everything while the other was dead");
+    assert_eq!(
+        *live.got.lock().unwrap(),
+        all,
+        "the live output got everything while the other was dead"
+    );
     drop(tx);
     sink.finish();
 }

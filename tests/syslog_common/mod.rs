@@ -37,7 +37,12 @@ pub enum Listener {
     Tcp,
     Udp,
     /// TLS with the ossl driver; `mutual` requires a client certificate signed by `ca`.
-    Tls { ca: PathBuf, cert: PathBuf, key: PathBuf, mutual: bool },
+    Tls {
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+        mutual: bool,
+    },
 }
 
 pub struct Rsyslog {
@@ -226,7 +231,8 @@ pub fn hashes_of(lines: &[String]) -> Vec<String> {
     let mut v: Vec<String> = lines
         .iter()
         .flat_map(|l| {
-            let a: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not an alert JSON line ({e})"));
+            let a: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not an alert JSON line ({e})"));
             a["pii"]["matches"]
                 .as_array()
                 .unwrap()

@@ -7,7 +7,10 @@ use proptest::prelude::*;
 enum Op {
     Append(String),
     /// Peek up to `max`, then acknowledge `ack` of what came back (clamped).
-    PeekAck { max: usize, ack: usize },
+    PeekAck {
+        max: usize,
+        ack: usize,
+    },
     Prepend(Vec<String>),
     Sync,
     /// Drop the spool without syncing and open it again (a crash after `write`: the page cache
@@ -15,7 +18,9 @@ enum Op {
     Reopen,
     /// Sync, drop, cut `cut` bytes (at least 1) off the newest segment inside its last record,
     /// reopen: a crash in the middle of writing that record.
-    TearLast { cut: usize },
+    TearLast {
+        cut: usize,
+    },
 }
 
 fn record() -> impl Strategy<Value = String> {
@@ -51,7 +56,10 @@ fn newest_segment(dir: &Path) -> Option<PathBuf> {
 fn check_contents(spool: &mut Spool, model: &VecDeque<String>) {
     let all = spool.peek(usize::MAX).unwrap();
     assert_eq!(all.len(), model.len(), "record count differs from the model");
-    assert!(all.iter().zip(model.iter()).all(|(a, b)| a == b), "records differ from the model");
+    assert!(
+        all.iter().zip(model.iter()).all(|(a, b)| a == b),
+        "records differ from the model"
+    );
     assert_eq!(spool.is_empty(), model.is_empty());
 }
 
@@ -156,8 +164,15 @@ fn acknowledged_records_stay_acknowledged_after_restart() {
     s.peek(100).unwrap();
     s.ack(7).unwrap();
     assert!(s.is_empty());
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(files, vec![std::ffi::OsString::from("lock")], "a drained spool leaves no segments or cursor");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        files,
+        vec![std::ffi::OsString::from("lock")],
+        "a drained spool leaves no segments or cursor"
+    );
 }
 
 #[test]

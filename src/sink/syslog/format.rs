@@ -158,7 +158,11 @@ impl Header {
             .format(TIMESTAMP)
             .unwrap_or_else(|_| "-".into());
         let mut head = String::with_capacity(96);
-        let _ = write!(head, "<{pri}>1 {ts} {} nigehban {} alert - ", self.hostname, self.procid);
+        let _ = write!(
+            head,
+            "<{pri}>1 {ts} {} nigehban {} alert - ",
+            self.hostname, self.procid
+        );
         out.extend_from_slice(head.as_bytes());
         out.extend_from_slice(msg.as_bytes());
     }
@@ -227,7 +231,10 @@ fn cef_severity(s: Option<u8>) -> u8 {
 pub fn cef(line: &str, view: &AlertView) -> String {
     let mut out = String::with_capacity(line.len());
     out.push_str("CEF:0|Nigehban|Nigehban|");
-    cef_header(&mut out, view.observer.version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION")));
+    cef_header(
+        &mut out,
+        view.observer.version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION")),
+    );
     out.push('|');
     cef_header(&mut out, view.rule.id.as_deref().unwrap_or("unknown"));
     out.push('|');
@@ -245,7 +252,15 @@ pub fn cef(line: &str, view: &AlertView) -> String {
     ext(&mut out, "spt", view.source.port.map(|p| p.to_string()).as_deref());
     ext(&mut out, "dst", view.destination.ip.as_deref());
     ext(&mut out, "dpt", view.destination.port.map(|p| p.to_string()).as_deref());
-    ext(&mut out, "proto", view.network.transport.as_deref().map(str::to_ascii_uppercase).as_deref());
+    ext(
+        &mut out,
+        "proto",
+        view.network
+            .transport
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref(),
+    );
     ext(&mut out, "deviceDirection", Some("1"));
     ext(&mut out, "msg", view.message.as_deref());
     ext(&mut out, "externalId", view.event.id.as_deref());
@@ -257,7 +272,8 @@ pub fn cef(line: &str, view: &AlertView) -> String {
         ext(&mut out, "cs1", view.network.community_id.as_deref());
     }
     if !view.pii.matches.is_empty() {
-        let list = |f: fn(&MatchView) -> Option<&str>| view.pii.matches.iter().filter_map(f).collect::<Vec<_>>().join(",");
+        let list =
+            |f: fn(&MatchView) -> Option<&str>| view.pii.matches.iter().filter_map(f).collect::<Vec<_>>().join(",");
         ext(&mut out, "cs2Label", Some("piiTypes"));
         ext(&mut out, "cs2", Some(&list(|m| m.kind.as_deref())));
         ext(&mut out, "cs3Label", Some("piiHashes"));

@@ -82,7 +82,9 @@ impl SyslogConfig {
     /// Parses `udp://host:port`, `tcp://host:port` or `tls://host:port` (port optional;
     /// IPv6 hosts in brackets). Other fields take their defaults.
     pub fn parse_url(url: &str, hostname: &str) -> Result<SyslogConfig, String> {
-        let bad = |why: &str| format!("bad syslog URL '{url}': {why} (expected udp://host:514, tcp://host:601 or tls://host:6514)");
+        let bad = |why: &str| {
+            format!("bad syslog URL '{url}': {why} (expected udp://host:514, tcp://host:601 or tls://host:6514)")
+        };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let (proto, default_port) = match scheme {
             "udp" => (SyslogProto::Udp, 514),
@@ -436,13 +438,24 @@ mod tests {
     #[test]
     fn url_parsing() {
         let c = SyslogConfig::parse_url("tls://siem.example:6514", "h").unwrap();
-        assert_eq!((c.proto, c.host.as_str(), c.port), (SyslogProto::Tls, "siem.example", 6514));
+        assert_eq!(
+            (c.proto, c.host.as_str(), c.port),
+            (SyslogProto::Tls, "siem.example", 6514)
+        );
         let c = SyslogConfig::parse_url("udp://10.0.0.1", "h").unwrap();
         assert_eq!((c.proto, c.port), (SyslogProto::Udp, 514));
         let c = SyslogConfig::parse_url("tcp://[::1]:1601", "h").unwrap();
         assert_eq!((c.host.as_str(), c.port), ("::1", 1601));
         assert_eq!(c.url(), "tcp://[::1]:1601");
-        for bad in ["http://x", "tcp://", "tcp://h:0", "tcp://h:x", "tls://u@h:1", "tcp://h:1/path", "h:514"] {
+        for bad in [
+            "http://x",
+            "tcp://",
+            "tcp://h:0",
+            "tcp://h:x",
+            "tls://u@h:1",
+            "tcp://h:1/path",
+            "h:514",
+        ] {
             let e = SyslogConfig::parse_url(bad, "h").unwrap_err();
             assert!(e.contains(bad) && e.contains("expected"), "{e}");
         }
@@ -506,12 +519,16 @@ mod tests {
         let mut cfg = SyslogConfig::parse_url(&format!("udp://127.0.0.1:{port}"), "sensor").unwrap();
         cfg.format = SyslogFormat::Cef;
         let mut t = SyslogTransport::new(cfg).unwrap();
-        t.send(&[r#"{"rule":{"id":"R1","name":"n"},"event":{"severity":4}}"#]).unwrap();
+        t.send(&[r#"{"rule":{"id":"R1","name":"n"},"event":{"severity":4}}"#])
+            .unwrap();
         let mut b = [0u8; 2048];
         let n = rx.recv(&mut b).unwrap();
         let m = std::str::from_utf8(&b[..n]).unwrap();
         assert!(m.starts_with("<130>1 "), "{m}");
-        assert!(m.contains(" nigehban ") && m.contains(" alert - CEF:0|Nigehban|Nigehban|"), "{m}");
+        assert!(
+            m.contains(" nigehban ") && m.contains(" alert - CEF:0|Nigehban|Nigehban|"),
+            "{m}"
+        );
         assert!(m.contains("|R1|n|10|"), "{m}");
         // CEF maps only known fields; a JSON-format output sends the whole line.
         let json = SyslogConfig::parse_url(&format!("udp://127.0.0.1:{port}"), "sensor").unwrap();
