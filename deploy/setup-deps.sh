@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing Nigehban needs on Debian/Ubuntu, only where it is missing:
 # libpcap and Hyperscan (headers + pkg-config files), a C toolchain, and the tools the tests drive
-# (iproute2 for network namespaces, python3 for test peers, ethtool; GNU time for the memory bench).
+# (iproute2 for network namespaces, python3 for test peers, ethtool; GNU time for the memory bench;
+# rsyslog with its OpenSSL TLS driver as the real syslog receiver of the output tests).
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool time; do
+for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool time rsyslog rsyslog-openssl; do
   have_pkg "$p" || need+=("$p")
 done
 if ((${#need[@]})); then
