@@ -83,7 +83,11 @@ impl Receiver {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 let (tls, st) = (Arc::clone(&tls), Arc::clone(&st));
-                std::thread::spawn(move || serve(conn, tls, &st));
+                std::thread::spawn(move || {
+                    let raw = conn.try_clone().unwrap();
+                    serve(conn, tls, &st);
+                    linger(raw);
+                });
             }
         });
         Receiver { addr, pki, state }
@@ -112,6 +116,17 @@ impl Receiver {
         c.timeout_secs = Some(5);
         c
     }
+}
+
+/// Closes like a careful server (nginx's lingering close): stop writing, then read what the
+/// client still sends. Closing with unread input makes the kernel send RST, which can destroy
+/// a TLS alert (e.g. "certificate required", sent after a TLS 1.3 client already thinks the
+/// handshake is done) before the client reads it.
+fn linger(raw: TcpStream) {
+    let _ = raw.shutdown(std::net::Shutdown::Write);
+    let _ = raw.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut sink = [0u8; 4096];
+    while matches!((&raw).read(&mut sink), Ok(n) if n > 0) {}
 }
 
 /// Serves HTTP/1.1 requests on one keep-alive TLS connection until the client closes it.
