@@ -100,8 +100,11 @@ enum State {
     Head,
     /// Inside a body (see `framing`).
     Body,
-    /// Not decoding any more (parse error, lost framing, tunnel): bytes pass raw.
+    /// Not decoding any more (parse error, tunnel): bytes pass raw.
     Raw,
+    /// Framing was lost at a gap: bytes pass raw until a piece starts with a request or status
+    /// line (a new message often starts a new segment), where decoding resumes.
+    Lost,
 }
 
 /// What this direction carries, learnt from its first message.
@@ -184,12 +187,15 @@ impl HttpDecoder {
 
     /// The next in-order bytes of the direction.
     pub fn data(&mut self, mut bytes: &[u8], sink: &mut dyn ContentSink) {
+        if self.state == State::Lost && probe(&bytes[..bytes.len().min(16)]) == Probe::Yes {
+            self.state = State::Head;
+        }
         while !bytes.is_empty() {
             // Every step consumes bytes or changes state, so this ends.
             let used = match self.state {
                 State::Head => self.head_data(bytes, sink),
                 State::Body => self.body_data(bytes, sink),
-                State::Raw => {
+                State::Raw | State::Lost => {
                     sink.data(bytes);
                     bytes.len()
                 }
@@ -201,7 +207,7 @@ impl HttpDecoder {
     /// `missing` bytes (0 if unknown) will never arrive.
     pub fn gap(&mut self, missing: u64, sink: &mut dyn ContentSink) {
         match self.state {
-            State::Raw => sink.gap(),
+            State::Raw | State::Lost => sink.gap(),
             State::Head => self.lose_framing(sink),
             State::Body => {
                 let skipped = match &mut self.framing {
@@ -244,7 +250,7 @@ impl HttpDecoder {
                 self.end_body(sink);
                 self.end_message();
             }
-            State::Head | State::Raw => {}
+            State::Head | State::Raw | State::Lost => {}
         }
     }
 
@@ -428,7 +434,7 @@ impl HttpDecoder {
     }
 
     /// A gap where the message structure cannot be followed across it: what is buffered goes
-    /// raw, and so does the rest of the direction.
+    /// raw, and so does what follows until a piece starts with a new message.
     fn lose_framing(&mut self, sink: &mut dyn ContentSink) {
         sink.event(L7Event::GapInMessage);
         if self.state == State::Body {
@@ -436,13 +442,14 @@ impl HttpDecoder {
         }
         self.go_raw(sink);
         sink.gap();
+        self.state = State::Lost;
     }
 
     /// Stops decoding: opens the raw section and passes any buffered header bytes into it.
     fn go_raw(&mut self, sink: &mut dyn ContentSink) {
         sink.section(Location::Raw, b"");
         sink.data(&self.head);
-        self.head = Vec::new();
+        self.head.clear();
         self.framing = Framing::None;
         self.content = Content::Done;
         self.state = State::Raw;

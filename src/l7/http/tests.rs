@@ -174,6 +174,11 @@ fn chunked(body: &[u8], sizes: &[usize]) -> Vec<u8> {
 const JSON: &[u8] =
     br#"{"name":"Ayesha","cnic":"35202-1234567-1","ts":1700000000123,"card":"\u0034\u0031\u0031\u0031111111111111"}"#;
 
+/// A form upload: a text field and a base64-encoded CSV file.
+const MULTIPART: &[u8] = b"--XyZ\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\nnic 42101-7654321-3\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"ids.csv\"\r\nContent-Type: text/csv\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nY25pYwozNTIwMi0xMjM0NTY3LTEK\r\n--XyZ--\r\n";
+
 /// A client direction exercising every request-side decoding.
 fn request_stream() -> Vec<u8> {
     let mut s = Vec::new();
@@ -233,7 +238,7 @@ fn request_stream() -> Vec<u8> {
         "POST",
         "/upload",
         &[("Content-Type", "multipart/form-data; boundary=XyZ")],
-        b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"ids.csv\"\r\n\r\n35202-1234567-1\r\n--XyZ--\r\n",
+        MULTIPART,
     ));
     s.extend(request("DELETE", "/items/9", &[], b""));
     s
@@ -318,7 +323,12 @@ fn requests_decode_url_headers_and_bodies() {
     assert_eq!(body[7].1, expected_json, "zlib deflate");
     assert_eq!(body[8].1, b"id 3520212345671 end", "raw deflate");
     assert_eq!(body[9].1, expected_json, "brotli, chunked");
-    assert!(body[10].1.ends_with(b"--XyZ--\r\n") && memchr::memmem::find(body[10].1, b"35202-1234567-1").is_some());
+    // Multipart: the field is a named body, the file an attachment, decoded from base64.
+    assert_eq!(body[10], (&b"comment"[..], &b"nic 42101-7654321-3"[..]));
+    assert_eq!(
+        rec.of(Location::Attachment),
+        vec![(&b"ids.csv"[..], &b"cnic\n35202-1234567-1\n"[..])]
+    );
 }
 
 #[test]
@@ -616,13 +626,17 @@ fn unknown_gaps_lose_framing_and_go_raw() {
     let mut rec = Rec::default();
     d.data(b"GET /a HTTP/1.1\r\nHost: x", &mut rec);
     d.gap(0, &mut rec);
-    d.data(b"GET /b HTTP/1.1\r\n\r\n", &mut rec);
+    d.data(b"\r\n35202-1234567-1", &mut rec);
+    d.data(b"POST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nok", &mut rec);
     d.finish(&mut rec);
     assert_eq!(rec.events, [L7Event::GapInMessage]);
     let raw: Vec<_> = rec.sections.iter().filter(|s| s.location == Location::Raw).collect();
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].gaps, 1);
-    assert_eq!(raw[0].data, b"GET /a HTTP/1.1\r\nHost: xGET /b HTTP/1.1\r\n\r\n");
+    assert_eq!(raw[0].data, b"GET /a HTTP/1.1\r\nHost: x\r\n35202-1234567-1");
+    // A piece that starts with a request line resynchronises.
+    assert_eq!(rec.of(Location::Url), vec![(&b""[..], &b"/b"[..])]);
+    assert_eq!(rec.joined(Location::Body), b"ok");
 
     // A gap inside a gzip body: the rest of that body is raw, the next message decodes.
     let gz = gzip(b"abcdefghijklmnopqrstuvwxyz0123456789");
@@ -637,6 +651,38 @@ fn unknown_gaps_lose_framing_and_go_raw() {
     d.finish(&mut rec);
     assert_eq!(rec.events, [L7Event::GapInMessage]);
     assert_eq!(rec.of(Location::Url).last().unwrap().1, b"/next");
+}
+
+#[test]
+fn large_upload_streams_with_bounded_memory() {
+    let mut csv = b"cnic,amount\n".to_vec();
+    for i in 0..100_000u32 {
+        csv.extend_from_slice(format!("{:05}-{:07}-{},{}\n", 35202 + i % 7, 1_000_000 + i, i % 10, i).as_bytes());
+    }
+    let mut body = b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"all.csv\"\r\n\r\n".to_vec();
+    body.extend_from_slice(&csv);
+    body.extend_from_slice(b"\r\n--B--\r\n");
+    let msg = request(
+        "POST",
+        "/bulk",
+        &[("Content-Type", "multipart/form-data; boundary=B")],
+        &body,
+    );
+    let mut d = HttpDecoder::new();
+    let mut rec = Rec::default();
+    let mut peak = 0;
+    for piece in msg.chunks(1460) {
+        d.data(piece, &mut rec);
+        peak = peak.max(d.memory());
+    }
+    d.finish(&mut rec);
+    assert!(rec.events.is_empty(), "{}", rec.shape());
+    assert!(rec.joined(Location::Attachment) == csv, "{}", rec.shape());
+    assert!(
+        peak < 64 << 10,
+        "peak decoder memory {peak} for a {} byte upload",
+        msg.len()
+    );
 }
 
 #[test]
