@@ -63,7 +63,6 @@ pub(super) enum Step {
 }
 
 /// Streaming parser of a chunked body.
-#[derive(Debug)]
 pub(super) struct Chunked {
     phase: Phase,
     size: u64,
@@ -82,6 +81,15 @@ impl Default for Chunked {
             line: [0; LINE_KEPT],
             line_len: 0,
         }
+    }
+}
+
+/// Position only: the kept line may hold body bytes of a malformed message.
+impl std::fmt::Debug for Chunked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunked")
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
     }
 }
 

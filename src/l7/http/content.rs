@@ -128,7 +128,6 @@ enum FormPhase {
 /// Streaming `application/x-www-form-urlencoded` decoder. Each field becomes a
 /// [`Location::Body`] section named after the field, whose data is the decoded `name=value`
 /// (the name stays in the data so it counts as keyword context).
-#[derive(Debug)]
 pub(super) struct FormState {
     pct: PercentState,
     phase: FormPhase,
@@ -150,6 +149,16 @@ impl Default for FormState {
             out: [0; BATCH],
             out_len: 0,
         }
+    }
+}
+
+/// Position only: the held name and value bytes are content.
+impl std::fmt::Debug for FormState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FormState")
+            .field("phase", &self.phase)
+            .field("name_len", &self.name_len)
+            .finish_non_exhaustive()
     }
 }
 

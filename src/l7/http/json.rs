@@ -9,11 +9,18 @@ use super::percent::hex_val;
 const HELD: usize = 12;
 
 /// Decoder state between pieces: the undecided escape text.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Default, Clone, Copy)]
 pub(super) struct JsonUnescape {
     /// Invariant: `n <= HELD`; `held[..n]` is a prefix of `\uXXXX` or `\uHIGH\uXXXX`.
     held: [u8; HELD],
     n: u8,
+}
+
+/// Length only: the held escape text may spell a digit.
+impl std::fmt::Debug for JsonUnescape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonUnescape").field("held", &self.n).finish()
+    }
 }
 
 impl JsonUnescape {

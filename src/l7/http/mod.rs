@@ -450,6 +450,7 @@ impl HttpDecoder {
         sink.section(Location::Raw, b"");
         sink.data(&self.head);
         self.head.clear();
+        self.head.shrink_to(HEAD_KEEP);
         self.framing = Framing::None;
         self.content = Content::Done;
         self.state = State::Raw;

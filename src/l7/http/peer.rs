@@ -93,6 +93,10 @@ impl PeerRequests {
 
 /// `METHOD SP target SP HTTP/1.x` at the start of `p`: the method and target.
 fn request_line(p: &[u8]) -> Option<(&str, &[u8])> {
+    // Most peer packets are body bytes: reject them before looking for a line end.
+    if super::probe(&p[..p.len().min(16)]) != crate::l7::Probe::Yes {
+        return None;
+    }
     let line = &p[..memchr::memchr(b'\n', p)?];
     let sp = memchr::memchr(b' ', line)?;
     let method = super::known_method(&line[..sp])?;

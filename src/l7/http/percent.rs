@@ -54,11 +54,18 @@ pub(super) fn decode_url_into(src: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Streaming percent-decoder state: the `%` and at most one hex digit held back between pieces.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Default, Clone, Copy)]
 pub(super) struct PercentState {
     /// Invariant: `n <= 2`; `held[0] == b'%'` when `n >= 1`, `held[1]` is a hex digit when `n == 2`.
     held: [u8; 2],
     n: u8,
+}
+
+/// Length only: a held hex digit is content.
+impl std::fmt::Debug for PercentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PercentState").field("held", &self.n).finish()
+    }
 }
 
 impl PercentState {
