@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use std::io::Write;
 
 /// One section as the sink saw it: where, its name, its data, and gaps inside it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct Section {
     location: Location,
     name: Vec<u8>,
@@ -18,7 +18,7 @@ struct Section {
     gaps: usize,
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default, PartialEq, Eq)]
 struct Rec {
     sections: Vec<Section>,
     events: Vec<L7Event>,
@@ -366,6 +366,28 @@ fn responses_use_the_peer_requests_for_head_and_evidence() {
         ("GET", "app.example", "/f")
     );
     assert_eq!(ev.http_status, Some(200));
+}
+
+#[test]
+fn app_decoder_hands_requests_seen_while_sniffing_to_the_response_decoder() {
+    // The server's direction is still sniffing when the client's HEAD arrives.
+    let mut app = crate::l7::AppDecoder::new(80, 40000);
+    let mut rec = Rec::default();
+    app.peer_data(b"HEAD /r/35202-1234567-1?x=1 HTTP/1.1\r\nHost: Intra.Example\r\n\r\n");
+    app.peer_data(b"GET /next HTTP/1.1\r\nHost: intra.example\r\n\r\n");
+    assert!(app.memory() > 0);
+    app.data(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", &mut rec);
+    let ev = app.evidence().unwrap();
+    assert_eq!(
+        (ev.http_method.as_str(), ev.url_path.as_str()),
+        ("HEAD", "/r/*****-*******-*")
+    );
+    assert_eq!(ev.http_host, "intra.example");
+    app.data(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", &mut rec);
+    app.finish(&mut rec);
+    assert!(rec.events.is_empty(), "{}", rec.shape());
+    assert_eq!(rec.joined(Location::Body), b"ok");
+    assert_eq!(app.evidence().unwrap().url_path, "/next");
 }
 
 #[test]
