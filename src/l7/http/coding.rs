@@ -22,7 +22,7 @@ pub(super) const RATIO_FLOOR: u64 = 4 << 20;
 pub(super) const MAX_RATIO: u64 = 100;
 /// Size of the reused output buffer (bytes).
 const OUT_BUF: usize = 16 << 10;
-/// Heap held by one inflate state (miniz_oxide's window and tables), for memory accounting.
+/// Heap held by one inflate state (zlib-rs: 32 KiB window plus tables), for memory accounting.
 const INFLATE_STATE: usize = 43 << 10;
 
 /// A body's content coding, read from `Content-Encoding`.
