@@ -2,12 +2,13 @@
 # Installs what building and testing Nigehban needs on Debian/Ubuntu, only where it is missing:
 # libpcap and Hyperscan (headers + pkg-config files), a C toolchain, and the tools the tests drive
 # (iproute2 for network namespaces, python3 for test peers, ethtool; GNU time for the memory bench;
+# rsyslog with its OpenSSL TLS driver as the real syslog receiver of the output tests;
 # curl, dig, dnsmasq and aiosmtpd as the real clients and servers of tests/real_programs.rs).
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool time \
+for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool time rsyslog rsyslog-openssl \
   curl bind9-dnsutils dnsmasq-base python3-aiosmtpd; do
   have_pkg "$p" || need+=("$p")
 done

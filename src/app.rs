@@ -1,6 +1,7 @@
-//! Wires the stages together: loads rules and key, starts metrics, the alert writer and the
+//! Wires the stages together: loads rules and key, starts metrics, the alert outputs and the
 //! workers, runs the capture loop on the calling thread, and shuts down in order (flush batches,
-//! let workers end their flows, drain alerts).
+//! let workers end their flows, deliver or spool alerts within the drain timeout). SIGINT and
+//! SIGTERM (registered by `main`) set `stop`; SIGHUP reopens the alert file.
 
 use crate::alert::Observer;
 use crate::capture::{CaptureStats, FileSource, LiveSource, Next, RawPacket};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 pub struct Summary {
     /// Packets read from the source.
     pub packets: u64,
-    /// Alerts written.
+    /// Alerts raised (handed to the outputs).
     pub alerts: u64,
     /// Packets dropped because a worker queue was full (live only).
     pub queue_drops: u64,
@@ -61,8 +62,16 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     // Open the source before starting threads, so a bad file or interface fails cleanly.
     let mut source = Source::open(&settings.input)?;
 
+    // SIGHUP asks the file output to reopen its path (logrotate); it must not end the sensor.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
+    let out = &settings.outputs;
+    let outputs = crate::sink::build_outputs(&settings.alerts, out.rotation, out.syslog.as_ref(), &out.http, hup)?;
+    if out.delivery.spool_dir.is_none() && outputs.iter().any(|o| o.name != "stdout" && o.name != "file") {
+        tracing::warn!("no --spool-dir: alerts for an unreachable output are kept only in memory and dropped when its queue fills or at exit");
+    }
     let (alert_tx, alert_rx) = crossbeam_channel::bounded(crate::sink::QUEUE);
-    let sink = crate::sink::start(&settings.alerts, alert_rx, Arc::clone(&metrics))?;
+    let sink = crate::sink::start(outputs, &out.delivery, alert_rx, Arc::clone(&metrics))?;
     let shared = Arc::new(WorkerShared {
         matcher,
         key: Arc::new(key),
@@ -113,7 +122,9 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
             tracing::error!("a worker thread panicked");
         }
     }
-    let alerts = sink.join().unwrap_or(0);
+    // Workers are gone, so every alert sender is dropped: outputs drain (bounded by the drain
+    // timeout) and spool the rest.
+    let alerts = sink.finish();
     let capture = source.stats();
     tracing::info!(
         packets,

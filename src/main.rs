@@ -59,6 +59,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: {report}", dir.display());
             return Ok(ExitCode::SUCCESS);
         }
+        Command::HashList(a) => {
+            println!("{}", cli::hash_list::run(&a)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Read(a) => (InputArgs::Files(a.files), a.common),
         Command::Capture(a) => (
             InputArgs::Live {

@@ -7,7 +7,7 @@ use common::*;
 use nigehban::synth::{Flags, Frame, TcpConn};
 
 const CNIC: &str = "35202-1234567-2";
-const CARD: &str = "4111 1111 1111 1111";
+const CARD: &str = "4532 0173 9246 5814";
 
 fn assert_no_clear_values(run: &Run, values: &[&str]) {
     for v in values {
@@ -72,7 +72,7 @@ fn card_split_into_three_and_ten_segments_and_out_of_order() {
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(run.hashes().len(), n_three as usize + 1);
     assert!(run.hashes().iter().all(|h| *h == expected_hash(CARD)));
-    assert_eq!(run.alerts[0]["pii"]["matches"][0]["masked"], "411111******1111");
+    assert_eq!(run.alerts[0]["pii"]["matches"][0]["masked"], "453201******5814");
     assert_no_clear_values(&run, &[CARD]);
 }
 

@@ -243,6 +243,7 @@ pub fn render(
     let what = match rule.pii {
         PiiKind::Cnic => "CNIC",
         PiiKind::Card => "card number",
+        PiiKind::Iban => "IBAN",
     };
     let protocol = batch.context.protocol.unwrap_or(Protocol::Unknown);
     let ev = batch.context.evidence.as_ref();

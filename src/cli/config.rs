@@ -5,6 +5,10 @@ use crate::alert::AlertPolicy;
 use crate::decode::DefragConfig;
 use crate::flow::FlowTableConfig;
 use crate::reassembly::ReassemblyConfig;
+use crate::sink::file::Rotation;
+use crate::sink::http::HttpOutputConfig;
+use crate::sink::syslog::{Facility, SyslogConfig, SyslogFormat};
+use crate::sink::DeliverySettings;
 use anyhow::{bail, Context};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -40,6 +44,41 @@ struct FileConfig {
     alert: AlertSection,
     #[serde(default)]
     l7: L7Section,
+    // ---- judgement (judge helper) ----
+    #[serde(default)]
+    judge: JudgeSection,
+    #[serde(default)]
+    allow: AllowSection,
+    // ---- end judgement ----
+    #[serde(default)]
+    output: OutputSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputSection {
+    alerts_max_mb: Option<u64>,
+    alerts_keep: Option<u32>,
+    spool_dir: Option<PathBuf>,
+    spool_max_mb: Option<u64>,
+    queue_alerts: Option<usize>,
+    drain_timeout_secs: Option<u64>,
+    syslog: Option<SyslogSection>,
+    #[serde(default)]
+    http: Vec<HttpOutputConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyslogSection {
+    url: Option<String>,
+    format: Option<SyslogFormat>,
+    facility: Option<String>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    server_name: Option<String>,
+    tls_insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +135,67 @@ struct AlertSection {
     max_distinct_per_direction: Option<usize>,
 }
 
+// ---- judgement (judge helper) ----
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JudgeSection {
+    min_confidence: Option<crate::pii::Confidence>,
+    known_values: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowSection {
+    destinations: Option<Vec<String>>,
+    http_hosts: Option<Vec<String>>,
+    test_values: Option<Vec<String>>,
+    builtin_test_cards: Option<bool>,
+}
+
+/// `[judge]`, `[allow]`, `--min-confidence` and `--known-values` → judgement settings. Known-value
+/// paths from the file are relative to it; flags replace the file's list.
+fn judge_settings(
+    common: &CommonArgs,
+    file: &FileConfig,
+    rel: &dyn Fn(PathBuf) -> PathBuf,
+) -> anyhow::Result<crate::judge::JudgeSettings> {
+    let defaults = crate::judge::JudgeSettings::default();
+    let known_values = if !common.known_values.is_empty() {
+        common.known_values.clone()
+    } else {
+        file.judge.known_values.iter().flatten().cloned().map(rel).collect()
+    };
+    let mut allow_destinations = Vec::new();
+    for (i, c) in file.allow.destinations.iter().flatten().enumerate() {
+        let c = c.trim();
+        let net = c
+            .parse::<IpNet>()
+            .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|e| {
+                anyhow::anyhow!("config allow.destinations[{i}] '{c}': {e} (expected a CIDR such as 203.0.113.0/24)")
+            })?;
+        allow_destinations.push(net);
+    }
+    let mut allow_http_hosts = Vec::new();
+    for (i, h) in file.allow.http_hosts.iter().flatten().enumerate() {
+        let p =
+            crate::judge::HostPattern::parse(h).map_err(|e| anyhow::anyhow!("config allow.http_hosts[{i}]: {e}"))?;
+        allow_http_hosts.push(p);
+    }
+    Ok(crate::judge::JudgeSettings {
+        min_confidence: common
+            .min_confidence
+            .or(file.judge.min_confidence)
+            .unwrap_or(defaults.min_confidence),
+        known_values,
+        allow_destinations,
+        allow_http_hosts,
+        test_values: crate::judge::TestValues(file.allow.test_values.clone().unwrap_or_default()),
+        builtin_test_cards: file.allow.builtin_test_cards.unwrap_or(defaults.builtin_test_cards),
+    })
+}
+// ---- end judgement ----
+
 /// Where packets come from.
 #[derive(Debug, Clone)]
 pub enum InputMode {
@@ -112,13 +212,28 @@ pub enum InputMode {
     Files(Vec<PathBuf>),
 }
 
-/// Where alerts are written.
+/// Where alerts are written as JSON lines locally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertOutput {
     /// Standard output.
     Stdout,
     /// Appended to a file.
     File(PathBuf),
+    /// No local JSON lines (alerts go only to syslog or HTTP outputs).
+    Off,
+}
+
+/// Every alert output beyond the local JSON lines, and how delivery behaves.
+#[derive(Debug, Clone)]
+pub struct OutputSettings {
+    /// Size-based rotation of the `alerts` file; `None` = never.
+    pub rotation: Option<Rotation>,
+    /// Syslog output.
+    pub syslog: Option<SyslogConfig>,
+    /// HTTP collector outputs, each with the directory its relative paths resolve against.
+    pub http: Vec<(HttpOutputConfig, PathBuf)>,
+    /// Queues, spool and shutdown drain.
+    pub delivery: DeliverySettings,
 }
 
 /// The inside network: bytes from inside to outside are egress.
@@ -214,6 +329,12 @@ pub struct Settings {
     /// Decode application protocols (HTTP, SMTP/MIME, DNS) before matching; `false` scans every
     /// stream's raw bytes (for measuring what decoding costs; detection suffers).
     pub decode_l7: bool,
+    // ---- judgement (judge helper) ----
+    /// Judgement: minimum confidence, known values, allow-lists.
+    pub judge: crate::judge::JudgeSettings,
+    // ---- end judgement ----
+    /// Syslog and HTTP outputs, rotation, spool.
+    pub outputs: OutputSettings,
 }
 
 /// Reads the config file (if any) and merges flags over it.
@@ -271,6 +392,7 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
     };
     let alerts = match common.alerts.clone().or(file.alerts.clone()).as_deref() {
         None | Some("-") => AlertOutput::Stdout,
+        Some("off") => AlertOutput::Off,
         Some(p) if common.alerts.is_some() => AlertOutput::File(PathBuf::from(p)),
         Some(p) => AlertOutput::File(rel(PathBuf::from(p))),
     };
@@ -338,6 +460,13 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             "alert.max_distinct_per_direction",
         )?,
     };
+    // ---- judgement (judge helper) ----
+    let judge = judge_settings(common, &file, &rel)?;
+    // ---- end judgement ----
+    let outputs = output_settings(common, &file.output, &base, &observer_name)?;
+    if alerts == AlertOutput::Off && outputs.syslog.is_none() && outputs.http.is_empty() {
+        bail!("--alerts off leaves no alert output: add --syslog or an HTTP output, or write alerts to a file");
+    }
     Ok(Settings {
         input,
         rules_dir,
@@ -355,6 +484,82 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         defrag,
         alert,
         decode_l7: file.l7.decode.unwrap_or(true),
+        judge,
+        outputs,
+    })
+}
+
+/// Merges the output flags over `[output]` and validates them.
+fn output_settings(
+    common: &CommonArgs,
+    file: &OutputSection,
+    base: &Path,
+    observer_name: &str,
+) -> anyhow::Result<OutputSettings> {
+    let rel = |p: &PathBuf| if p.is_relative() { base.join(p) } else { p.clone() };
+    let rotation = match common.alerts_max_mb.or(file.alerts_max_mb).unwrap_or(0) {
+        0 => None,
+        mb => Some(Rotation {
+            max_bytes: mb * MIB as u64,
+            keep: match common.alerts_keep.or(file.alerts_keep).unwrap_or(5) {
+                0 => bail!("--alerts-keep must be at least 1 (rotation renames the file to FILE.1)"),
+                k => k,
+            },
+        }),
+    };
+    let fs = file.syslog.as_ref();
+    let syslog_url = common.syslog.clone().or(fs.and_then(|s| s.url.clone()));
+    let syslog = match syslog_url {
+        None => {
+            if common.syslog_ca.is_some() || common.syslog_cert.is_some() || common.syslog_format.is_some() {
+                bail!("--syslog-* options need --syslog URL (or output.syslog.url in the config)");
+            }
+            None
+        }
+        Some(url) => {
+            let mut c = SyslogConfig::parse_url(&url, observer_name).map_err(|e| anyhow::anyhow!(e))?;
+            c.format = common.syslog_format.or(fs.and_then(|s| s.format)).unwrap_or_default();
+            if let Some(f) = common.syslog_facility.clone().or(fs.and_then(|s| s.facility.clone())) {
+                c.facility = Facility::parse(&f).ok_or_else(|| {
+                    anyhow::anyhow!("bad syslog facility '{f}': expected local0 … local7, user, daemon, auth, authpriv, audit or 0–23")
+                })?;
+            }
+            c.ca = common.syslog_ca.clone().or(fs.and_then(|s| s.ca.as_ref().map(rel)));
+            let cert = common.syslog_cert.clone().or(fs.and_then(|s| s.cert.as_ref().map(rel)));
+            let key = common.syslog_key.clone().or(fs.and_then(|s| s.key.as_ref().map(rel)));
+            c.client_cert = match (cert, key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("syslog client certificate and key go together: give both --syslog-cert and --syslog-key"),
+            };
+            c.server_name = common
+                .syslog_server_name
+                .clone()
+                .or(fs.and_then(|s| s.server_name.clone()));
+            c.insecure_skip_verify =
+                common.syslog_tls_insecure_skip_verify || fs.and_then(|s| s.tls_insecure_skip_verify).unwrap_or(false);
+            Some(c)
+        }
+    };
+    let mut http: Vec<(HttpOutputConfig, PathBuf)> =
+        file.http.iter().map(|h| (h.clone(), base.to_path_buf())).collect();
+    http.extend(common.http.configs()?.into_iter().map(|h| (h, PathBuf::new())));
+    let drain = common.drain_timeout_secs.or(file.drain_timeout_secs).unwrap_or(10);
+    let spool_max_mb = common.spool_max_mb.or(file.spool_max_mb).unwrap_or(1024);
+    if spool_max_mb == 0 {
+        bail!("--spool-max-mb must be at least 1");
+    }
+    let delivery = DeliverySettings {
+        spool_dir: common.spool_dir.clone().or(file.spool_dir.as_ref().map(rel)),
+        spool_max_bytes: spool_max_mb * MIB as u64,
+        queue_alerts: positive(file.queue_alerts, 10_000, "output.queue_alerts")?,
+        drain_timeout: Duration::from_secs(drain),
+    };
+    Ok(OutputSettings {
+        rotation,
+        syslog,
+        http,
+        delivery,
     })
 }
 
@@ -483,6 +688,210 @@ mod tests {
             ..CommonArgs::default()
         };
         assert!(format!("{:#}", settings(None, &bad).unwrap_err()).contains("nowhere"));
+    }
+}
+
+// ---- judgement (judge helper) ----
+#[cfg(test)]
+mod judge_config_tests {
+    use super::*;
+    use crate::pii::Confidence;
+
+    fn with(text: &str, common: CommonArgs) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("n.toml");
+        std::fs::write(&cfg, text).unwrap();
+        settings(
+            None,
+            &CommonArgs {
+                config: Some(cfg),
+                ..common
+            },
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(None, &CommonArgs::default()).unwrap();
+        assert_eq!(s.judge.min_confidence, Confidence::Medium);
+        assert!(s.judge.known_values.is_empty() && s.judge.allow_destinations.is_empty());
+        assert!(s.judge.builtin_test_cards);
+    }
+
+    #[test]
+    fn file_keys_and_flags() {
+        let text = "[judge]\nmin_confidence = \"high\"\nknown_values = [\"a.nhl\", \"/abs/b.nhl\"]\n\
+                    [allow]\ndestinations = [\"203.0.113.0/24\", \"198.51.100.7\"]\n\
+                    http_hosts = [\"*.bank.example\"]\ntest_values = [\"35202-1234567-1\"]\nbuiltin_test_cards = false\n";
+        let s = with(text, CommonArgs::default()).unwrap();
+        assert_eq!(s.judge.min_confidence, Confidence::High);
+        assert_eq!(s.judge.known_values.len(), 2);
+        assert!(s.judge.known_values[0].ends_with("a.nhl") && s.judge.known_values[0].is_absolute());
+        assert_eq!(s.judge.known_values[1], PathBuf::from("/abs/b.nhl"));
+        assert_eq!(s.judge.allow_destinations.len(), 2);
+        assert_eq!(s.judge.allow_http_hosts.len(), 1);
+        assert_eq!(s.judge.test_values.0.len(), 1);
+        assert!(!s.judge.builtin_test_cards);
+        assert!(!format!("{s:?}").contains("35202-1234567-1"), "Debug shows test values");
+        let flags = CommonArgs {
+            min_confidence: Some(Confidence::Low),
+            known_values: vec![PathBuf::from("flag.nhl")],
+            ..CommonArgs::default()
+        };
+        let s = with(text, flags).unwrap();
+        assert_eq!(s.judge.min_confidence, Confidence::Low);
+        assert_eq!(s.judge.known_values, vec![PathBuf::from("flag.nhl")]);
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let e = format!(
+            "{:#}",
+            with(
+                "[allow]\ndestinations = [\"10.0.0.0/8\", \"nowhere\"]\n",
+                CommonArgs::default()
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("allow.destinations[1]") && e.contains("nowhere"), "{e}");
+        let e = format!(
+            "{:#}",
+            with("[allow]\nhttp_hosts = [\"https://x.example\"]\n", CommonArgs::default()).unwrap_err()
+        );
+        assert!(e.contains("allow.http_hosts[0]"), "{e}");
+        let e = format!(
+            "{:#}",
+            with("[judge]\nmin_confidence = \"sure\"\n", CommonArgs::default()).unwrap_err()
+        );
+        assert!(e.contains("sure") && !e.contains('\n'), "{e}");
+    }
+}
+// ---- end judgement ----
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+    use crate::sink::syslog::SyslogProto;
+
+    fn with_config(text: &str, common: CommonArgs) -> (tempfile::TempDir, anyhow::Result<Settings>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("n.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let common = CommonArgs {
+            config: Some(cfg),
+            ..common
+        };
+        let s = settings(None, &common);
+        (dir, s)
+    }
+
+    #[test]
+    fn output_section_and_flags_merge() {
+        let text = "[output]\nspool_dir = \"spool\"\nspool_max_mb = 5\nalerts_max_mb = 2\n\
+                    [output.syslog]\nurl = \"tls://siem.example:6514\"\nformat = \"cef\"\nca = \"ca.pem\"\nfacility = \"audit\"\n\
+                    [[output.http]]\nkind = \"splunk_hec\"\nurl = \"https://splunk.example:8088\"\ntoken_file = \"t\"\n";
+        let (dir, s) = with_config(
+            text,
+            CommonArgs {
+                syslog_server_name: Some("siem.internal".into()),
+                drain_timeout_secs: Some(3),
+                ..CommonArgs::default()
+            },
+        );
+        let s = s.unwrap();
+        let o = &s.outputs;
+        let sys = o.syslog.as_ref().unwrap();
+        assert_eq!(
+            (sys.proto, sys.host.as_str(), sys.port),
+            (SyslogProto::Tls, "siem.example", 6514)
+        );
+        assert_eq!(sys.format, SyslogFormat::Cef);
+        assert_eq!(sys.facility, Facility(13));
+        assert_eq!(
+            sys.ca.as_deref(),
+            Some(dir.path().join("ca.pem").as_path()),
+            "relative to the config"
+        );
+        assert_eq!(
+            sys.server_name.as_deref(),
+            Some("siem.internal"),
+            "flag applies over the file"
+        );
+        assert_eq!(
+            o.delivery.spool_dir.as_deref(),
+            Some(dir.path().join("spool").as_path())
+        );
+        assert_eq!(o.delivery.spool_max_bytes, 5 * MIB as u64);
+        assert_eq!(o.delivery.drain_timeout, Duration::from_secs(3));
+        assert_eq!(
+            o.rotation,
+            Some(Rotation {
+                max_bytes: 2 * MIB as u64,
+                keep: 5
+            })
+        );
+        assert_eq!(o.http.len(), 1);
+        assert_eq!(o.http[0].1, dir.path());
+    }
+
+    #[test]
+    fn bad_output_settings_are_one_line_errors_naming_the_value() {
+        for (text, common, needle) in [
+            (
+                "",
+                CommonArgs {
+                    syslog: Some("http://x".into()),
+                    ..CommonArgs::default()
+                },
+                "http://x",
+            ),
+            (
+                "[output.syslog]\nurl = \"tcp://h:1\"\nfacility = \"local9\"\n",
+                CommonArgs::default(),
+                "local9",
+            ),
+            (
+                "",
+                CommonArgs {
+                    syslog_ca: Some("x".into()),
+                    ..CommonArgs::default()
+                },
+                "--syslog URL",
+            ),
+            (
+                "",
+                CommonArgs {
+                    alerts: Some("off".into()),
+                    ..CommonArgs::default()
+                },
+                "no alert output",
+            ),
+            (
+                "[output]\nalerts_max_mb = 1\nalerts_keep = 0\n",
+                CommonArgs::default(),
+                "--alerts-keep",
+            ),
+            ("[output]\nspool_max_mb = 0\n", CommonArgs::default(), "--spool-max-mb"),
+        ] {
+            let (_d, s) = with_config(text, common);
+            let e = format!("{:#}", s.unwrap_err());
+            assert!(e.contains(needle) && !e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn alerts_off_with_syslog_is_fine() {
+        let (_d, s) = with_config(
+            "",
+            CommonArgs {
+                alerts: Some("off".into()),
+                syslog: Some("udp://127.0.0.1:5514".into()),
+                ..CommonArgs::default()
+            },
+        );
+        let s = s.unwrap();
+        assert_eq!(s.alerts, AlertOutput::Off);
+        assert!(s.outputs.syslog.is_some());
     }
 }
 

@@ -2,8 +2,11 @@
 //! rest of the program trusts. Flags override the file; the file overrides defaults.
 
 mod config;
+// ---- judgement (judge helper) ----
+pub mod hash_list;
+// ---- end judgement ----
 
-pub use config::{AlertOutput, HomeNet, InputMode, PipelineConfig, Settings};
+pub use config::{AlertOutput, HomeNet, InputMode, OutputSettings, PipelineConfig, Settings};
 pub use LogFormatArg as LogFormat;
 
 use clap::{Args, Parser, Subcommand};
@@ -32,6 +35,10 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    // ---- judgement (judge helper) ----
+    /// Make a known-values file (keyed hashes) from a CSV of customers' CNICs, cards or IBANs.
+    HashList(hash_list::HashListArgs),
+    // ---- end judgement ----
 }
 
 /// `rules` sub-commands.
@@ -84,9 +91,53 @@ pub struct CommonArgs {
     /// Inside network, repeatable (default: RFC 1918, 100.64.0.0/10, fc00::/7).
     #[arg(long = "home-net", value_name = "CIDR")]
     pub home_net: Vec<String>,
-    /// Where alerts go as JSON lines: a file, or `-` for stdout (default).
+    /// Where alerts go as JSON lines: a file, `-` for stdout (default), or `off`.
     #[arg(long, value_name = "PATH")]
     pub alerts: Option<String>,
+    /// Rotate the --alerts file before it passes N MiB (default 0: never; or use logrotate and SIGHUP).
+    #[arg(long, value_name = "N")]
+    pub alerts_max_mb: Option<u64>,
+    /// Rotated alert files kept: FILE.1 (newest) … FILE.N (default 5).
+    #[arg(long, value_name = "N")]
+    pub alerts_keep: Option<u32>,
+    /// Also send alerts by syslog (RFC 5424): udp://host:514, tcp://host:601 or tls://host:6514.
+    #[arg(long, value_name = "URL")]
+    pub syslog: Option<String>,
+    /// Syslog message body: the alert JSON line unchanged (default), or ArcSight CEF.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub syslog_format: Option<crate::sink::syslog::SyslogFormat>,
+    /// Syslog facility: local0 … local7 (default local0), user, daemon, auth, authpriv, audit.
+    #[arg(long, value_name = "NAME")]
+    pub syslog_facility: Option<String>,
+    /// tls:// only: PEM CA bundle that signed the receiver's certificate (default: system roots).
+    #[arg(long, value_name = "FILE")]
+    pub syslog_ca: Option<PathBuf>,
+    /// tls:// only: PEM client certificate, for receivers that require mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "syslog_key")]
+    pub syslog_cert: Option<PathBuf>,
+    /// tls:// only: PEM private key of --syslog-cert.
+    #[arg(long, value_name = "FILE", requires = "syslog_cert")]
+    pub syslog_key: Option<PathBuf>,
+    /// tls:// only: name the receiver's certificate must carry (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub syslog_server_name: Option<String>,
+    /// tls:// only: DANGEROUS: accept any certificate and name, so anyone on the path can read
+    /// and forge alerts. For a lab receiver with a throw-away certificate only.
+    #[arg(long)]
+    pub syslog_tls_insecure_skip_verify: bool,
+    /// Directory for each network output's disk spool (alerts not yet delivered survive outages
+    /// and restarts). Without it, undeliverable alerts are dropped once the memory queue is full.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Cap on each output's spool in MiB (default 1024); beyond it the newest alerts are dropped.
+    #[arg(long, value_name = "N")]
+    pub spool_max_mb: Option<u64>,
+    /// On exit, seconds outputs may keep delivering before the rest is spooled (default 10).
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout_secs: Option<u64>,
+    /// HTTP collector outputs (Splunk HEC, Elasticsearch).
+    #[command(flatten)]
+    pub http: crate::sink::http::HttpArgs,
     /// Secret key for the keyed hash of personal values (default: random per run).
     #[arg(long, value_name = "PATH")]
     pub pii_key_file: Option<PathBuf>,
@@ -102,6 +153,14 @@ pub struct CommonArgs {
     /// Sensor name in alerts (default: host name).
     #[arg(long, value_name = "NAME")]
     pub observer_name: Option<String>,
+    // ---- judgement (judge helper) ----
+    /// Lowest confidence that alerts (default medium; config `judge.min_confidence`).
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub min_confidence: Option<crate::pii::Confidence>,
+    /// Known-values file made by `nigehban hash-list`, repeatable (config `judge.known_values`).
+    #[arg(long = "known-values", value_name = "FILE")]
+    pub known_values: Vec<PathBuf>,
+    // ---- end judgement ----
 }
 
 /// Log output format.

@@ -22,6 +22,9 @@ enum State {
         /// Invariant: `len as usize <= SNIFF`.
         len: u8,
         buf: [u8; SNIFF],
+        /// Requests the peer sent before this direction said anything (a server answers only
+        /// after them), learnt by the HTTP decoder that takes over if this is HTTP.
+        peer_http: Option<Box<HttpDecoder>>,
     },
     /// Scanned as is (unrecognised, or encrypted until bypass lands).
     Raw(Protocol),
@@ -40,13 +43,20 @@ impl AppDecoder {
                 server_port,
                 len: 0,
                 buf: [0; SNIFF],
+                peer_http: None,
             },
         }
     }
 
     /// The next in-order bytes of the direction.
     pub fn data(&mut self, bytes: &[u8], sink: &mut dyn ContentSink) {
-        if let State::Sniff { len, buf, server_port } = &mut self.state {
+        if let State::Sniff {
+            len,
+            buf,
+            server_port,
+            peer_http,
+        } = &mut self.state
+        {
             let have = usize::from(*len);
             let take = bytes.len().min(SNIFF - have);
             buf[have..have + take].copy_from_slice(&bytes[..take]);
@@ -55,6 +65,7 @@ impl AppDecoder {
             let Some(next) = decide(seen, *server_port, usize::from(*len) == SNIFF) else {
                 return;
             };
+            let next = with_peer(next, peer_http.take());
             let held = *buf;
             let held_len = usize::from(*len);
             self.state = next;
@@ -101,6 +112,9 @@ impl AppDecoder {
     /// from the peer (HTTP request line for responses, SMTP replies).
     pub fn peer_data(&mut self, bytes: &[u8]) {
         match &mut self.state {
+            State::Sniff { peer_http, .. } if http::probe(bytes) == Probe::Yes && !bytes.starts_with(b"HTTP/") => {
+                peer_http.get_or_insert_with(Box::default).peer_data(bytes);
+            }
             State::Http(d) => d.peer_data(bytes),
             State::Smtp(d) => d.peer_data(bytes),
             _ => {}
@@ -142,7 +156,10 @@ impl AppDecoder {
     /// Heap bytes held, for flow memory accounting.
     pub fn memory(&self) -> usize {
         match &self.state {
-            State::Sniff { .. } | State::Raw(_) => 0,
+            State::Sniff { peer_http, .. } => peer_http
+                .as_ref()
+                .map_or(0, |d| std::mem::size_of::<HttpDecoder>() + d.memory()),
+            State::Raw(_) => 0,
             State::Http(d) => std::mem::size_of::<HttpDecoder>() + d.memory(),
             State::Smtp(d) => std::mem::size_of::<SmtpDecoder>() + d.memory(),
             State::DnsTcp(d) => std::mem::size_of::<DnsTcpDecoder>() + d.memory(),
@@ -151,10 +168,17 @@ impl AppDecoder {
 
     /// Ends sniffing with what has been seen (a gap or the end came first).
     fn decide_now(&mut self, sink: &mut dyn ContentSink) {
-        if let State::Sniff { len, buf, server_port } = &self.state {
+        if let State::Sniff {
+            len,
+            buf,
+            server_port,
+            peer_http,
+        } = &mut self.state
+        {
             let held = *buf;
             let held_len = usize::from(*len);
-            self.state = decide(&held[..held_len], *server_port, true).expect("final decision");
+            let next = decide(&held[..held_len], *server_port, true).expect("final decision");
+            self.state = with_peer(next, peer_http.take());
             self.opened(sink);
             self.dispatch_data(&held[..held_len], sink);
         }
@@ -204,6 +228,14 @@ fn decide(seen: &[u8], server_port: u16, last: bool) -> Option<State> {
         return None;
     }
     Some(State::Raw(Protocol::Unknown))
+}
+
+/// An HTTP decision takes over the decoder that learnt the peer's requests while sniffing.
+fn with_peer(next: State, peer_http: Option<Box<HttpDecoder>>) -> State {
+    match (next, peer_http) {
+        (State::Http(_), Some(d)) => State::Http(d),
+        (next, _) => next,
+    }
 }
 
 /// Starts the single raw section of a direction decided raw (the worker's sink needs a section

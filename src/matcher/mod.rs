@@ -11,9 +11,15 @@
 //! - Hyperscan reports only offsets, so the scanner keeps the last [`TAIL_LEN`] bytes of the
 //!   stream; a hit is read from a virtual view "tail ++ current chunk". Rules guarantee matches
 //!   of at most [`MAX_MATCH_WIDTH`] bytes and context windows of at most
-//!   [`MAX_CONTEXT_WINDOW`] bytes, so the tail always holds what a validator needs.
+//!   [`MAX_CONTEXT_WINDOW`] bytes before and [`MAX_CONTEXT_AFTER`] after, so the tail always
+//!   holds what a validator and the keyword search need.
 //! - A hit ending fewer than [`AFTER_BYTES`] bytes before the data seen so far cannot be
 //!   boundary-checked yet; it waits (bounded, [`MAX_PENDING`]) for more data, a gap or the end.
+//! - Confidence: each rule has a base confidence; a context keyword before or after the value
+//!   raises it one level. A valid value with no keyword before it, whose rule could still be
+//!   raised, also waits until its `window_after` bytes have arrived (or a gap, the end, or
+//!   [`DirScanner::settle`]), so the result does not depend on where segments were cut. A value
+//!   with a keyword before it, or at the highest confidence already, is reported at once.
 //!
 //! Finding offsets count the bytes fed to that scanner (gaps add nothing, as their length is
 //! not known here); datagram offsets are relative to the datagram.
@@ -25,7 +31,7 @@ pub(crate) use hs::probe_pattern;
 pub use stream::{DirScanner, MAX_PENDING, TAIL_LEN};
 
 use crate::pii::PiiValue;
-use crate::rules::{Rule, RuleSet, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH};
+use crate::rules::{Rule, RuleSet, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH};
 use crate::validate::{Reject, AFTER_BYTES};
 use hyperscan::{Patterns, Scratch, StreamingDatabase};
 use std::sync::Arc;
@@ -42,9 +48,11 @@ pub struct Finding {
     pub value: PiiValue,
     /// Stream offset of the value's first byte.
     pub offset: u64,
-    /// Confidence from the rule and its context keywords (before known-value and location
-    /// judgement, see `judge`).
+    /// Confidence from the rule's base level and its context keywords (before known-value and
+    /// location judgement, see `judge`).
     pub confidence: crate::pii::Confidence,
+    /// A context keyword was found near the value (it raised `confidence` one level).
+    pub keyword: bool,
 }
 
 /// Errors building the matcher or a worker's scratch. None is the rule author's fault
@@ -76,6 +84,8 @@ pub struct MatchCounters {
     pub window_overflow: u64,
     /// Hits dropped because the pending array was full.
     pub pending_overflow: u64,
+    /// Findings by confidence after context (index: `Confidence as usize`, low/medium/high).
+    pub by_confidence: [u64; 3],
     /// Hyperscan scan/stream errors (the data of that call is not scanned).
     pub scan_errors: u64,
     /// Hyperscan streams opened (flow directions that saw data).
@@ -101,6 +111,10 @@ struct Inner {
     stream_size: usize,
     /// Per-rule bytes needed before a hit (boundary bytes or context window).
     before_needed: Vec<u8>,
+    /// Per-rule bytes a valid hit without a keyword before it waits for after its end: the
+    /// context `window_after` plus the boundary byte beyond it, or 0 when the rule has no
+    /// keywords or cannot be raised.
+    after_wait: Vec<u8>,
 }
 
 /// The compiled rule set, shared read-only by all workers.
@@ -168,8 +182,19 @@ impl Matcher {
             .rules()
             .iter()
             .map(|r| {
-                let w = r.context.as_ref().map_or(0, |c| c.window);
-                w.clamp(crate::validate::BEFORE_BYTES, MAX_CONTEXT_WINDOW) as u8
+                // One byte beyond the window decides the word boundary at its edge.
+                let w = r.context.as_ref().map_or(0, |c| c.window + 1);
+                w.clamp(crate::validate::BEFORE_BYTES, MAX_CONTEXT_WINDOW + 1) as u8
+            })
+            .collect();
+        let after_wait = rules
+            .rules()
+            .iter()
+            .map(|r| match &r.context {
+                Some(c) if r.confidence < crate::pii::Confidence::High && c.window_after > 0 => {
+                    (c.window_after.min(MAX_CONTEXT_AFTER) + 1) as u8
+                }
+                _ => 0,
             })
             .collect();
         Ok(Matcher {
@@ -179,6 +204,7 @@ impl Matcher {
                 pattern_rule,
                 stream_size,
                 before_needed,
+                after_wait,
             }),
         })
     }

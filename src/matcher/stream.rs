@@ -1,18 +1,32 @@
 //! Per-direction scanning state: lazily opened Hyperscan stream, retained tail, pending hits.
 
 use super::hs::HsStream;
-use super::{Finding, Hit, Inner, Matcher, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH};
-use crate::validate::{keyword_before, Candidate, BEFORE_BYTES};
+use super::{
+    Finding, Hit, Inner, Matcher, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW,
+    MAX_MATCH_WIDTH,
+};
+use crate::pii::Confidence;
+use crate::validate::{Candidate, BEFORE_BYTES};
 use hyperscan::Matching;
 
+/// Longest wait after a hit's end: its boundary bytes or its context window after it (plus the
+/// byte beyond that decides a word boundary).
+const WAIT_MAX: usize = if MAX_CONTEXT_AFTER + 1 > AFTER_BYTES {
+    MAX_CONTEXT_AFTER + 1
+} else {
+    AFTER_BYTES
+};
 /// Bytes of the stream kept after each chunk: enough for the longest match, the largest context
-/// window before it, the boundary bytes, and the pending slack.
-pub const TAIL_LEN: usize = MAX_MATCH_WIDTH + MAX_CONTEXT_WINDOW + BEFORE_BYTES + AFTER_BYTES + 4;
-/// Hits awaiting their boundary bytes, per direction. Each pattern can leave at most
-/// `AFTER_BYTES` of them (one per end offset), so this only overflows with very many patterns.
-pub const MAX_PENDING: usize = 16;
-/// Largest stack view a validator gets.
-const VIEW_MAX: usize = MAX_CONTEXT_WINDOW + MAX_MATCH_WIDTH + AFTER_BYTES;
+/// window before it, the boundary bytes or context window after it (a pending hit ends at most
+/// that far back), and slack.
+pub const TAIL_LEN: usize = MAX_MATCH_WIDTH + MAX_CONTEXT_WINDOW + 1 + BEFORE_BYTES + WAIT_MAX + 4;
+/// Hits awaiting their boundary bytes or their context after, per direction. Each pattern can
+/// leave at most `AFTER_BYTES` boundary waits (one per end offset); valid values waiting for a
+/// keyword after them are at least 14 bytes apart per rule, so at most three per rule fit in
+/// the 32-byte window. This only overflows with many overlapping rules (counted).
+pub const MAX_PENDING: usize = 32;
+/// Largest stack view a validator and the keyword search get.
+const VIEW_MAX: usize = MAX_CONTEXT_WINDOW + 1 + MAX_MATCH_WIDTH + WAIT_MAX;
 
 /// Scanning state of one flow direction; holds no Hyperscan stream until the first byte.
 ///
@@ -31,11 +45,13 @@ impl std::fmt::Debug for DirScanner {
     }
 }
 
+/// A hit waiting for more bytes (16 bytes, so the array stays small).
 #[derive(Debug, Clone, Copy, Default)]
 struct Pending {
-    rule: RuleIdx,
     start: u64,
-    end: u64,
+    rule: RuleIdx,
+    /// `end - start`; at most `MAX_MATCH_WIDTH`.
+    width: u8,
 }
 
 struct Active {
@@ -51,7 +67,8 @@ struct Active {
     /// Invariant: `tail_len <= TAIL_LEN` and `tail_len <= pos`; `tail[..tail_len]` are the
     /// stream bytes at `pos - tail_len .. pos`.
     tail_len: u16,
-    /// Invariant: `n_pending <= MAX_PENDING`; each pending hit ends at or after `pos + 1 - AFTER_BYTES`.
+    /// Invariant: `n_pending <= MAX_PENDING`; each pending hit ends at or after
+    /// `pos + 1 - WAIT_MAX`.
     n_pending: u8,
     tail: [u8; TAIL_LEN],
     pending: [Pending; MAX_PENDING],
@@ -264,20 +281,23 @@ impl Active {
         let olds = old[..n_old].iter().map(|p| Hit {
             rule: p.rule,
             start: p.start,
-            end: p.end,
+            end: p.start + u64::from(p.width),
         });
+        let mut pend = |h: Hit, counters: &mut super::MatchCounters| {
+            if usize::from(self.n_pending) < MAX_PENDING && h.end - h.start <= MAX_MATCH_WIDTH as u64 {
+                self.pending[usize::from(self.n_pending)] = Pending {
+                    start: h.start,
+                    rule: h.rule,
+                    width: (h.end - h.start) as u8,
+                };
+                self.n_pending += 1;
+            } else {
+                counters.pending_overflow += 1;
+            }
+        };
         for h in olds.chain(hits.iter().copied()) {
             if !eos && h.end + AFTER_BYTES as u64 > seen {
-                if usize::from(self.n_pending) < MAX_PENDING {
-                    self.pending[usize::from(self.n_pending)] = Pending {
-                        rule: h.rule,
-                        start: h.start,
-                        end: h.end,
-                    };
-                    self.n_pending += 1;
-                } else {
-                    counters.pending_overflow += 1;
-                }
+                pend(h, counters);
                 continue;
             }
             if h.start < view.first() || h.end > seen || h.end - h.start > MAX_MATCH_WIDTH as u64 {
@@ -285,11 +305,12 @@ impl Active {
                 continue;
             }
             let rule = &inner.rules.rules()[h.rule as usize];
+            let after_wait = u64::from(inner.after_wait[h.rule as usize]);
             let lo = h
                 .start
                 .saturating_sub(u64::from(inner.before_needed[h.rule as usize]))
                 .max(view.first());
-            let hi = (h.end + AFTER_BYTES as u64).min(seen);
+            let hi = (h.end + after_wait.max(AFTER_BYTES as u64)).min(seen);
             let mut buf = [0u8; VIEW_MAX];
             let len = (hi - lo) as usize;
             view.copy(lo, hi, &mut buf[..len]);
@@ -306,23 +327,36 @@ impl Active {
                     continue;
                 }
             };
-            if let Some(ctx) = rule.context.as_ref().filter(|c| c.required) {
-                if !keyword_before(&c, ctx.folded(), ctx.window) {
-                    counters.rejected[crate::validate::Reject::Context.index()] += 1;
-                    continue;
+            let mut keyword = false;
+            if let Some(ctx) = rule.context.as_ref().filter(|_| rule.confidence < Confidence::High) {
+                keyword = ctx.keywords().before(&c, ctx.window);
+                if !keyword && after_wait > 0 {
+                    if !eos && h.end + after_wait > seen {
+                        // Valid, but a keyword may still follow: decide when the window is in.
+                        pend(h, counters);
+                        continue;
+                    }
+                    keyword = ctx.keywords().after(&c, ctx.window_after);
                 }
             }
+            let confidence = if keyword {
+                raise(rule.confidence)
+            } else {
+                rule.confidence
+            };
             // Two patterns of one rule can report the same span; report a value once per rule.
             if emitted.contains(&(h.rule, h.start)) {
                 continue;
             }
             emitted.push((h.rule, h.start));
             counters.findings[h.rule as usize] += 1;
+            counters.by_confidence[confidence as usize] += 1;
             out(Finding {
                 rule: h.rule,
                 value,
                 offset: self.base + h.start,
-                confidence: crate::pii::Confidence::Medium,
+                confidence,
+                keyword,
             });
         }
         self.push_tail(chunk);
@@ -341,5 +375,13 @@ impl Active {
         }
         self.pos += chunk.len() as u64;
         debug_assert!(usize::from(self.tail_len) <= TAIL_LEN && u64::from(self.tail_len) <= self.pos);
+    }
+}
+
+/// One confidence level up (High stays High).
+fn raise(c: Confidence) -> Confidence {
+    match c {
+        Confidence::Low => Confidence::Medium,
+        Confidence::Medium | Confidence::High => Confidence::High,
     }
 }

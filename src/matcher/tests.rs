@@ -1,5 +1,5 @@
 use super::*;
-use crate::pii::{PiiHash, PiiKey};
+use crate::pii::{Confidence, PiiHash, PiiKey};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
@@ -16,22 +16,32 @@ fn key() -> &'static PiiKey {
     K.get_or_init(|| PiiKey::new(b"test key"))
 }
 
-/// What a finding looks like from outside: rule id, offset, mask and keyed hash.
+/// What a finding looks like from outside: rule id, offset, mask, keyed hash and confidence.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Seen {
     offset: u64,
     rule: String,
     masked: String,
     hash: PiiHash,
+    confidence: Confidence,
 }
 
 fn seen(m: &Matcher, f: &Finding) -> Seen {
+    assert_eq!(f.keyword, f.confidence > m.rule(f.rule).confidence);
     Seen {
         rule: m.rule(f.rule).id.clone(),
         offset: f.offset,
         masked: f.value.masked(),
         hash: key().hash(&f.value),
+        confidence: f.confidence,
     }
+}
+
+/// Findings that alert at the default `--min-confidence`.
+fn alerting(v: Vec<Seen>) -> Vec<Seen> {
+    v.into_iter()
+        .filter(|s| s.confidence >= crate::rules::DEFAULT_MIN_CONFIDENCE)
+        .collect()
 }
 
 /// Feeds `chunks` in order (`None` = gap), then finishes. Findings sorted.
@@ -62,9 +72,9 @@ fn bytewise(text: &[u8]) -> Vec<Seen> {
     run(&chunks)
 }
 
-fn ids(v: &[Seen]) -> Vec<(&str, u64, &str)> {
+fn ids(v: &[Seen]) -> Vec<(&str, u64, &str, &str)> {
     v.iter()
-        .map(|s| (s.rule.as_str(), s.offset, s.masked.as_str()))
+        .map(|s| (s.rule.as_str(), s.offset, s.masked.as_str(), s.confidence.as_str()))
         .collect()
 }
 
@@ -76,10 +86,10 @@ fn whole_stream_findings() {
     assert_eq!(
         ids(&whole(MIXED)),
         vec![
-            ("NGB-CNIC-001", 11, "35202-*******-1"),
-            ("NGB-CNIC-002", 46, "42101-*******-3"),
-            ("NGB-CARD-002", 65, "411111******1111"),
-            ("NGB-CARD-001", 85, "555555******4444"),
+            ("NGB-CNIC-001", 11, "35202-*******-1", "high"),
+            ("NGB-CNIC-002", 46, "42101-*******-3", "medium"),
+            ("NGB-CARD-002", 65, "411111******1111", "high"),
+            ("NGB-CARD-001", 85, "555555******4444", "medium"),
         ]
     );
 }
@@ -110,16 +120,25 @@ fn split_at_every_pair_of_offsets_into_three() {
 #[test]
 fn context_keyword_in_an_earlier_chunk() {
     let got = run(&[Some(b"...National_ID"), Some(b": "), Some(b"3520212345671 ")]);
-    assert_eq!(ids(&got), vec![("NGB-CNIC-002", 16, "35202-*******-1")]);
-    // The same number without a keyword within 48 bytes is not reported.
-    // ("nic" is a keyword too: with 45 spaces the "nic" of "cnic" still ends 48 bytes before.)
-    let far = [&b"cnic"[..], &[b' '; 46], b"3520212345671 "].concat();
-    assert!(whole(&far).is_empty());
+    assert_eq!(ids(&got), vec![("NGB-CNIC-002", 16, "35202-*******-1", "medium")]);
+    // The same number without a keyword within 48 bytes stays low (found, not alerted).
+    // ("nic" alone is not a keyword inside "cnic", so only "cnic" itself counts.)
+    let far = [&b"cnic"[..], &[b' '; 45], b"3520212345671 "].concat();
+    assert_eq!(ids(&whole(&far)), vec![("NGB-CNIC-002", 49, "35202-*******-1", "low")]);
     let near = [&b"cnic"[..], &[b' '; 44], b"3520212345671 "].concat();
-    assert_eq!(whole(&near).len(), 1);
+    assert_eq!(
+        ids(&whole(&near)),
+        vec![("NGB-CNIC-002", 48, "35202-*******-1", "medium")]
+    );
     // A keyword followed by another number does not vouch for a timestamp after that.
     let ts = b"national_id=42101-7654321-3&{\"ts\":1732212345678}";
-    assert_eq!(ids(&whole(ts)), vec![("NGB-CNIC-001", 12, "42101-*******-3")]);
+    assert_eq!(
+        ids(&whole(ts)),
+        vec![
+            ("NGB-CNIC-001", 12, "42101-*******-3", "high"),
+            ("NGB-CNIC-002", 34, "17322-*******-8", "low"),
+        ]
+    );
 }
 
 #[test]
@@ -141,7 +160,7 @@ fn finish_resolves_a_value_at_the_end_of_the_stream() {
     s.feed(m, &mut w, b"pan 4111111111111111", &mut |f| v.push(seen(m, &f)));
     assert!(v.is_empty(), "boundary after the value is not known yet");
     s.finish(m, &mut w, &mut |f| v.push(seen(m, &f)));
-    assert_eq!(ids(&v), vec![("NGB-CARD-001", 4, "411111******1111")]);
+    assert_eq!(ids(&v), vec![("NGB-CARD-001", 4, "411111******1111", "high")]);
 }
 
 #[test]
@@ -149,14 +168,18 @@ fn gap_prevents_matches_across_a_hole_and_keeps_offsets() {
     assert!(run(&[Some(b"4111111111"), None, Some(b"111111 ")]).is_empty());
     assert!(run(&[Some(b"35202-123"), None, Some(b"4567-1 ")]).is_empty());
     // Context before the hole is not used after it.
-    assert!(run(&[Some(b"cnic: "), None, Some(b"3520212345671 ")]).is_empty());
+    let got = run(&[Some(b"cnic: "), None, Some(b"3520212345671 ")]);
+    assert_eq!(ids(&got), vec![("NGB-CNIC-002", 6, "35202-*******-1", "low")]);
+    // ...nor context after it.
+    let got = run(&[Some(b"x 3520212345671 "), None, Some(b"(cnic)")]);
+    assert_eq!(ids(&got), vec![("NGB-CNIC-002", 2, "35202-*******-1", "low")]);
     // A value ending right at the hole is resolved by the gap, with the hole as a boundary.
     let got = run(&[Some(b"ab4111111111111111"), None, Some(b"5555555555554444")]);
     assert_eq!(
         ids(&got),
         vec![
-            ("NGB-CARD-001", 2, "411111******1111"),
-            ("NGB-CARD-001", 18, "555555******4444")
+            ("NGB-CARD-001", 2, "411111******1111", "medium"),
+            ("NGB-CARD-001", 18, "555555******4444", "medium")
         ]
     );
 }
@@ -175,9 +198,15 @@ fn decoys_produce_nothing() {
         b"order 9999999999999995 and 411111111111116",
     ];
     for (i, d) in decoys.iter().enumerate() {
-        assert_eq!(whole(d), vec![], "decoy {i}");
-        assert_eq!(bytewise(d), vec![], "decoy {i} bytewise");
+        assert_eq!(alerting(whole(d)), vec![], "decoy {i}");
+        assert_eq!(alerting(bytewise(d)), vec![], "decoy {i} bytewise");
     }
+    // Timestamps that pass the CNIC shape are found, at low confidence only.
+    let low: Vec<_> = whole(decoys[0])
+        .iter()
+        .map(|s| (s.rule.clone(), s.confidence))
+        .collect();
+    assert_eq!(low, vec![("NGB-CNIC-002".to_string(), Confidence::Low); 2]);
 }
 
 #[test]
@@ -189,7 +218,7 @@ fn one_finding_per_value_and_rule() {
     let mut v = Vec::new();
     s.feed(m, &mut w, b" 4111111111111111 ", &mut |f| v.push(seen(m, &f)));
     s.finish(m, &mut w, &mut |f| v.push(seen(m, &f)));
-    assert_eq!(ids(&v), vec![("NGB-CARD-001", 1, "411111******1111")]);
+    assert_eq!(ids(&v), vec![("NGB-CARD-001", 1, "411111******1111", "medium")]);
     let plain = m.rules().rules().iter().position(|r| r.id == "NGB-CARD-001").unwrap();
     assert_eq!(w.counters.hits[plain], 4);
     assert_eq!(w.counters.findings[plain], 1);
@@ -229,8 +258,8 @@ fn datagrams_are_independent() {
     assert_eq!(
         ids(&v),
         vec![
-            ("NGB-CNIC-001", 2, "35202-*******-1"),
-            ("NGB-CARD-001", 0, "555555******4444")
+            ("NGB-CNIC-001", 2, "35202-*******-1", "medium"),
+            ("NGB-CARD-001", 0, "555555******4444", "medium")
         ]
     );
 }
@@ -239,10 +268,117 @@ fn datagrams_are_independent() {
 fn long_chunks_and_tail_rollover() {
     // A value straddling chunks after lots of data, with its keyword in the previous chunk.
     let mut a = vec![b'x'; 5000];
-    a.extend_from_slice(b"cnic: 35202123");
+    a.extend_from_slice(b" cnic: 35202123");
     let b = b"45671 and more";
     let got = run(&[Some(&a), Some(b)]);
-    assert_eq!(ids(&got), vec![("NGB-CNIC-002", 5006, "35202-*******-1")]);
+    assert_eq!(ids(&got), vec![("NGB-CNIC-002", 5007, "35202-*******-1", "medium")]);
+    // "xcnic" is not the word "cnic".
+    a[5000] = b'x';
+    assert_eq!(ids(&run(&[Some(&a), Some(b)]))[0].3, "low");
+}
+
+#[test]
+fn keyword_after_the_value_in_later_chunks() {
+    let text: &[u8] = b"x 3520212345671 (CNIC) and 4111111111111111 visa; 35202-1234567-1 shanakhti";
+    let want = whole(text);
+    assert_eq!(
+        ids(&want),
+        vec![
+            ("NGB-CNIC-002", 2, "35202-*******-1", "medium"),
+            ("NGB-CARD-001", 27, "411111******1111", "high"),
+            ("NGB-CNIC-001", 50, "35202-*******-1", "medium"),
+        ]
+    );
+    for i in 0..=text.len() {
+        for j in (i..=text.len()).step_by(3) {
+            let got = run(&[Some(&text[..i]), Some(&text[i..j]), Some(&text[j..])]);
+            assert_eq!(got, want, "split at {i},{j}");
+        }
+    }
+    assert_eq!(bytewise(text), want);
+    // Urdu keyword after the value, split inside a UTF-8 character.
+    let urdu = "نمبر 3740512345679 شناختی کارڈ".as_bytes();
+    let want = whole(urdu);
+    assert_eq!(ids(&want), vec![("NGB-CNIC-002", 9, "37405-*******-9", "medium")]);
+    for i in 0..=urdu.len() {
+        assert_eq!(run(&[Some(&urdu[..i]), Some(&urdu[i..])]), want, "split at {i}");
+    }
+}
+
+#[test]
+fn a_keyword_that_labels_the_next_field_does_not_vouch_backwards() {
+    let text = b"{\"ts\":1732212345678,\"cnic\":\"35202-1234567-1\",\"n\":1732212345679,\"nic\":\"x\"}";
+    assert_eq!(
+        ids(&whole(text)),
+        vec![
+            ("NGB-CNIC-002", 6, "17322-*******-8", "low"),
+            ("NGB-CNIC-001", 28, "35202-*******-1", "high"),
+            ("NGB-CNIC-002", 49, "17322-*******-9", "low"),
+        ]
+    );
+}
+
+#[test]
+fn waiting_for_context_after_is_bounded_and_skipped_when_not_needed() {
+    let m = matcher();
+    let mut w = m.worker().unwrap();
+    let mut v = Vec::new();
+    // Keyword before: reported as soon as the boundary bytes are in, without waiting.
+    let mut s = DirScanner::default();
+    s.feed(m, &mut w, b"cnic 3520212345671, ", &mut |f| v.push(seen(m, &f)));
+    assert_eq!(v.len(), 1);
+    assert!(!s.has_pending());
+    // No keyword before: waits for the window after (32 bytes plus one)...
+    s.feed(m, &mut w, b" x 3520212345671 ", &mut |f| v.push(seen(m, &f)));
+    assert_eq!(v.len(), 1);
+    assert!(s.has_pending());
+    s.feed(m, &mut w, &[b'.'; 31], &mut |f| v.push(seen(m, &f)));
+    assert_eq!(v.len(), 1, "32 bytes after the value are not all in yet");
+    s.feed(m, &mut w, b"..", &mut |f| v.push(seen(m, &f)));
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1].confidence, Confidence::Low);
+    // ...or until the stream goes quiet (settle) and decides with what it has.
+    s.feed(m, &mut w, b" 3520212345671 (cn", &mut |f| v.push(seen(m, &f)));
+    assert_eq!(v.len(), 2);
+    s.settle(m, &mut w, &mut |f| v.push(seen(m, &f)));
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[2].confidence, Confidence::Low);
+    // A high-confidence rule never waits for context.
+    s.feed(m, &mut w, b" PK36SCBL0000001123456702  ", &mut |f| v.push(seen(m, &f)));
+    assert_eq!(
+        ids(&v[3..]),
+        vec![("NGB-IBAN-001", 89, "PK36SCBL************6702", "high")]
+    );
+    s.finish(m, &mut w, &mut |f| v.push(seen(m, &f)));
+    assert_eq!(v.len(), 4);
+    // Dense values fed a byte at a time never overflow the pending array.
+    let dense = b"4222222222222 ".repeat(20);
+    let got = bytewise(&dense);
+    assert_eq!(got.len(), 40, "each 13-digit Visa is also a bare CNIC shape");
+    let mut w = m.worker().unwrap();
+    let mut s = DirScanner::default();
+    for b in dense.chunks(1) {
+        s.feed(m, &mut w, b, &mut |_| {});
+    }
+    s.finish(m, &mut w, &mut |_| {});
+    assert_eq!(w.counters.pending_overflow, 0);
+    assert_eq!(w.counters.window_overflow, 0);
+}
+
+#[test]
+fn ibans_compact_grouped_and_split() {
+    let text = b"iban=PK36SCBL0000001123456702&to=PK72 HABB 0012 3456 7890 1234.";
+    let want = whole(text);
+    assert_eq!(
+        ids(&want),
+        vec![
+            ("NGB-IBAN-001", 5, "PK36SCBL************6702", "high"),
+            ("NGB-IBAN-001", 33, "PK72HABB************1234", "high"),
+        ]
+    );
+    for i in 0..=text.len() {
+        assert_eq!(run(&[Some(&text[..i]), Some(&text[i..])]), want, "split at {i}");
+    }
 }
 
 /// Builds a stream from tokens: benign filler, digit noise, keywords and planted values.
@@ -261,6 +397,13 @@ fn token() -> impl Strategy<Value = Vec<u8>> {
         Just(b"378282246310005".to_vec()),
         Just(b"3782 822463 10005".to_vec()),
         Just(b"1732212345678".to_vec()),
+        Just(b" (cnic) ".to_vec()),
+        Just(b"\"cnic\":".to_vec()),
+        Just(b"clinic ".to_vec()),
+        Just(b" visa".to_vec()),
+        Just("شناختی کارڈ".as_bytes().to_vec()),
+        Just(b"PK36SCBL0000001123456702".to_vec()),
+        Just(b"4111111111111111003".to_vec()),
     ]
 }
 

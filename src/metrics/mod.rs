@@ -73,6 +73,26 @@ pub struct Metrics {
     pub l7_protocol: IntCounterVec,
     /// Decoder limits hit and decoding stops, by event.
     pub l7_events: IntCounterVec,
+
+    // ---- Alert outputs (src/sink): one series per configured output, label `output` = its
+    // fixed name (`file`, `stdout`, `syslog`, `http-0`, …), so cardinality is bounded by config.
+    /// Alerts the receiver acknowledged, by output.
+    pub output_delivered: IntCounterVec,
+    /// Alerts in delivery attempts that failed (each attempt counts its alerts), by output.
+    pub output_failed: IntCounterVec,
+    /// Alerts sent again after an earlier failed attempt (replayed from the spool), by output.
+    pub output_retried: IntCounterVec,
+    /// Alerts written to the output's disk spool, by output.
+    pub output_spooled: IntCounterVec,
+    /// Alerts given up, by output and reason (`rejected`, `spool_full`, `spool_error`,
+    /// `queue_full`, `shutdown`).
+    pub output_dropped: IntCounterVec,
+    /// Bytes in the output's disk spool.
+    pub output_spool_bytes: IntGaugeVec,
+    /// Alerts waiting in the output's in-memory queue.
+    pub output_queue_depth: IntGaugeVec,
+    /// 1 while the output's last delivery attempt succeeded (connected), 0 while it fails.
+    pub output_connected: IntGaugeVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -267,6 +287,55 @@ impl Metrics {
                 "nigehban_l7_events_total",
                 "Application decoder limits hit (decompression bombs, nesting, oversized headers) and decoding stops, by event.",
                 &["event"],
+            ),
+            // ---- Alert outputs (src/sink).
+            output_delivered: counter_vec(
+                &r,
+                "nigehban_output_delivered_total",
+                "Alerts acknowledged by an output's receiver (TCP/TLS syslog: written and flushed; HTTP: 2xx).",
+                &["output"],
+            ),
+            output_failed: counter_vec(
+                &r,
+                "nigehban_output_failed_total",
+                "Alerts in delivery attempts that failed; they are retried or spooled, not lost.",
+                &["output"],
+            ),
+            output_retried: counter_vec(
+                &r,
+                "nigehban_output_retried_total",
+                "Alerts sent again from the disk spool after an earlier failure or restart.",
+                &["output"],
+            ),
+            output_spooled: counter_vec(
+                &r,
+                "nigehban_output_spooled_total",
+                "Alerts written to an output's disk spool.",
+                &["output"],
+            ),
+            output_dropped: counter_vec(
+                &r,
+                "nigehban_output_dropped_total",
+                "Alerts given up by an output, by reason.",
+                &["output", "reason"],
+            ),
+            output_spool_bytes: gauge_vec(
+                &r,
+                "nigehban_output_spool_bytes",
+                "Bytes held in an output's disk spool.",
+                &["output"],
+            ),
+            output_queue_depth: gauge_vec(
+                &r,
+                "nigehban_output_queue_depth",
+                "Alerts waiting in an output's in-memory queue.",
+                &["output"],
+            ),
+            output_connected: gauge_vec(
+                &r,
+                "nigehban_output_connected",
+                "1 while an output's last delivery succeeded, 0 while it fails.",
+                &["output"],
             ),
             registry: r,
         }

@@ -4,6 +4,10 @@
 //! Everything that needs the clear digits (masking, the keyed hash) is computed here, so
 //! a reviewer auditing where clear personal data can flow only has to read this file.
 
+mod text;
+
+pub use text::ValueError;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
@@ -16,6 +20,8 @@ pub enum PiiKind {
     Cnic,
     /// Payment card number (PAN, 13–19 digits).
     Card,
+    /// Pakistani IBAN (`PK`, 2 check digits, 4-letter bank code, 16-digit account).
+    Iban,
 }
 
 impl PiiKind {
@@ -24,6 +30,7 @@ impl PiiKind {
         match self {
             PiiKind::Cnic => "cnic",
             PiiKind::Card => "card",
+            PiiKind::Iban => "iban",
         }
     }
 }
@@ -54,31 +61,43 @@ impl Confidence {
     }
 }
 
-/// Most digits a value can hold (the longest PAN).
+/// Most digits a CNIC or card value can hold (the longest PAN).
 pub const MAX_DIGITS: usize = 19;
+/// Most characters any value can hold (the longest IBAN, ISO 13616).
+pub const MAX_VALUE_LEN: usize = 34;
 
-/// A validated personal value: normalised digits only, at most 19 of them.
+/// A validated personal value in normalised form: ASCII digits (CNIC, card; at most
+/// [`MAX_DIGITS`]) or upper-case ASCII letters and digits without spaces (IBAN; at most
+/// [`MAX_VALUE_LEN`]).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PiiValue {
     kind: PiiKind,
-    /// Invariant: `1 <= len <= 19`.
+    /// Invariant: `1 <= len <= MAX_VALUE_LEN`, and `len <= MAX_DIGITS` unless `kind` is `Iban`.
     len: u8,
-    /// Invariant: `digits[..len]` are ASCII digits, `digits[len..]` are zero.
-    digits: [u8; MAX_DIGITS],
+    /// Invariant: `bytes[..len]` is the normalised value (see [`PiiValue::new`]), `bytes[len..]`
+    /// are zero.
+    bytes: [u8; MAX_VALUE_LEN],
 }
 
 impl PiiValue {
-    /// Builds a value from normalised ASCII digits. Returns `None` unless 1..=19 ASCII digits.
-    pub fn new(kind: PiiKind, digits: &[u8]) -> Option<Self> {
-        if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
+    /// Builds a value from its normalised form. Returns `None` unless it is 1..=19 ASCII digits
+    /// (CNIC, card) or 1..=34 upper-case ASCII letters and digits (IBAN).
+    pub fn new(kind: PiiKind, normalised: &[u8]) -> Option<Self> {
+        let ok = match kind {
+            PiiKind::Cnic | PiiKind::Card => {
+                normalised.len() <= MAX_DIGITS && normalised.iter().all(u8::is_ascii_digit)
+            }
+            PiiKind::Iban => normalised.iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()),
+        };
+        if !ok || normalised.is_empty() || normalised.len() > MAX_VALUE_LEN {
             return None;
         }
-        let mut buf = [0u8; MAX_DIGITS];
-        buf[..digits.len()].copy_from_slice(digits);
+        let mut bytes = [0u8; MAX_VALUE_LEN];
+        bytes[..normalised.len()].copy_from_slice(normalised);
         Some(Self {
             kind,
-            len: digits.len() as u8,
-            digits: buf,
+            len: normalised.len() as u8,
+            bytes,
         })
     }
 
@@ -87,39 +106,44 @@ impl PiiValue {
         self.kind
     }
 
-    /// Number of digits.
+    /// Number of characters of the normalised form.
     pub fn len(&self) -> usize {
         usize::from(self.len)
     }
 
-    /// Always false (a value has at least one digit); present for clippy's `len_without_is_empty`.
+    /// Always false (a value has at least one character); present for clippy's `len_without_is_empty`.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     fn clear(&self) -> &[u8] {
-        debug_assert!((1..=MAX_DIGITS).contains(&self.len()));
-        &self.digits[..self.len()]
+        debug_assert!((1..=MAX_VALUE_LEN).contains(&self.len()));
+        &self.bytes[..self.len()]
     }
 
-    /// The redacted form shown to analysts: CNIC `35202-*******-1`, card first six and last four.
+    /// The redacted form shown to analysts: CNIC `35202-*******-1`; card first six and last
+    /// four; IBAN country, check digits and bank code (first eight) and last four
+    /// (`PK36SCBL************5678`).
     ///
-    /// Values of unexpected length are masked conservatively: a CNIC that is not 13 digits and
-    /// a card shorter than 13 digits show only their length in `*`.
+    /// Values of unexpected length are masked conservatively: a CNIC that is not 13 digits, a
+    /// card shorter than 13 digits and an IBAN shorter than 15 characters show only their
+    /// length in `*`.
     pub fn masked(&self) -> String {
         let d = self.clear();
         let mut s = String::with_capacity(d.len() + 2);
+        let keep = |s: &mut String, head: usize, tail: usize| {
+            s.extend(d[..head].iter().map(|&b| b as char));
+            s.extend(std::iter::repeat('*').take(d.len() - head - tail));
+            s.extend(d[d.len() - tail..].iter().map(|&b| b as char));
+        };
         match self.kind {
             PiiKind::Cnic if d.len() == 13 => {
                 s.extend(d[..5].iter().map(|&b| b as char));
                 s.push_str("-*******-");
                 s.push(d[12] as char);
             }
-            PiiKind::Card if d.len() >= 13 => {
-                s.extend(d[..6].iter().map(|&b| b as char));
-                s.extend(std::iter::repeat('*').take(d.len() - 10));
-                s.extend(d[d.len() - 4..].iter().map(|&b| b as char));
-            }
+            PiiKind::Card if d.len() >= 13 => keep(&mut s, 6, 4),
+            PiiKind::Iban if d.len() >= 15 => keep(&mut s, 8, 4),
             _ => s.extend(std::iter::repeat('*').take(d.len())),
         }
         s
@@ -147,7 +171,7 @@ impl fmt::Debug for PiiKey {
     }
 }
 
-/// The keyed hash of a value (HMAC-SHA256 over its normalised digits).
+/// The keyed hash of a value (HMAC-SHA256 over its normalised form).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PiiHash(pub [u8; 32]);
 
@@ -203,9 +227,19 @@ impl PiiKey {
         }
         Ok(Self::new(&bytes[..end]))
     }
-    /// HMAC-SHA256 of the value's normalised digits.
+    /// HMAC-SHA256 of the value's normalised form (digits; upper-case IBAN without spaces).
+    /// The kind is not hashed, so the same digits correlate across rules and known-value lists.
     pub fn hash(&self, value: &PiiValue) -> PiiHash {
         self.mac_bytes(value.clear())
+    }
+
+    /// A fingerprint of the key that reveals nothing about it (an HMAC of a fixed label), for
+    /// refusing known-value files made with a different key.
+    pub fn fingerprint(&self) -> [u8; 16] {
+        let h = self.mac_bytes(b"nigehban/key-fingerprint/v1");
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.0[..16]);
+        out
     }
 
     fn mac_bytes(&self, data: &[u8]) -> PiiHash {
@@ -225,6 +259,12 @@ mod tests {
         assert!(PiiValue::new(PiiKind::Card, b"12345678901234567890").is_none());
         assert!(PiiValue::new(PiiKind::Card, b"4111-1111").is_none());
         assert!(PiiValue::new(PiiKind::Card, b"1234567890123456789").is_some());
+        assert!(PiiValue::new(PiiKind::Cnic, b"PK36SCBL0000001123456702").is_none());
+        assert!(PiiValue::new(PiiKind::Iban, b"PK36SCBL0000001123456702").is_some());
+        assert!(PiiValue::new(PiiKind::Iban, b"pk36SCBL0000001123456702").is_none());
+        assert!(PiiValue::new(PiiKind::Iban, b"PK36 SCBL 0000").is_none());
+        assert!(PiiValue::new(PiiKind::Iban, &[b'1'; 35]).is_none());
+        assert!(PiiValue::new(PiiKind::Iban, &[b'1'; 34]).is_some());
     }
 
     #[test]
@@ -239,6 +279,10 @@ mod tests {
         assert_eq!(v19.masked(), "411111*********1003");
         let odd = PiiValue::new(PiiKind::Cnic, b"123").unwrap();
         assert_eq!(odd.masked(), "***");
+        let iban = PiiValue::new(PiiKind::Iban, b"PK36SCBL0000001123456702").unwrap();
+        assert_eq!(iban.masked(), "PK36SCBL************6702");
+        let short = PiiValue::new(PiiKind::Iban, b"PK36SCBL0000").unwrap();
+        assert_eq!(short.masked(), "************");
     }
 
     #[test]
@@ -271,6 +315,16 @@ mod tests {
         // Kind is not hashed: the same digits correlate across rules.
         let c = PiiValue::new(PiiKind::Cnic, b"4111111111111111").unwrap();
         assert_eq!(k1.hash(&v), k1.hash(&c));
+    }
+
+    #[test]
+    fn fingerprint_depends_on_the_key_only() {
+        let (a, b) = (PiiKey::new(b"one"), PiiKey::new(b"two"));
+        assert_eq!(a.fingerprint(), PiiKey::new(b"one").fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let iban = PiiValue::new(PiiKind::Iban, b"PK36SCBL0000001123456702").unwrap();
+        assert_eq!(a.hash(&iban), a.mac_bytes(b"PK36SCBL0000001123456702"));
+        assert_eq!(format!("{iban:?}"), "PiiValue(Iban, PK36SCBL************6702)");
     }
 
     #[test]

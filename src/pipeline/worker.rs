@@ -599,14 +599,21 @@ impl Engine {
                 None => (Some(Location::Raw), &[][..]),
                 Some(log) => log.lookup(f.offset).map_or((None, &[][..]), |(l, n)| (Some(l), n)),
             };
-            let h = self.shared.key.hash(&f.value);
             let facts = Facts {
                 receiver: receiver.ip,
                 http_host,
                 location,
             };
             let rule = f.rule as usize;
-            let (confidence, known) = match self.shared.judge.judge(&f, &h, &facts) {
+            // Most low-confidence findings (timestamps) are decided without the keyed hash.
+            let (verdict, hash) = match self.shared.judge.judge_without_hash(&f, &facts) {
+                Some(v) => (v, None),
+                None => {
+                    let h = self.shared.key.hash(&f.value);
+                    (self.shared.judge.judge(&f, &h, &facts), Some(h))
+                }
+            };
+            let (confidence, known) = match verdict {
                 Verdict::Alert { confidence, known } => (confidence, known),
                 Verdict::Suppressed(reason) => {
                     let i = Suppression::ALL.iter().position(|r| *r == reason).unwrap_or(0);
@@ -618,6 +625,7 @@ impl Engine {
                     continue;
                 }
             };
+            let h = hash.unwrap_or_else(|| self.shared.key.hash(&f.value));
             let short = h.short() ^ (f.value.kind() as u64);
             let outcome = leaks.get_or_insert_with(Box::default).add(
                 f.rule,

@@ -1,15 +1,17 @@
 //! `nigehban rules check`: run every rule's examples through the real matcher.
 
-use super::RuleError;
+use super::{RuleError, DEFAULT_MIN_CONFIDENCE};
 use crate::matcher::{DirScanner, Finding, Matcher, RuleIdx, WorkerScratch};
+use crate::pii::Confidence;
 use std::fmt;
 
 /// Which example list an example came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExampleKind {
-    /// `examples.match`: must produce at least one finding from its rule.
+    /// `examples.match`: must produce a finding from its rule at or above the default minimum
+    /// confidence, or at exactly the confidence the example declares.
     Match,
-    /// `examples.no_match`: must produce none from its rule.
+    /// `examples.no_match`: must produce none from its rule, at any confidence.
     NoMatch,
 }
 
@@ -63,10 +65,12 @@ impl fmt::Display for CheckReport {
     }
 }
 
-/// Runs every rule's examples with the real matcher: each `match` example must give at least
-/// one finding from its rule, both scanned whole and fed one byte per call; each `no_match`
-/// example must give none in either mode. Stops at the first failure. A rule without `match`
-/// examples is an error too ([`RuleError::NoExamples`]).
+/// Runs every rule's examples with the real matcher, both scanned whole and fed one byte per
+/// call. A plain `match` example must give a finding from its rule at or above
+/// [`DEFAULT_MIN_CONFIDENCE`] (it would alert by default); a `match` example with a
+/// `confidence` must give that confidence exactly (the highest of the rule's findings in it);
+/// a `no_match` example must give no finding from its rule at all. Stops at the first failure.
+/// A rule without `match` examples is an error too ([`RuleError::NoExamples`]).
 pub fn check(matcher: &Matcher) -> Result<CheckReport, RuleError> {
     let mut w = matcher.worker()?;
     let mut report = CheckReport {
@@ -81,43 +85,55 @@ pub fn check(matcher: &Matcher) -> Result<CheckReport, RuleError> {
                 rule: rule.id.clone(),
             });
         }
-        let lists = [
-            (ExampleKind::Match, &rule.examples.matches),
-            (ExampleKind::NoMatch, &rule.examples.no_match),
-        ];
-        for (kind, list) in lists {
-            for (index, text) in list.iter().enumerate() {
-                for mode in [ScanMode::Whole, ScanMode::ByteByByte] {
-                    let found = count(matcher, &mut w, text.as_bytes(), mode, idx);
-                    let ok = match kind {
-                        ExampleKind::Match => found > 0,
-                        ExampleKind::NoMatch => found == 0,
-                    };
-                    if !ok {
-                        return Err(RuleError::Example {
-                            path: rule.source.clone(),
-                            rule: rule.id.clone(),
-                            kind,
-                            index,
-                            mode,
-                            found,
-                        });
-                    }
-                }
-                match kind {
-                    ExampleKind::Match => report.match_examples += 1,
-                    ExampleKind::NoMatch => report.no_match_examples += 1,
+        let matches = rule
+            .examples
+            .matches
+            .iter()
+            .map(|m| (ExampleKind::Match, m.text.as_str(), m.confidence));
+        let no_match = rule
+            .examples
+            .no_match
+            .iter()
+            .map(|t| (ExampleKind::NoMatch, t.as_str(), None));
+        let mut index = [0usize; 2];
+        for (kind, text, expected) in matches.chain(no_match) {
+            let i = &mut index[usize::from(kind == ExampleKind::NoMatch)];
+            for mode in [ScanMode::Whole, ScanMode::ByteByByte] {
+                let found = best(matcher, &mut w, text.as_bytes(), mode, idx);
+                let ok = match (kind, expected) {
+                    (ExampleKind::Match, None) => found >= Some(DEFAULT_MIN_CONFIDENCE),
+                    (ExampleKind::Match, Some(c)) => found == Some(c),
+                    (ExampleKind::NoMatch, _) => found.is_none(),
+                };
+                if !ok {
+                    return Err(RuleError::Example {
+                        path: rule.source.clone(),
+                        rule: rule.id.clone(),
+                        kind,
+                        index: *i,
+                        mode,
+                        found,
+                        expected,
+                    });
                 }
             }
+            *i += 1;
         }
+        report.match_examples += index[0];
+        report.no_match_examples += index[1];
         report.rules += 1;
     }
     Ok(report)
 }
 
-fn count(m: &Matcher, w: &mut WorkerScratch, text: &[u8], mode: ScanMode, rule: RuleIdx) -> usize {
-    let mut n = 0;
-    let mut out = |f: Finding| n += usize::from(f.rule == rule);
+/// Highest confidence among `rule`'s findings in `text` (`None`: no finding).
+fn best(m: &Matcher, w: &mut WorkerScratch, text: &[u8], mode: ScanMode, rule: RuleIdx) -> Option<Confidence> {
+    let mut best = None;
+    let mut out = |f: Finding| {
+        if f.rule == rule {
+            best = best.max(Some(f.confidence));
+        }
+    };
     let mut s = DirScanner::default();
     match mode {
         ScanMode::Whole => s.feed(m, w, text, &mut out),
@@ -128,5 +144,5 @@ fn count(m: &Matcher, w: &mut WorkerScratch, text: &[u8], mode: ScanMode, rule: 
         }
     }
     s.finish(m, w, &mut out);
-    n
+    best
 }

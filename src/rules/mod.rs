@@ -2,7 +2,7 @@
 //!
 //! The format is documented for rule authors in `rules/README.md`. In short, a directory holds
 //! `*.toml` files, loaded in file-name order; each may contain `[[rule]]` entries (patterns plus a
-//! validator, optional context keywords and examples) and `[[card_scheme]]` entries (the issuer
+//! validator, a base confidence, optional context keywords and examples) and `[[card_scheme]]` entries (the issuer
 //! table used by the card validator).
 //!
 //! Loading checks everything that can be checked without scanning: TOML shape (unknown keys are
@@ -15,8 +15,8 @@ mod check;
 pub use check::{check, CheckReport, ExampleKind, ScanMode};
 
 use crate::matcher::MatcherError;
-use crate::pii::PiiKind;
-use crate::validate::{CardScheme, CardSchemes, SchemeError, Validator};
+use crate::pii::{Confidence, PiiKind};
+use crate::validate::{CardScheme, CardSchemes, Keywords, SchemeError, Validator};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -25,10 +25,18 @@ use std::path::{Path, PathBuf};
 /// Longest match (bytes) a pattern may produce. The scanner keeps only a bounded tail of each
 /// stream, so a longer match could not be read back for validation.
 pub const MAX_MATCH_WIDTH: usize = 64;
-/// Largest context `window` (bytes) a rule may ask for.
+/// Largest context `window` (bytes before a value) a rule may ask for.
 pub const MAX_CONTEXT_WINDOW: usize = 64;
 /// Context window used when a rule's `[rule.context]` omits `window`.
 pub const DEFAULT_CONTEXT_WINDOW: usize = 48;
+/// Largest context `window_after` (bytes after a value) a rule may ask for. A value without a
+/// keyword before it waits for this many more bytes, so the bound keeps waiting short.
+pub const MAX_CONTEXT_AFTER: usize = 32;
+/// Context window after a value used when a rule's `[rule.context]` omits `window_after`.
+pub const DEFAULT_CONTEXT_AFTER: usize = 32;
+/// The minimum confidence that alerts by default (`--min-confidence`); `rules check` holds
+/// plain `match` examples to it.
+pub const DEFAULT_MIN_CONFIDENCE: Confidence = Confidence::Medium;
 
 /// How serious a rule's finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -172,7 +180,7 @@ pub enum RuleError {
         source: SchemeError,
     },
     /// A rule's example did not behave as declared (the example text is deliberately not shown).
-    #[error("{}: rule {rule:?}: examples.{kind}[{index}] gave {found} finding(s) from this rule when {mode}, expected {}; fix the example or the rule", path.display(), if *kind == ExampleKind::Match { "at least 1" } else { "none" })]
+    #[error("{}: rule {rule:?}: examples.{kind}[{index}] gave {} when {mode}, expected {}; fix the example or the rule", path.display(), Outcome(*found), Expected(*kind, *expected))]
     Example {
         /// The file.
         path: PathBuf,
@@ -184,8 +192,10 @@ pub enum RuleError {
         index: usize,
         /// How it was scanned.
         mode: ScanMode,
-        /// Findings from this rule.
-        found: usize,
+        /// Highest confidence of this rule's findings (`None`: no finding).
+        found: Option<Confidence>,
+        /// The confidence a `match` example declared (`None`: at least the default minimum).
+        expected: Option<Confidence>,
     },
     /// A rule has no `examples.match` entry, so `rules check` cannot prove it works.
     #[error("{}: rule {rule:?}: no examples.match: add at least one text the rule must find", path.display())]
@@ -200,6 +210,33 @@ pub enum RuleError {
     Matcher(#[from] MatcherError),
 }
 
+struct Outcome(Option<Confidence>);
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("no finding from this rule"),
+            Some(c) => write!(f, "a {} confidence finding from this rule", c.as_str()),
+        }
+    }
+}
+
+struct Expected(ExampleKind, Option<Confidence>);
+
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (ExampleKind::NoMatch, _) => f.write_str("none"),
+            (ExampleKind::Match, Some(c)) => write!(f, "exactly {} confidence", c.as_str()),
+            (ExampleKind::Match, None) => write!(
+                f,
+                "one at {} confidence or above (the default minimum)",
+                DEFAULT_MIN_CONFIDENCE.as_str()
+            ),
+        }
+    }
+}
+
 struct WidthDisplay(Option<usize>);
 
 impl fmt::Display for WidthDisplay {
@@ -211,32 +248,41 @@ impl fmt::Display for WidthDisplay {
     }
 }
 
-/// Context keywords near a hit.
+/// Context keywords near a hit; finding one raises the rule's confidence one level.
 #[derive(Debug, Clone)]
 pub struct Context {
     /// Keywords as written in the rule file.
     pub keywords: Vec<String>,
     /// Bytes before the hit that are searched; a keyword must lie entirely inside.
     pub window: usize,
-    /// True: no keyword in the window means no finding.
-    pub required: bool,
-    /// `keywords`, ASCII-lowercased, as bytes.
-    folded: Vec<Box<[u8]>>,
+    /// Bytes after the hit that are searched (0: none).
+    pub window_after: usize,
+    /// `keywords`, compiled.
+    compiled: Keywords,
 }
 
 impl Context {
-    /// Keywords ASCII-lowercased, for [`crate::validate::keyword_before`].
-    pub fn folded(&self) -> &[Box<[u8]>] {
-        &self.folded
+    /// The compiled keywords.
+    pub fn keywords(&self) -> &Keywords {
+        &self.compiled
     }
+}
+
+/// A `match` example: text the rule must find something in.
+#[derive(Clone)]
+pub struct MatchExample {
+    /// The text.
+    pub text: String,
+    /// The confidence its finding must have exactly; `None`: at least [`DEFAULT_MIN_CONFIDENCE`].
+    pub confidence: Option<Confidence>,
 }
 
 /// A rule's examples. `Debug` shows only the counts: examples are personal-data-shaped.
 #[derive(Clone, Default)]
 pub struct Examples {
     /// Texts the rule must find something in.
-    pub matches: Vec<String>,
-    /// Texts the rule must find nothing in.
+    pub matches: Vec<MatchExample>,
+    /// Texts the rule must find nothing in (at any confidence).
     pub no_match: Vec<String>,
 }
 
@@ -264,6 +310,8 @@ pub struct Rule {
     pub severity: Severity,
     /// Which validator confirms a hit.
     pub validator: Validator,
+    /// Confidence of a finding without a context keyword; a keyword raises it one level.
+    pub confidence: Confidence,
     /// Hyperscan expressions (matched with `SOM_LEFTMOST`), at least one.
     pub patterns: Vec<String>,
     /// Optional context keywords.
@@ -301,6 +349,8 @@ struct RawRule {
     pii: PiiKind,
     severity: Severity,
     validator: Validator,
+    #[serde(default = "default_confidence")]
+    confidence: Confidence,
     patterns: Vec<String>,
     #[serde(default)]
     context: Option<RawContext>,
@@ -315,21 +365,47 @@ struct RawContext {
     keywords: Vec<String>,
     #[serde(default = "default_window")]
     window: usize,
+    #[serde(default = "default_window_after")]
+    window_after: usize,
+    /// Replaced by confidence levels; accepted only to explain the replacement.
     #[serde(default)]
-    required: bool,
+    required: Option<bool>,
 }
 
 fn default_window() -> usize {
     DEFAULT_CONTEXT_WINDOW
 }
 
+fn default_window_after() -> usize {
+    DEFAULT_CONTEXT_AFTER
+}
+
+fn default_confidence() -> Confidence {
+    Confidence::Medium
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawExamples {
     #[serde(default, rename = "match")]
-    matches: Vec<String>,
+    matches: Vec<RawMatch>,
     #[serde(default)]
     no_match: Vec<String>,
+}
+
+/// `"text"` or `{ text = "...", confidence = "low" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMatch {
+    Text(String),
+    Expect(RawExpect),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    text: String,
+    confidence: Confidence,
 }
 
 #[derive(Deserialize)]
@@ -444,10 +520,7 @@ fn build_rule(path: PathBuf, raw: RawRule, schemes: &CardSchemes) -> Result<Rule
     if raw.name.trim().is_empty() {
         return Err(invalid("name is empty: describe what the rule finds".to_string()));
     }
-    let finds = match raw.validator {
-        Validator::Cnic => PiiKind::Cnic,
-        Validator::Card => PiiKind::Card,
-    };
+    let finds = raw.validator.kind();
     if finds != raw.pii {
         return Err(invalid(format!(
             "validator \"{}\" confirms {} values but pii = \"{}\": make them agree",
@@ -482,11 +555,29 @@ fn build_rule(path: PathBuf, raw: RawRule, schemes: &CardSchemes) -> Result<Rule
     let context = match raw.context {
         None => None,
         Some(c) => {
+            if c.required.is_some() {
+                return Err(invalid(
+                    "context.required was replaced by confidence levels: remove it and set the rule's \
+                     confidence (e.g. confidence = \"low\" so the value only alerts next to a keyword)"
+                        .to_string(),
+                ));
+            }
             if c.window == 0 || c.window > MAX_CONTEXT_WINDOW {
                 return Err(invalid(format!(
                     "context.window = {} is out of range: use 1 to {MAX_CONTEXT_WINDOW} bytes",
                     c.window
                 )));
+            }
+            if c.window_after > MAX_CONTEXT_AFTER {
+                return Err(invalid(format!(
+                    "context.window_after = {} is out of range: use 0 to {MAX_CONTEXT_AFTER} bytes",
+                    c.window_after
+                )));
+            }
+            if c.keywords.is_empty() {
+                return Err(invalid(
+                    "[rule.context] has no keywords: list some or remove the section".to_string(),
+                ));
             }
             if c.keywords.iter().any(|k| k.trim().is_empty()) {
                 return Err(invalid("context.keywords has an empty keyword: remove it".to_string()));
@@ -498,34 +589,38 @@ fn build_rule(path: PathBuf, raw: RawRule, schemes: &CardSchemes) -> Result<Rule
                     c.window
                 )));
             }
-            if c.required && c.keywords.is_empty() {
-                return Err(invalid(
-                    "context.required = true but no keywords: add keywords or set required = false".to_string(),
-                ));
-            }
-            let folded = c
-                .keywords
-                .iter()
-                .map(|k| k.to_ascii_lowercase().into_bytes().into_boxed_slice())
-                .collect();
+            let compiled = Keywords::new(&c.keywords);
             Some(Context {
                 keywords: c.keywords,
                 window: c.window,
-                required: c.required,
-                folded,
+                window_after: c.window_after,
+                compiled,
             })
         }
     };
+    let matches = raw
+        .examples
+        .matches
+        .into_iter()
+        .map(|m| match m {
+            RawMatch::Text(text) => MatchExample { text, confidence: None },
+            RawMatch::Expect(e) => MatchExample {
+                text: e.text,
+                confidence: Some(e.confidence),
+            },
+        })
+        .collect();
     Ok(Rule {
         id: raw.id,
         name: raw.name,
         pii: raw.pii,
         severity: raw.severity,
         validator: raw.validator,
+        confidence: raw.confidence,
         patterns: raw.patterns,
         context,
         examples: Examples {
-            matches: raw.examples.matches,
+            matches,
             no_match: raw.examples.no_match,
         },
         source: path,

@@ -1,5 +1,6 @@
 use super::*;
 use crate::matcher::Matcher;
+use crate::pii::Confidence;
 use std::path::Path;
 
 fn bundled() -> PathBuf {
@@ -40,15 +41,19 @@ fn bundled_rules_load_and_pass_check() {
             "NGB-CARD-002",
             "NGB-CARD-003",
             "NGB-CNIC-001",
-            "NGB-CNIC-002"
+            "NGB-CNIC-002",
+            "NGB-IBAN-001"
         ]
     );
     assert_eq!(rs.schemes().len(), 7);
     let cnic2 = &rs.rules()[5];
-    assert!(cnic2.context.as_ref().unwrap().required);
+    assert_eq!(cnic2.confidence, Confidence::Low);
+    assert_eq!(cnic2.context.as_ref().unwrap().window_after, 32);
     assert!(cnic2.source.ends_with("cnic.toml"));
+    let iban = &rs.rules()[6];
+    assert_eq!((iban.pii, iban.confidence), (PiiKind::Iban, Confidence::High));
     let report = check(&Matcher::new(rs).unwrap()).unwrap();
-    assert_eq!(report.rules, 6);
+    assert_eq!(report.rules, 7);
     assert!(
         report.match_examples >= 20 && report.no_match_examples >= 20,
         "{report}"
@@ -60,7 +65,7 @@ fn debug_does_not_print_examples() {
     let rs = RuleSet::load_dir(&bundled()).unwrap();
     let s = format!("{rs:?}");
     assert!(!s.contains("4111111111111111"));
-    assert!(s.contains("Examples { match: 7, no_match: 7 }"), "{s}");
+    assert!(s.contains("Examples { match: 10, no_match: 7 }"), "{s}");
 }
 
 #[test]
@@ -97,7 +102,7 @@ fn error_syntax_has_line_and_column() {
     let unknown = rule("A", "colour = \"red\"");
     let e = load(&[("a.toml", &unknown)], true).unwrap_err();
     assert!(e.to_string().contains("colour"), "{e}");
-    let bad_validator = rule("A", "").replace("validator = \"card\"", "validator = \"iban\"");
+    let bad_validator = rule("A", "").replace("validator = \"card\"", "validator = \"ssn\"");
     let e = load(&[("a.toml", &bad_validator)], true).unwrap_err();
     assert!(matches!(e, RuleError::Syntax { line: 6, .. }), "{e}");
 }
@@ -199,11 +204,34 @@ fn error_invalid_fields() {
         load(&[("a.toml", &req)], true).unwrap_err(),
         RuleError::Invalid { .. }
     ));
+    let after = rule("A", "[rule.context]\nkeywords = [\"pan\"]\nwindow_after = 33\n");
+    assert!(matches!(
+        load(&[("a.toml", &after)], true).unwrap_err(),
+        RuleError::Invalid { .. }
+    ));
+    let no_keywords = rule("A", "[rule.context]\nwindow = 8\n");
+    assert!(matches!(
+        load(&[("a.toml", &no_keywords)], true).unwrap_err(),
+        RuleError::Invalid { .. }
+    ));
+    // The retired `required` key is refused with a pointer to its replacement.
+    let required = rule("A", "[rule.context]\nkeywords = [\"pan\"]\nrequired = true\n");
+    let e = load(&[("a.toml", &required)], true).unwrap_err().to_string();
+    assert!(e.contains("confidence"), "{e}");
+    let bad_level = rule("A", "").replace("validator = \"card\"", "validator = \"card\"\nconfidence = \"sure\"");
+    assert!(matches!(
+        load(&[("a.toml", &bad_level)], true).unwrap_err(),
+        RuleError::Syntax { .. }
+    ));
     let ok = rule("A", "[rule.context]\nkeywords = [\"PAN\"]\n");
     let rs = load(&[("a.toml", &ok)], true).unwrap();
-    let ctx = rs.rules()[0].context.as_ref().unwrap();
-    assert_eq!((ctx.window, ctx.required), (DEFAULT_CONTEXT_WINDOW, false));
-    assert_eq!(&*ctx.folded()[0], b"pan");
+    let r = &rs.rules()[0];
+    let ctx = r.context.as_ref().unwrap();
+    assert_eq!(
+        (ctx.window, ctx.window_after, r.confidence),
+        (DEFAULT_CONTEXT_WINDOW, DEFAULT_CONTEXT_AFTER, Confidence::Medium)
+    );
+    assert!(!ctx.keywords().is_empty());
 }
 
 #[test]
@@ -225,7 +253,7 @@ fn check_reports_failing_example_without_its_text() {
         } => {
             assert_eq!(
                 (rule.as_str(), *kind, *index, *mode, *found),
-                ("A", ExampleKind::NoMatch, 1, ScanMode::Whole, 1)
+                ("A", ExampleKind::NoMatch, 1, ScanMode::Whole, Some(Confidence::Medium))
             );
         }
         other => panic!("{other}"),
@@ -242,6 +270,39 @@ fn check_reports_failing_example_without_its_text() {
             ..
         }
     ));
+
+    // A declared confidence must be met exactly, and a plain example must reach the default
+    // minimum: a low-confidence rule's plain example fails, naming what it found.
+    let exact = rule("A", "").replace(
+        "match = [\"4111111111111111\"]",
+        "match = [{ text = \"4111111111111111\", confidence = \"high\" }]",
+    );
+    let m = Matcher::new(load(&[("a.toml", &exact)], true).unwrap()).unwrap();
+    let e = check(&m).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RuleError::Example {
+                found: Some(Confidence::Medium),
+                expected: Some(Confidence::High),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let low = rule("A", "").replace("validator = \"card\"", "validator = \"card\"\nconfidence = \"low\"");
+    let m = Matcher::new(load(&[("a.toml", &low)], true).unwrap()).unwrap();
+    let e = check(&m).unwrap_err().to_string();
+    assert!(
+        e.contains("gave a low confidence finding") && e.contains("medium confidence or above"),
+        "{e}"
+    );
+    let declared_low = low.replace(
+        "match = [\"4111111111111111\"]",
+        "match = [{ text = \"4111111111111111\", confidence = \"low\" }]",
+    );
+    let m = Matcher::new(load(&[("a.toml", &declared_low)], true).unwrap()).unwrap();
+    assert_eq!(check(&m).unwrap().match_examples, 1);
 
     let none = rule("A", "").replace("match = [\"4111111111111111\"]", "");
     let m = Matcher::new(load(&[("a.toml", &none)], true).unwrap()).unwrap();

@@ -337,7 +337,8 @@ pub fn demo() -> Vec<Frame> {
         };
 
     // 2. An inside web server answers an outside client with card numbers (egress response).
-    let csv = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\norder,card\r\n1001,4111 1111 1111 1111\r\n1002,5555-5555-5555-4444\r\n1003,378282246310005\r\n";
+    //    The last row is a public test card number: allowed by default, counted, not alerted.
+    let csv = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\norder,card\r\n1001,4532 0173 9246 5814\r\n1002,5228-4716-3059-2747\r\n1003,378291638457209\r\n1004,4111 1111 1111 1111\r\n";
     let get = b"GET /orders/export HTTP/1.1\r\nHost: shop.internal\r\n\r\n";
     frames.extend(conversation(
         "198.51.100.7:44000",
@@ -381,7 +382,7 @@ pub fn demo() -> Vec<Frame> {
             b"<134>app: verified identity card 42101-9876543-3 ok",
         ),
     });
-    let form = b"cnic=35202-1234567-2&card=6011000990139424";
+    let form = b"cnic=35202-1234567-2&card=6011473902561870";
     frames.extend(conversation(
         "[fd00::15]:50000",
         "[2001:db8::80]:80",

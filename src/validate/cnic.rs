@@ -10,7 +10,7 @@ pub const CNIC_DIGITS: usize = 13;
 const DASHED_LEN: usize = 15;
 
 /// Validates a CNIC candidate: exact shape, first digit 1–7, no digit touching either side.
-/// Context keywords are the rule's business (see [`super::keyword_before`]).
+/// Context keywords are the rule's business (see [`super::Keywords`]).
 pub fn cnic(c: &Candidate<'_>) -> Result<PiiValue, Reject> {
     let hit = c.hit();
     let mut digits = [0u8; CNIC_DIGITS];
@@ -100,8 +100,8 @@ mod tests {
 
     #[test]
     fn timestamp_is_shape_valid() {
-        // A 13-digit millisecond timestamp looks like a CNIC; only a required context keyword
-        // (rule `NGB-CNIC-002`) keeps it out. This documents why that rule requires context.
+        // A 13-digit millisecond timestamp looks like a CNIC; only confidence keeps it out: rule
+        // `NGB-CNIC-002` reports bare 13 digits at low confidence unless a keyword is near.
         assert!(whole("1732212345678").is_ok());
     }
 }

@@ -1,4 +1,5 @@
-//! Validators: decide whether a Hyperscan hit is really a CNIC or a card number.
+//! Validators: decide whether a Hyperscan hit is really a CNIC, a card number or an IBAN, and
+//! look for the context keywords around it.
 //!
 //! Everything here is a pure function over a [`Candidate`], a contiguous byte view of the hit
 //! and its surroundings that the matcher assembles on the stack. No function allocates.
@@ -9,13 +10,15 @@
 
 mod card;
 mod cnic;
+mod context;
+mod iban;
 
-pub use card::{luhn_valid, CardScheme, CardSchemes, SchemeError};
-pub use cnic::cnic;
+pub use card::{card, luhn_valid, CardScheme, CardSchemes, SchemeError, MAX_CARD_DIGITS, MIN_CARD_DIGITS};
+pub use cnic::{cnic, CNIC_DIGITS};
+pub use context::Keywords;
+pub use iban::{iban, mod97_valid, PK_IBAN_LEN};
 
-pub use card::card;
-
-use crate::pii::PiiValue;
+use crate::pii::{PiiKind, PiiValue};
 
 /// Bytes after a hit that boundary checks look at (`<sep><digit>`).
 pub const AFTER_BYTES: usize = 2;
@@ -30,6 +33,8 @@ pub enum Validator {
     Cnic,
     /// Payment card: 13–19 digits, Luhn, issuer table.
     Card,
+    /// Pakistani IBAN: `PKkk BBBB` + 16 digits, ISO 13616 mod-97.
+    Iban,
 }
 
 impl Validator {
@@ -38,6 +43,15 @@ impl Validator {
         match self {
             Validator::Cnic => "cnic",
             Validator::Card => "card",
+            Validator::Iban => "iban",
+        }
+    }
+    /// The kind of value this validator confirms.
+    pub fn kind(self) -> PiiKind {
+        match self {
+            Validator::Cnic => PiiKind::Cnic,
+            Validator::Card => PiiKind::Card,
+            Validator::Iban => PiiKind::Iban,
         }
     }
     /// Runs this validator (boundaries, shape, checksum, issuer; not the context keywords).
@@ -45,6 +59,7 @@ impl Validator {
         match self {
             Validator::Cnic => cnic(c),
             Validator::Card => card(c, schemes),
+            Validator::Iban => iban(c),
         }
     }
 }
@@ -64,8 +79,8 @@ pub enum Reject {
     Luhn,
     /// Card number whose prefix and length match no loaded issuer scheme.
     Scheme,
-    /// The rule requires a context keyword and none was found in its window.
-    Context,
+    /// IBAN failing the ISO 13616 mod-97 check.
+    Checksum,
 }
 
 impl Reject {
@@ -79,7 +94,7 @@ impl Reject {
         Reject::Boundary,
         Reject::Luhn,
         Reject::Scheme,
-        Reject::Context,
+        Reject::Checksum,
     ];
     /// Dense index `0..COUNT`.
     pub fn index(self) -> usize {
@@ -94,13 +109,14 @@ impl Reject {
             Reject::Boundary => "boundary",
             Reject::Luhn => "luhn",
             Reject::Scheme => "scheme",
-            Reject::Context => "context",
+            Reject::Checksum => "checksum",
         }
     }
 }
 
 /// A hit and its surroundings: `bytes[..start]` before, `bytes[start..end]` the hit,
-/// `bytes[end..]` after (at most [`AFTER_BYTES`] are looked at).
+/// `bytes[end..]` after (validators look at most at [`AFTER_BYTES`] of them, context keywords
+/// at the rule's `window_after`).
 #[derive(Clone, Copy)]
 pub struct Candidate<'a> {
     bytes: &'a [u8],
@@ -138,6 +154,10 @@ impl<'a> Candidate<'a> {
     pub fn context(&self, window: usize) -> &'a [u8] {
         &self.bytes[self.start.saturating_sub(window)..self.start]
     }
+    /// Up to `window` bytes immediately after the hit (fewer if the view ends sooner).
+    pub fn after_context(&self, window: usize) -> &'a [u8] {
+        &self.bytes[self.end..self.bytes.len().min(self.end.saturating_add(window))]
+    }
 }
 
 fn is_digit(b: Option<u8>) -> bool {
@@ -149,41 +169,9 @@ pub(crate) fn touches_digit(c: &Candidate<'_>) -> bool {
     is_digit(c.before(1)) || is_digit(c.after(0))
 }
 
-/// True if any of `keywords` (already ASCII-lowercased) occurs entirely within the `window`
-/// bytes before the hit with no ASCII digit between it and the hit, comparing ASCII
-/// case-insensitively (other bytes compare exactly).
-///
-/// The no-digit rule keeps a keyword from vouching for the *next* number: in
-/// `cnic: 35202-1234567-1,"ts":1732212345678` the keyword belongs to the CNIC, not the timestamp.
-pub fn keyword_before(c: &Candidate<'_>, keywords: &[Box<[u8]>], window: usize) -> bool {
-    let ctx = c.context(window);
-    let hay = match ctx.iter().rposition(u8::is_ascii_digit) {
-        Some(i) => &ctx[i + 1..],
-        None => ctx,
-    };
-    keywords.iter().any(|k| contains_ci(hay, k))
-}
-
-fn contains_ci(hay: &[u8], needle_lower: &[u8]) -> bool {
-    if needle_lower.is_empty() {
-        return true;
-    }
-    if needle_lower.len() > hay.len() {
-        return false;
-    }
-    hay.windows(needle_lower.len())
-        .any(|w| w.iter().zip(needle_lower).all(|(&h, &n)| h.to_ascii_lowercase() == n))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kw(list: &[&str]) -> Vec<Box<[u8]>> {
-        list.iter()
-            .map(|k| k.to_ascii_lowercase().into_bytes().into_boxed_slice())
-            .collect()
-    }
 
     #[test]
     fn candidate_view() {
@@ -197,29 +185,12 @@ mod tests {
         assert_eq!(c.after(2), None);
         assert_eq!(c.context(1), b"b");
         assert_eq!(c.context(10), b"ab");
+        assert_eq!(c.after_context(1), b"c");
+        assert_eq!(c.after_context(10), b"cd");
         assert!(Candidate::new(b, 6, 2).is_none());
         assert!(Candidate::new(b, 2, 9).is_none());
         assert!(!touches_digit(&c));
         assert!(touches_digit(&Candidate::new(b, 3, 6).unwrap()));
-    }
-
-    #[test]
-    fn keywords_case_insensitive_within_window() {
-        let k = kw(&["CNIC", "شناختی کارڈ"]);
-        let b = b"my Cnic no: 12345";
-        let c = Candidate::new(b, 12, 17).unwrap();
-        assert!(keyword_before(&c, &k, 48));
-        assert!(keyword_before(&c, &k, 9)); // "Cnic no: " is 9 bytes
-        assert!(!keyword_before(&c, &k, 8)); // keyword must fit entirely in the window
-        let urdu = "شناختی کارڈ 3520212345671".as_bytes();
-        let s = urdu.len() - 13;
-        assert!(keyword_before(&Candidate::new(urdu, s, urdu.len()).unwrap(), &k, 48));
-        // A digit between keyword and hit: the keyword belongs to an earlier number.
-        let taken = b"cnic: 35202-1234567-1,\"ts\":1732212345678";
-        let s = taken.len() - 13;
-        assert!(!keyword_before(&Candidate::new(taken, s, taken.len()).unwrap(), &k, 48));
-        let none = b"order 3520212345671";
-        assert!(!keyword_before(&Candidate::new(none, 6, 19).unwrap(), &k, 48));
     }
 
     #[test]

@@ -1,0 +1,235 @@
+//! Context keywords: words near a value that make it more likely to be what it looks like
+//! (`cnic: 3520212345671`, `3520212345671 (CNIC)`, `شناختی کارڈ 3520212345671`).
+//!
+//! Matching rules, chosen so that a keyword vouches for the right number and only for it:
+//! - ASCII letters compare case-insensitively; other bytes (Urdu, punctuation) exactly.
+//! - In a keyword, a space, `_` or `-` matches any one of space, `_` or `-`, so `id card`
+//!   also finds `ID_Card` and `id-card`.
+//! - A keyword that begins (ends) with an ASCII letter must begin (end) at a word boundary: the
+//!   neighbouring byte is not an ASCII letter, or the keyword starts (ends) at a lower-to-upper
+//!   case change (`userCnic`, `cardNumber`). So `nic` is not found inside `clinic`, while `cnic=`,
+//!   `"national_id":`, `CNIC No.` and `card_number` work. Keywords in other scripts are plain
+//!   byte substrings.
+//! - Before a value: the keyword must lie entirely in the window, with no ASCII digit between it
+//!   and the value (in `cnic: 35202-1234567-1,"ts":1732212345678` the keyword belongs to the
+//!   CNIC, not to the timestamp after it).
+//! - After a value: likewise no digit between the value and the keyword, and the keyword must not
+//!   be a label for what follows it: if the next byte after it (skipping spaces, quotes and
+//!   `_ . #`) is `:`, `=` or a digit, it names the next value (`1732212345678,"cnic":"…"`).
+//!
+//! Nothing here allocates after [`Keywords::new`].
+
+use super::Candidate;
+
+/// One compiled keyword.
+#[derive(Debug, Clone)]
+struct Keyword {
+    /// ASCII-lowercased bytes.
+    bytes: Box<[u8]>,
+    /// First byte is an ASCII letter: a word boundary is required before it.
+    bound_start: bool,
+    /// Last byte is an ASCII letter: a word boundary is required after it.
+    bound_end: bool,
+}
+
+/// A rule's compiled context keywords.
+#[derive(Clone, Default)]
+pub struct Keywords {
+    list: Vec<Keyword>,
+}
+
+impl std::fmt::Debug for Keywords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Keywords({})", self.list.len())
+    }
+}
+
+fn is_sep(b: u8) -> bool {
+    matches!(b, b' ' | b'_' | b'-')
+}
+
+/// True if position `i` of `hay` (between `hay[i-1]` and `hay[i]`) is a word boundary. The
+/// edges of `hay` count as boundaries; callers pass one byte beyond the window on the far side
+/// when they have it, so that a keyword at the window's edge is still checked (`clinic`).
+fn boundary(hay: &[u8], i: usize) -> bool {
+    if i == 0 || i >= hay.len() {
+        return true;
+    }
+    let (a, b) = (hay[i - 1], hay[i]);
+    !a.is_ascii_alphabetic() || !b.is_ascii_alphabetic() || (a.is_ascii_lowercase() && b.is_ascii_uppercase())
+}
+
+impl Keyword {
+    fn matches_at(&self, hay: &[u8], i: usize) -> bool {
+        let k = &self.bytes;
+        i + k.len() <= hay.len()
+            && hay[i..i + k.len()].iter().zip(k.iter()).all(|(&h, &n)| {
+                if is_sep(n) {
+                    is_sep(h)
+                } else {
+                    h.to_ascii_lowercase() == n
+                }
+            })
+            && (!self.bound_start || boundary(hay, i))
+            && (!self.bound_end || boundary(hay, i + k.len()))
+    }
+}
+
+impl Keywords {
+    /// Compiles `words` (empty or blank entries are skipped; the rule loader rejects them).
+    pub fn new<S: AsRef<str>>(words: &[S]) -> Keywords {
+        let list = words
+            .iter()
+            .map(|w| w.as_ref().as_bytes())
+            .filter(|w| !w.iter().all(u8::is_ascii_whitespace))
+            .map(|w| Keyword {
+                bytes: w.to_ascii_lowercase().into_boxed_slice(),
+                bound_start: w[0].is_ascii_alphabetic(),
+                bound_end: w[w.len() - 1].is_ascii_alphabetic(),
+            })
+            .collect();
+        Keywords { list }
+    }
+
+    /// True if there are no keywords.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Where the first keyword occurrence in `hay[from..]` starts and ends.
+    fn find<'s>(&'s self, hay: &'s [u8], from: usize) -> impl Iterator<Item = (usize, usize)> + 's {
+        let hay_len = hay.len();
+        (from..hay_len).flat_map(move |i| {
+            self.list
+                .iter()
+                .filter(move |k| k.matches_at(hay, i))
+                .map(move |k| (i, i + k.bytes.len()))
+        })
+    }
+
+    /// True if a keyword lies entirely within the `window` bytes before the hit, with no ASCII
+    /// digit between it and the hit. Looks at one more byte, if the candidate has it, for the
+    /// word boundary at the window's edge.
+    pub fn before(&self, c: &Candidate<'_>, window: usize) -> bool {
+        let ctx = c.context(window + 1);
+        let edge = usize::from(ctx.len() > window);
+        let from = ctx
+            .iter()
+            .rposition(u8::is_ascii_digit)
+            .map_or(edge, |i| (i + 1).max(edge));
+        self.find(ctx, from).next().is_some()
+    }
+
+    /// True if a keyword lies entirely within the `window` bytes after the hit, with no ASCII
+    /// digit between the hit and it, and is not a label for a following value (see the module
+    /// documentation). Looks at one more byte, if the candidate has it, for the word boundary
+    /// at the window's edge; looks at nothing the candidate does not hold.
+    pub fn after(&self, c: &Candidate<'_>, window: usize) -> bool {
+        let ctx = c.after_context(window + 1);
+        let upto = ctx.iter().position(u8::is_ascii_digit).unwrap_or(ctx.len());
+        // The keyword must end inside the window; the byte beyond only decides the boundary.
+        let hay = &ctx[..upto.min(ctx.len())];
+        self.find(hay, 0)
+            .any(|(_, end)| end <= window && !labels_next(&ctx[end..]))
+    }
+}
+
+/// True if `rest` (the bytes after a keyword) starts, after spaces, quotes and `_ . #`, with an
+/// assignment or a digit: the keyword names the next value, not the one before it.
+fn labels_next(rest: &[u8]) -> bool {
+    rest.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'"' | b'\'' | b'_' | b'.' | b'#'))
+        .is_some_and(|&b| b == b':' || b == b'=' || b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CNIC: &[&str] = &["cnic", "nic", "identity card", "national_id", "شناختی کارڈ"];
+
+    /// The candidate is the first run of 13 digits in `s`.
+    fn at(s: &str) -> Candidate<'_> {
+        let b = s.as_bytes();
+        let start = (0..b.len())
+            .find(|&i| b[i..].len() >= 13 && b[i..i + 13].iter().all(u8::is_ascii_digit))
+            .expect("13 digits");
+        Candidate::new(b, start, start + 13).unwrap()
+    }
+
+    fn before(s: &str) -> bool {
+        Keywords::new(CNIC).before(&at(s), 48)
+    }
+    fn after(s: &str) -> bool {
+        Keywords::new(CNIC).after(&at(s), 32)
+    }
+
+    #[test]
+    fn word_boundaries_before() {
+        assert!(before("cnic=3520212345671"));
+        assert!(before("{\"national_id\":\"3520212345671\"}"));
+        assert!(before("CNIC No. 3520212345671"));
+        assert!(before("NIC: 3520212345671"));
+        assert!(before("userCnic=3520212345671"));
+        assert!(!before("Identity  Card 3520212345671")); // two spaces: a keyword space matches one
+        assert!(before("identity-card 3520212345671"));
+        assert!(before("ID: x; Identity_Card: 3520212345671"));
+        assert!(!before("clinic 3520212345671"));
+        assert!(!before("cnicx 3520212345671"));
+        assert!(!before("technical 3520212345671"));
+        assert!(!before("order 3520212345671"));
+        assert!(!before("CNICNO 3520212345671"));
+    }
+
+    #[test]
+    fn digits_between_keyword_and_value_break_the_link() {
+        assert!(!before("cnic: 35202-1234567-1,\"ts\":1732212345678"));
+        assert!(!before("cnic 5, ts 1732212345678"));
+        assert!(after("1732212345678 (CNIC)"));
+        assert!(!after("1732212345678 7 cnic"));
+    }
+
+    #[test]
+    fn keyword_after_value_unless_it_labels_the_next() {
+        assert!(after("3520212345671 (CNIC)"));
+        assert!(after("3520212345671 is my cnic."));
+        assert!(after("3520212345671 | National_ID |"));
+        assert!(after("3520212345671\tNIC"));
+        assert!(!after("{\"ts\":1732212345678,\"cnic\":\"3520212345671\"}"));
+        assert!(!after("ts=1732212345678&cnic=x"));
+        assert!(!after("1732212345678 cnic 3520212345671"));
+        assert!(!after("1732212345678 clinic"));
+        assert!(!after("1732212345678 and nothing else here"));
+    }
+
+    #[test]
+    fn urdu_keywords_are_substrings_either_side() {
+        assert!(before("شناختی کارڈ نمبر 3740512345679"));
+        assert!(before("آپ کاشناختی کارڈ3740512345679"));
+        assert!(after("3740512345679 شناختی کارڈ"));
+    }
+
+    #[test]
+    fn windows_bound_the_search() {
+        let k = Keywords::new(CNIC);
+        let s = "cnic:    3520212345671";
+        assert!(k.before(&at(s), 9));
+        assert!(!k.before(&at(s), 8), "keyword must fit entirely inside the window");
+        let s = "3520212345671 ...... cnic";
+        assert!(k.after(&at(s), 25 - 13));
+        assert!(!k.after(&at(s), 25 - 14));
+        // At the window's edge the byte beyond still decides the word boundary.
+        assert!(!k.after(&at("3520212345671 ...... nicx"), 11));
+        assert!(k.after(&at("3520212345671 ...... nic."), 11));
+        assert!(!k.before(&at("clinic    3520212345671"), 7));
+        assert!(Keywords::new(&[" "]).is_empty());
+        assert!(!Keywords::new(&[" "]).before(&at("cnic 3520212345671"), 48));
+    }
+
+    #[test]
+    fn keywords_ending_in_punctuation_need_no_boundary_there() {
+        let k = Keywords::new(&["cc#"]);
+        assert!(k.before(&at("cc#3520212345671"), 48));
+        assert!(!k.before(&at("acc#3520212345671"), 48));
+    }
+}
