@@ -890,7 +890,7 @@ fn iban(g: &mut Gen) -> Sample {
     // Raw TCP.
     for i in 0..3 {
         let text = format!(
-            "PAYOUT batch {i}\n{}\n{}\n",
+            "PAYOUT batch {i}\n{} to be paid today\n{}\n",
             iban_text(&mut b, g, "unknown", RAW),
             iban_text(&mut b, g, "unknown", RAW)
         );
@@ -952,7 +952,7 @@ fn iban(g: &mut Gen) -> Sample {
     }
     // Mail.
     let text = format!(
-        "Please transfer the salary to {}\r\nand the bonus to {}\r\n",
+        "Please transfer the salary to {} from next month\r\nand the bonus to {}\r\n",
         iban_text(&mut b, g, "smtp", BODY),
         iban_text(&mut b, g, "smtp", BODY)
     );
