@@ -206,6 +206,35 @@ fn emit_query(name: &Name, domain: &str, sink: &mut dyn ContentSink) {
             sink.data(label);
         }
     }
+    if reverse {
+        return;
+    }
+    // A run of digit-only labels holding exactly 13 digits (`35202.1234567.1`) is a CNIC spelled
+    // across labels: the same structural context as a single 13-digit label.
+    let mut run = [0u8; CNIC_LABEL];
+    let (mut run_len, mut run_labels) = (0usize, 0usize);
+    for i in 0..=labels.len() {
+        let label = labels.get(i).map(|&l| name.label(l));
+        match label {
+            Some(label) if digits(label) && run_len + label.len() <= CNIC_LABEL => {
+                run[run_len..run_len + label.len()].copy_from_slice(label);
+                run_len += label.len();
+                run_labels += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if run_labels >= 2 && run_len == CNIC_LABEL {
+            sink.section(Location::DnsCnicLabel, section_name);
+            sink.data(&run);
+        }
+        // A digit label that overflowed the run starts the next one.
+        (run_len, run_labels) = (0, 0);
+        if let Some(label) = label.filter(|l| digits(l) && l.len() <= CNIC_LABEL) {
+            run[..label.len()].copy_from_slice(label);
+            (run_len, run_labels) = (label.len(), 1);
+        }
+    }
 }
 
 /// Evidence: the last two labels of the query name, lower-case, digit runs redacted.

@@ -79,7 +79,10 @@ fn digits_split_across_labels_are_joined() {
     let q = texts(&r, Location::DnsQuery);
     assert!(q == ["35202.1234567.1.x.Example", "3520212345671.x.Example"]);
     assert!(r.at(Location::DnsQuery).iter().all(|s| s.name == b"x.example"));
-    assert!(r.at(Location::DnsCnicLabel).is_empty());
+    // Thirteen digits spelled over labels carry the same context as one 13-digit label.
+    assert!(texts(&r, Location::DnsCnicLabel) == ["3520212345671"]);
+    let (r, _) = decode(&query("35202.1234567.12.x.example")).unwrap();
+    assert!(r.at(Location::DnsCnicLabel).is_empty(), "14 digits are not a CNIC");
     assert_eq!(ev.dns_domain, "x.example");
 }
 
@@ -221,7 +224,7 @@ fn tcp_messages_split_anywhere_equal_the_whole() {
     let whole = tcp(&[&stream]);
     assert_eq!(whole.1.dns_domain, "b.example");
     assert_eq!(whole.0.at(Location::DnsQuery).len(), 3);
-    assert_eq!(whole.0.at(Location::DnsCnicLabel).len(), 1);
+    assert_eq!(whole.0.at(Location::DnsCnicLabel).len(), 2, "one per query: split over labels and whole");
     for cut in 0..=stream.len() {
         assert!(tcp(&[&stream[..cut], &stream[cut..]]) == whole, "split at {cut}");
     }
