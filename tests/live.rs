@@ -70,7 +70,8 @@ fn live_capture_on_a_veth_pair_alerts_on_real_traffic() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
         let text = wait_for_metrics(&ns, port);
-        if metric(&text, "nigehban_alerts_total") >= 3.0 {
+        // The capture thread publishes its counters once a second; workers once per batch.
+        if metric(&text, "nigehban_alerts_total") >= 3.0 && metric(&text, "nigehban_packets_total") >= 8.0 {
             break text;
         }
         assert!(Instant::now() < deadline, "no alerts counted: {text}");

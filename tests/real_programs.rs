@@ -421,7 +421,7 @@ fn traffic(ns: &Netns, dir: &Path) -> Plan {
     };
     let (d1, d2, d3) = (values::cnic(&mut rng), values::cnic(&mut rng), values::cnic(&mut rng));
     plan.add(&d1, dns(&["dns_cnic_label"]));
-    plan.add(&d2, dns(&["dns_query"]));
+    plan.add(&d2, dns(&["dns_cnic_label"]));
     plan.add(&d3, dns(&["dns_query"]));
     let names = [
         (format!("{d1}.id.exfil.example"), false),

@@ -59,8 +59,11 @@ pub struct PendingBatch {
 struct RuleBatch {
     rule: RuleIdx,
     pending: Vec<PiiMatch>,
-    /// Context of the first pending value's message.
+    /// Context of the message every pending value travelled in.
     context: MessageContext,
+    /// Values of earlier messages, closed when a value of a different message arrived: each
+    /// group is raised as its own alert so an alert's method, host and path are its values'.
+    closed: Vec<(Vec<PiiMatch>, MessageContext)>,
     /// Alerts already raised for this rule in this direction.
     raised: u32,
     /// Packet time of the oldest pending value.
@@ -102,6 +105,7 @@ impl DirLeaks {
                     rule,
                     pending: Vec::new(),
                     context: MessageContext::default(),
+                    closed: Vec::new(),
                     raised: 0,
                     since: now,
                 });
@@ -111,6 +115,12 @@ impl DirLeaks {
         if b.pending.is_empty() {
             b.since = now;
             b.context = context();
+        } else {
+            let ctx = context();
+            if ctx != b.context {
+                let group = std::mem::take(&mut b.pending);
+                b.closed.push((group, std::mem::replace(&mut b.context, ctx)));
+            }
         }
         b.pending.push(make());
         outcome
@@ -122,6 +132,19 @@ impl DirLeaks {
         let max = policy.max_matches_per_alert.max(1);
         let distinct = self.seen.len();
         for b in &mut self.batches {
+            // Values of finished messages go at once (each group is one message's).
+            for (group, context) in b.closed.drain(..) {
+                for chunk in group.chunks(max) {
+                    b.raised += 1;
+                    out(PendingBatch {
+                        rule: b.rule,
+                        matches: chunk.to_vec(),
+                        batch: b.raised,
+                        context: context.clone(),
+                        distinct,
+                    });
+                }
+            }
             if b.pending.is_empty() {
                 continue;
             }
@@ -153,7 +176,9 @@ impl DirLeaks {
 
     /// True when some value waits to be raised.
     pub fn has_pending(&self) -> bool {
-        self.batches.iter().any(|b| !b.pending.is_empty())
+        self.batches
+            .iter()
+            .any(|b| !b.pending.is_empty() || !b.closed.is_empty())
     }
 
     /// Approximate heap bytes held, for the flow memory cap.
@@ -161,7 +186,10 @@ impl DirLeaks {
         let pending: usize = self
             .batches
             .iter()
-            .map(|b| b.pending.capacity() * (std::mem::size_of::<PiiMatch>() + 96))
+            .map(|b| {
+                let closed: usize = b.closed.iter().map(|(g, _)| g.capacity()).sum();
+                (b.pending.capacity() + closed) * (std::mem::size_of::<PiiMatch>() + 96)
+            })
             .sum();
         self.seen.capacity() * 9 + self.batches.capacity() * std::mem::size_of::<RuleBatch>() + pending
     }
@@ -230,6 +258,36 @@ mod tests {
         collect(&mut l, t(1), &p, false);
         l.add(3, 43, || m(43), MessageContext::default, t(2), &p);
         assert_eq!(collect(&mut l, t(2), &p, true), vec![(2, 1)]);
+    }
+
+    #[test]
+    fn values_of_different_messages_are_raised_apart() {
+        let p = AlertPolicy::default();
+        let mut l = DirLeaks::default();
+        let ctx = |m: &str| MessageContext {
+            protocol: None,
+            evidence: Some(crate::l7::Evidence {
+                http_method: m.into(),
+                ..Default::default()
+            }),
+        };
+        l.add(0, 1, || m(1), || ctx("GET"), t(0), &p);
+        let mut v = Vec::new();
+        l.take_due(t(0), &p, false, &mut |b| v.push(b));
+        l.add(0, 2, || m(2), || ctx("POST"), t(1), &p);
+        l.add(0, 3, || m(3), || ctx("POST"), t(1), &p);
+        l.add(0, 4, || m(4), || ctx("DELETE"), t(1), &p);
+        l.take_due(t(1), &p, true, &mut |b| v.push(b));
+        let got: Vec<(String, usize)> = v
+            .iter()
+            .map(|b| {
+                (
+                    b.context.evidence.as_ref().unwrap().http_method.clone(),
+                    b.matches.len(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("GET".into(), 1), ("POST".into(), 2), ("DELETE".into(), 1)]);
     }
 
     #[test]

@@ -183,10 +183,16 @@ impl FileSource {
 
 /// A live capture on one interface.
 pub struct LiveSource {
+    /// Non-blocking; `next_packet` polls its descriptor when the last read found nothing.
     cap: pcap::Capture<pcap::Active>,
     link: LinkType,
     interface: String,
+    /// The last read found no packet.
+    starved: bool,
 }
+
+/// libpcap's buffer timeout, and the longest a read waits on a quiet link (milliseconds).
+const READ_TIMEOUT_MS: i32 = 100;
 
 impl LiveSource {
     /// Opens `interface` promiscuously with snaplen 65535, a `buffer_mb` kernel buffer, a short
@@ -202,7 +208,7 @@ impl LiveSource {
             .promisc(true)
             .snaplen(SNAPLEN)
             .buffer_size(buffer)
-            .timeout(100)
+            .timeout(READ_TIMEOUT_MS)
             .open()
             .map_err(|e| {
                 let mut msg = e.to_string();
@@ -217,6 +223,9 @@ impl LiveSource {
                 msg: e.to_string(),
             })?;
         }
+        // Non-blocking reads plus our own poll: a blocking read on a silent link never returns,
+        // so SIGTERM would only be noticed with the next packet.
+        let cap = cap.setnonblock().map_err(|e| live(e.to_string()))?;
         let dlt = cap.get_datalink();
         let link = LinkType::from_dlt(dlt.0).ok_or_else(|| {
             live(format!(
@@ -229,6 +238,7 @@ impl LiveSource {
             cap,
             link,
             interface: interface.to_string(),
+            starved: false,
         })
     }
 
@@ -237,11 +247,30 @@ impl LiveSource {
         self.link
     }
 
-    /// The next packet, or `Idle` after the read timeout.
+    /// The next packet, or `Idle` when none arrived within the read timeout.
     pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
+        if self.starved {
+            // Nothing was waiting last time: sleep in poll(2) until packets or the timeout.
+            let mut pfd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&self.cap),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call. EINTR (a signal) just
+            // returns early, which is what we want.
+            unsafe {
+                libc::poll(&mut pfd, 1, READ_TIMEOUT_MS);
+            }
+        }
         match self.cap.next_packet() {
-            Ok(p) => Ok(Next::Packet(RawPacket::from_pcap(&p))),
-            Err(pcap::Error::TimeoutExpired) => Ok(Next::Idle),
+            Ok(p) => {
+                self.starved = false;
+                Ok(Next::Packet(RawPacket::from_pcap(&p)))
+            }
+            Err(pcap::Error::TimeoutExpired) => {
+                self.starved = true;
+                Ok(Next::Idle)
+            }
             Err(e) => Err(CaptureError::Live {
                 interface: self.interface.clone(),
                 msg: e.to_string(),

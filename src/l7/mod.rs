@@ -25,7 +25,7 @@ mod app;
 mod sections;
 
 pub use app::AppDecoder;
-pub use sections::{SectionLog, MAX_SECTION_NAME};
+pub use sections::{MessageLog, SectionLog, MAX_SECTION_NAME};
 
 use serde::Serialize;
 
@@ -217,6 +217,12 @@ pub trait ContentSink {
     fn gap(&mut self);
     /// A limit was hit or decoding stopped (counted, never fatal).
     fn event(&mut self, event: L7Event);
+    /// A new message begins here (its head is parsed): what follows belongs to `evidence` until
+    /// the next call. Lets findings carry the evidence of their own message when several
+    /// pipelined messages arrive in one packet.
+    fn message(&mut self, evidence: &Evidence) {
+        let _ = evidence;
+    }
 }
 
 /// What an alert says about the message a value travelled in (alert-level evidence).

@@ -1,7 +1,7 @@
 //! Where each recent section of decoded content began, so a finding (which carries only its
 //! offset in the matcher's stream) can say where it was found.
 
-use super::Location;
+use super::{Evidence, Location};
 
 /// Sections remembered per direction. A finding is decided at most a few hundred bytes after
 /// its section began (the matcher's retained tail), so only a burst of more than this many
@@ -90,6 +90,69 @@ impl SectionLog {
     }
 }
 
+/// Messages remembered per direction (pipelined requests in one packet, SMTP transactions).
+const MESSAGES: usize = 8;
+
+/// Ring of the latest message starts of one direction with their evidence, so a finding is
+/// reported with the method, host and path of the message it was in, not of whatever message
+/// came last in the same packet. Slots are reused: after warm-up, recording a message copies
+/// its evidence into existing buffers.
+#[derive(Debug, Default)]
+pub struct MessageLog {
+    /// Invariant: `len <= MESSAGES`; entries in start order, oldest at `head`.
+    entries: [(u64, u32, Evidence); MESSAGES],
+    head: usize,
+    len: usize,
+    next_seq: u32,
+}
+
+impl MessageLog {
+    /// Records that a message with `evidence` starts at stream offset `start`; returns its
+    /// sequence number. A start below the last one means the stream restarted.
+    pub fn push(&mut self, start: u64, evidence: &Evidence) -> u32 {
+        if self.len > 0 {
+            let last = (self.head + self.len - 1) % MESSAGES;
+            if start < self.entries[last].0 {
+                self.len = 0;
+                self.head = 0;
+            } else if self.entries[last].0 == start {
+                // No content since the previous start: this one replaces it.
+                self.len -= 1;
+            }
+        }
+        let slot = if self.len < MESSAGES {
+            self.len += 1;
+            (self.head + self.len - 1) % MESSAGES
+        } else {
+            let s = self.head;
+            self.head = (self.head + 1) % MESSAGES;
+            s
+        };
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let e = &mut self.entries[slot];
+        e.0 = start;
+        e.1 = self.next_seq;
+        e.2.clone_from(evidence);
+        self.next_seq
+    }
+
+    /// Sequence number of the message holding stream offset `offset`, if still remembered.
+    pub fn seq_at(&self, offset: u64) -> Option<u32> {
+        (0..self.len).rev().find_map(|i| {
+            let e = &self.entries[(self.head + i) % MESSAGES];
+            (e.0 <= offset).then_some(e.1)
+        })
+    }
+
+    /// Evidence of message `seq`, if still remembered.
+    pub fn evidence(&self, seq: u32) -> Option<&Evidence> {
+        (0..self.len)
+            .map(|i| &self.entries[(self.head + i) % MESSAGES])
+            .find(|e| e.1 == seq)
+            .map(|e| &e.2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +177,24 @@ mod tests {
         }
         assert!(log.lookup(5).is_none());
         assert_eq!(log.lookup(195).unwrap().0, Location::Header);
+    }
+
+    #[test]
+    fn messages_are_found_by_offset_and_forgotten_when_old() {
+        let mut log = MessageLog::default();
+        let ev = |m: &str| Evidence {
+            http_method: m.into(),
+            ..Evidence::default()
+        };
+        let a = log.push(0, &ev("GET"));
+        let b = log.push(100, &ev("DELETE"));
+        assert_eq!(log.seq_at(50), Some(a));
+        assert_eq!(log.seq_at(100), Some(b));
+        assert_eq!(log.evidence(a).unwrap().http_method, "GET");
+        for i in 2..20u64 {
+            log.push(i * 100, &ev("POST"));
+        }
+        assert!(log.evidence(a).is_none() && log.seq_at(50).is_none());
     }
 
     #[test]

@@ -11,7 +11,9 @@ use crate::clock::Timestamp;
 use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
 use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
 use crate::judge::{Facts, Judge, Suppression, Verdict};
-use crate::l7::{self, AppDecoder, ContentSink, Evidence, L7Event, Location, Protocol, SectionLog};
+use crate::l7::{
+    self, AppDecoder, ContentSink, Evidence, L7Event, Location, MessageLog, Protocol, SectionLog, MAX_SECTION_NAME,
+};
 use crate::matcher::{DirScanner, Finding, Matcher, WorkerScratch};
 use crate::metrics::Metrics;
 use crate::pii::PiiKey;
@@ -81,6 +83,8 @@ struct EgressScan {
     scanner: DirScanner,
     /// Where recent decoded sections began; allocated with the first section that is not raw.
     sections: Option<Box<SectionLog>>,
+    /// Where recent messages began, with their evidence; allocated with the first message.
+    messages: Option<Box<MessageLog>>,
 }
 
 impl Flow {
@@ -136,9 +140,12 @@ struct Engine {
     reassembler: Reassembler,
     scratch: WorkerScratch,
     findings: Vec<Finding>,
+    /// Where each finding of `findings` was (same index), captured when it was reported.
+    found: Vec<FoundAt>,
     /// Matcher stream reused for every UDP datagram, with its sections.
     udp_scanner: DirScanner,
     udp_sections: Option<Box<SectionLog>>,
+    udp_messages: Option<Box<MessageLog>>,
     udp_evidence: Evidence,
     /// Flows a timer may have work for (see [`Flow::needs_housekeeping`]).
     pending_flows: std::collections::HashSet<FlowKey, foldhash::fast::RandomState>,
@@ -166,7 +173,57 @@ struct ScanContent<'a> {
     scratch: &'a mut WorkerScratch,
     findings: &'a mut Vec<Finding>,
     sections: &'a mut Option<Box<SectionLog>>,
+    messages: &'a mut Option<Box<MessageLog>>,
+    found: &'a mut Vec<FoundAt>,
     events: &'a mut [u64; L7Event::ALL.len()],
+}
+
+/// Where a finding was, captured the moment the matcher reports it: by the time the packet's
+/// findings are judged, later sections and messages of the same packet may have pushed its own
+/// out of the logs.
+#[derive(Clone, Copy)]
+struct FoundAt {
+    location: Option<Location>,
+    name_len: u8,
+    name: [u8; MAX_SECTION_NAME],
+    /// Sequence number of its message in the direction's `MessageLog`.
+    message: Option<u32>,
+}
+
+impl FoundAt {
+    fn of(sections: Option<&SectionLog>, messages: Option<&MessageLog>, offset: u64) -> FoundAt {
+        let mut at = FoundAt {
+            location: Some(Location::Raw),
+            name_len: 0,
+            name: [0; MAX_SECTION_NAME],
+            message: messages.and_then(|m| m.seq_at(offset)),
+        };
+        if let Some(log) = sections {
+            at.location = None;
+            if let Some((location, name)) = log.lookup(offset) {
+                at.location = Some(location);
+                at.name[..name.len()].copy_from_slice(name);
+                at.name_len = name.len() as u8;
+            }
+        }
+        at
+    }
+    fn name(&self) -> &[u8] {
+        &self.name[..usize::from(self.name_len)]
+    }
+}
+
+impl ScanContent<'_> {
+    /// Runs `op` on the scanner with a callback that records each finding and where it was.
+    fn scan(&mut self, op: impl FnOnce(&mut DirScanner, &Matcher, &mut WorkerScratch, &mut dyn FnMut(Finding))) {
+        let (findings, found) = (&mut *self.findings, &mut *self.found);
+        let (sections, messages) = (self.sections.as_deref(), self.messages.as_deref());
+        let mut out = |f: Finding| {
+            found.push(FoundAt::of(sections, messages, f.offset));
+            findings.push(f);
+        };
+        op(self.scanner, self.matcher, self.scratch, &mut out);
+    }
 }
 
 impl ContentSink for ScanContent<'_> {
@@ -186,13 +243,14 @@ impl ContentSink for ScanContent<'_> {
             .push(start, location, name);
     }
     fn data(&mut self, bytes: &[u8]) {
-        let findings = &mut *self.findings;
-        self.scanner
-            .feed(self.matcher, self.scratch, bytes, &mut |f| findings.push(f));
+        self.scan(|s, m, w, out| s.feed(m, w, bytes, out));
     }
     fn gap(&mut self) {
-        let findings = &mut *self.findings;
-        self.scanner.gap(self.matcher, self.scratch, &mut |f| findings.push(f));
+        self.scan(|s, m, w, out| s.gap(m, w, out));
+    }
+    fn message(&mut self, evidence: &Evidence) {
+        let start = self.scanner.fed();
+        self.messages.get_or_insert_with(Box::default).push(start, evidence);
     }
     fn event(&mut self, event: L7Event) {
         if let Some(i) = L7Event::ALL.iter().position(|e| *e == event) {
@@ -212,9 +270,7 @@ impl ScanSink<'_> {
     /// Hyperscan stream.
     fn finish(&mut self) {
         self.app.finish(&mut self.content);
-        let c = &mut self.content;
-        let findings = &mut *c.findings;
-        c.scanner.finish(c.matcher, c.scratch, &mut |f| findings.push(f));
+        self.content.scan(|s, m, w, out| s.finish(m, w, out));
     }
 }
 
@@ -231,8 +287,9 @@ impl StreamSink for ScanSink<'_> {
 #[derive(Clone, Copy)]
 struct Source<'a> {
     protocol: Protocol,
+    /// The decoder's latest evidence, for findings whose message is no longer logged.
     evidence: Option<&'a Evidence>,
-    sections: Option<&'a SectionLog>,
+    messages: Option<&'a MessageLog>,
 }
 
 impl<'a> Source<'a> {
@@ -240,7 +297,7 @@ impl<'a> Source<'a> {
         Source {
             protocol: scan.app.protocol(),
             evidence: scan.app.evidence(),
-            sections: scan.sections.as_deref(),
+            messages: scan.messages.as_deref(),
         }
     }
 }
@@ -289,6 +346,8 @@ impl Worker {
             findings: Vec::with_capacity(64),
             udp_scanner: DirScanner::default(),
             udp_sections: None,
+            udp_messages: None,
+            found: Vec::with_capacity(64),
             udp_evidence: Evidence::default(),
             pending_flows: Default::default(),
             last_seen: Timestamp::default(),
@@ -378,14 +437,11 @@ impl Worker {
                 }
             }
             if flow.scan.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
-                let e = &mut *engine;
-                let findings = &mut e.findings;
-                flow.scan
-                    .scanner
-                    .settle(&e.shared.matcher, &mut e.scratch, &mut |f| findings.push(f));
-                if !e.findings.is_empty() {
+                let (_, mut sink) = engine.stream_parts(&mut flow.scan);
+                sink.content.scan(|s, m, w, out| s.settle(m, w, out));
+                if !engine.findings.is_empty() {
                     // The value was complete when the flow's last packet arrived.
-                    e.record_findings(&key, flow, last_seen);
+                    engine.record_findings(&key, flow, last_seen);
                 }
             }
             engine.raise_due(&key, flow, now, false);
@@ -449,6 +505,7 @@ impl Worker {
                     },
                     scanner: DirScanner::default(),
                     sections: None,
+                    messages: None,
                 },
                 leaks: None,
                 peer_fin: false,
@@ -528,6 +585,8 @@ impl Engine {
                 scratch: &mut self.scratch,
                 findings: &mut self.findings,
                 sections: &mut scan.sections,
+                messages: &mut scan.messages,
+                found: &mut self.found,
                 events: &mut self.local.l7_events,
             },
         };
@@ -543,6 +602,8 @@ impl Engine {
             scratch: &mut self.scratch,
             findings: &mut self.findings,
             sections: &mut self.udp_sections,
+            messages: &mut self.udp_messages,
+            found: &mut self.found,
             events: &mut self.local.l7_events,
         };
         self.udp_evidence = Evidence::default();
@@ -553,27 +614,23 @@ impl Engine {
         if !dns {
             content.data(payload);
         }
-        let findings = &mut *content.findings;
-        content
-            .scanner
-            .reset(content.matcher, content.scratch, &mut |f| findings.push(f));
+        content.scan(|s, m, w, out| s.reset(m, w, out));
         let protocol = if dns { Protocol::Dns } else { Protocol::Unknown };
         self.local.protocols[protocol_index(protocol)] += 1;
         if !self.findings.is_empty() {
-            let udp_sections = self.udp_sections.take();
             let evidence = std::mem::take(&mut self.udp_evidence);
             let src = Source {
                 protocol,
                 evidence: dns.then_some(&evidence),
-                sections: udp_sections.as_deref(),
+                messages: None,
             };
             self.judge_findings(key, flow.egress, &mut flow.leaks, src, ts);
             self.udp_evidence = evidence;
-            self.udp_sections = udp_sections;
             self.raise_due(key, flow, ts, false);
         }
-        // Sections restart with the next datagram (the stream's offsets restart at 0).
+        // The logs restart with the next datagram (the stream's offsets restart at 0).
         self.udp_sections = None;
+        self.udp_messages = None;
     }
 
     /// Judges and de-duplicates the findings of one packet of a TCP flow, and raises what is due.
@@ -593,12 +650,14 @@ impl Engine {
         now: Timestamp,
     ) {
         let (_, receiver) = key.endpoints(egress);
-        let http_host = src.evidence.map_or("", |e| e.http_host.as_str());
-        for f in self.findings.drain(..) {
-            let (location, name) = match src.sections {
-                None => (Some(Location::Raw), &[][..]),
-                Some(log) => log.lookup(f.offset).map_or((None, &[][..]), |(l, n)| (Some(l), n)),
-            };
+        debug_assert_eq!(self.findings.len(), self.found.len());
+        for (f, at) in self.findings.drain(..).zip(self.found.drain(..)) {
+            let evidence = at
+                .message
+                .and_then(|seq| src.messages.and_then(|m| m.evidence(seq)))
+                .or(src.evidence);
+            let http_host = evidence.map_or("", |e| e.http_host.as_str());
+            let (location, name) = (at.location, at.name());
             let facts = Facts {
                 receiver: receiver.ip,
                 http_host,
@@ -641,7 +700,7 @@ impl Engine {
                 },
                 || MessageContext {
                     protocol: Some(src.protocol),
-                    evidence: src.evidence.cloned(),
+                    evidence: evidence.cloned(),
                 },
                 now,
                 &self.shared.alert,

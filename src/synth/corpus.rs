@@ -818,7 +818,8 @@ fn dns_name(b: &mut Builder, g: &mut Gen, i: usize) -> String {
             format!("{c}.id.telemetry-cdn.example")
         }
         1 => {
-            let c = b.bare(g, Kind::Cnic, "dns", DNS_QUERY);
+            // Thirteen digits spelled over labels: the decoder gives them a CNIC-label section.
+            let c = b.bare(g, Kind::Cnic, "dns", DNS_LABEL);
             format!("{}.{}.{}.t.exfil.example", &c[..5], &c[5..12], &c[12..])
         }
         _ => {

@@ -38,7 +38,10 @@ pub fn iban(c: &Candidate<'_>) -> Result<PiiValue, Reject> {
         return Err(Reject::Shape);
     }
     let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
-    if alnum(c.before(1)) || alnum(c.after(0)) || (grouped && c.after(0) == Some(b' ') && c.after(1).is_some_and(|b| b.is_ascii_digit())) {
+    if alnum(c.before(1))
+        || alnum(c.after(0))
+        || (grouped && c.after(0) == Some(b' ') && c.after(1).is_some_and(|b| b.is_ascii_digit()))
+    {
         return Err(Reject::Boundary);
     }
     if !mod97_valid(&v) {

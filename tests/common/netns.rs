@@ -68,7 +68,7 @@ impl Netns {
     /// `nigehban capture` on `ngbva` in namespace `a`, alerts on stdout, metrics on
     /// 127.0.0.1:`port` inside `a`; returns once the metrics endpoint answers.
     pub fn start_sensor(&self, home_net: &str, port: u16, key: &Path, extra: &[&str]) -> Child {
-        let child = self
+        let mut child = self
             .exec(
                 &self.a,
                 bin(),
@@ -97,6 +97,7 @@ impl Netns {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        drain_output(&mut child);
         wait_for_metrics(self, port);
         child
     }
@@ -154,6 +155,26 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+type Drains = (std::thread::JoinHandle<String>, std::thread::JoinHandle<String>);
+
+/// Readers of each running sensor's stdout and stderr, by pid.
+static DRAINS: std::sync::Mutex<Vec<(u32, Drains)>> = std::sync::Mutex::new(Vec::new());
+
+/// Reads the child's stdout and stderr as it runs: a sensor blocked writing alerts into a
+/// full pipe would otherwise never see SIGTERM through to its exit.
+fn drain_output(child: &mut Child) {
+    let read_all = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read_all(Box::new(child.stdout.take().unwrap()));
+    let err = read_all(Box::new(child.stderr.take().unwrap()));
+    DRAINS.lock().unwrap().push((child.id(), (out, err)));
+}
+
 /// SIGTERM to the sensor; waits for a clean exit and returns its (stdout, stderr).
 pub fn stop(mut child: Child) -> (String, String) {
     // SAFETY: plain kill(2) on our own child.
@@ -162,13 +183,21 @@ pub fn stop(mut child: Child) -> (String, String) {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "nigehban did not stop on SIGTERM");
+        if Instant::now() >= deadline {
+            panic!("nigehban did not stop on SIGTERM");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut out = String::new();
-    let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let drains = {
+        let mut all = DRAINS.lock().unwrap();
+        let i = all
+            .iter()
+            .position(|(pid, _)| *pid == child.id())
+            .expect("started by start_sensor");
+        all.swap_remove(i).1
+    };
+    let out = drains.0.join().unwrap();
+    let err = drains.1.join().unwrap();
     assert!(child.wait().unwrap().success(), "capture exited with failure: {err}");
     (out, err)
 }

@@ -74,6 +74,9 @@ fn walk(msg: &[u8], mut sink: Option<&mut dyn ContentSink>, evidence: &mut Evide
         }
         if i == 0 {
             set_domain(&name, evidence);
+            if let Some(sink) = sink.as_deref_mut() {
+                sink.message(evidence);
+            }
         }
         // A response's question echoes the query: scanning it again would report one leak twice.
         if !response {

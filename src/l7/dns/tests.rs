@@ -224,7 +224,11 @@ fn tcp_messages_split_anywhere_equal_the_whole() {
     let whole = tcp(&[&stream]);
     assert_eq!(whole.1.dns_domain, "b.example");
     assert_eq!(whole.0.at(Location::DnsQuery).len(), 3);
-    assert_eq!(whole.0.at(Location::DnsCnicLabel).len(), 2, "one per query: split over labels and whole");
+    assert_eq!(
+        whole.0.at(Location::DnsCnicLabel).len(),
+        2,
+        "one per query: split over labels and whole"
+    );
     for cut in 0..=stream.len() {
         assert!(tcp(&[&stream[..cut], &stream[cut..]]) == whole, "split at {cut}");
     }

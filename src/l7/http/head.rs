@@ -94,6 +94,7 @@ pub(super) fn process(buf: &[u8], bufs: Bufs<'_>, sink: &mut dyn ContentSink) ->
             if let Some(h) = fields.host {
                 set_host(&mut ev.http_host, h);
             }
+            sink.message(ev);
             sink.section(Location::Url, b"");
             bufs.scratch.clear();
             decode_url_into(target.as_bytes(), bufs.scratch);
@@ -121,6 +122,7 @@ pub(super) fn process(buf: &[u8], bufs: Bufs<'_>, sink: &mut dyn ContentSink) ->
                 // An interim (1xx) response leaves its request waiting for the final one.
                 bufs.peer.pop();
             }
+            sink.message(ev);
             response_framing(code, method_head, method_connect, &fields)
         }
     };

@@ -272,7 +272,10 @@ impl SmtpDecoder {
             self.interrupt_message();
         }
         if let Some((size, last)) = bdat {
-            self.message.get_or_insert_with(MimeDecoder::message);
+            if self.message.is_none() {
+                sink.message(&self.evidence);
+                self.message = Some(MimeDecoder::message());
+            }
             self.state = State::Bdat { remaining: size, last };
             if size == 0 {
                 self.bdat_chunk_end(sink);
@@ -285,6 +288,7 @@ impl SmtpDecoder {
             if let Some(d) = path_domain(args, b"FROM:") {
                 self.evidence.smtp_from_domain = d;
             }
+            sink.message(&self.evidence);
         } else if is(b"RCPT") {
             if let Some(d) = path_domain(args, b"TO:") {
                 let to = &mut self.evidence.smtp_to_domains;
@@ -292,11 +296,13 @@ impl SmtpDecoder {
                     to.push(d);
                 }
             }
+            sink.message(&self.evidence);
         } else if is(b"RSET") {
             self.end_message(sink);
             self.evidence = Evidence::default();
         } else if is(b"DATA") && args.is_empty() {
             self.end_message(sink);
+            sink.message(&self.evidence);
             self.message = Some(MimeDecoder::message());
             self.state = State::Data(Unstuff::LineStart);
         } else if is(b"STARTTLS") {
