@@ -22,60 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use syslog_common::*;
 
-/// Two network namespaces joined by a veth pair: the sensor, rsyslog and the leaking clients
-/// live in `a` (10.99.0.1, the home network), the server in `b` (10.99.0.2, outside).
-struct Netns {
-    a: String,
-    b: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2 'ip' is installed");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let id = std::process::id() % 100_000;
-        let n = Netns {
-            a: format!("ngbsfa{id}"),
-            b: format!("ngbsfb{id}"),
-        };
-        ip(&["netns", "add", &n.a]);
-        ip(&["netns", "add", &n.b]);
-        ip(&[
-            "link", "add", "ngbva", "netns", &n.a, "type", "veth", "peer", "name", "ngbvb", "netns", &n.b,
-        ]);
-        ip(&["-n", &n.a, "addr", "add", "10.99.0.1/24", "dev", "ngbva"]);
-        ip(&["-n", &n.b, "addr", "add", "10.99.0.2/24", "dev", "ngbvb"]);
-        for (ns, dev) in [(&n.a, "ngbva"), (&n.b, "ngbvb")] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            // Offloads would hand libpcap 64 KiB super-frames; a SPAN port never does.
-            let _ = Command::new("ip")
-                .args([
-                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-                ])
-                .output();
-        }
-        n
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.a]).output();
-        let _ = Command::new("ip").args(["netns", "del", &self.b]).output();
-    }
-}
+// The sensor, rsyslog and the leaking clients live in namespace `a` (10.99.0.1, the home
+// network), the server in `b` (10.99.0.2, outside): `common::netns::Netns`.
+use common::netns::Netns;
 
 const SERVER_PORT: u16 = 8080;
 
@@ -260,7 +209,7 @@ fn receiver_killed_and_sensor_restarted_mid_capture_loses_no_alert() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("fault CA");
     let leaf = pki.leaf("rsyslog", &["localhost"]);
-    let net = Netns::new();
+    let net = Netns::new("sf");
     let port = 16514;
     let mut rs = Rsyslog::start_in(
         dir.path(),
