@@ -9,46 +9,17 @@ use flate2::Compression;
 use proptest::prelude::*;
 use std::io::Write;
 
-/// One section as the sink saw it: where, its name, its data, and gaps inside it.
-#[derive(Clone, PartialEq, Eq)]
-struct Section {
-    location: Location,
-    name: Vec<u8>,
-    data: Vec<u8>,
-    gaps: usize,
+/// The shared recording sink; the helpers below read it the way these tests need.
+use crate::l7::mime::recorder::Recorder as Rec;
+
+trait RecExt {
+    fn of(&self, location: Location) -> Vec<(&[u8], &[u8])>;
+    fn joined(&self, location: Location) -> Vec<u8>;
+    fn header(&self, name: &str) -> Option<&[u8]>;
+    fn shape(&self) -> String;
 }
 
-#[derive(Default, PartialEq, Eq)]
-struct Rec {
-    sections: Vec<Section>,
-    events: Vec<L7Event>,
-}
-
-impl ContentSink for Rec {
-    fn section(&mut self, location: Location, name: &[u8]) {
-        self.sections.push(Section {
-            location,
-            name: name.to_vec(),
-            data: Vec::new(),
-            gaps: 0,
-        });
-    }
-    fn data(&mut self, bytes: &[u8]) {
-        self.sections
-            .last_mut()
-            .expect("data before any section")
-            .data
-            .extend_from_slice(bytes);
-    }
-    fn gap(&mut self) {
-        self.sections.last_mut().expect("gap before any section").gaps += 1;
-    }
-    fn event(&mut self, event: L7Event) {
-        self.events.push(event);
-    }
-}
-
-impl Rec {
+impl RecExt for Rec {
     /// Sections of `location`, as (name, data) pairs.
     fn of(&self, location: Location) -> Vec<(&[u8], &[u8])> {
         self.sections
