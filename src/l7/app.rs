@@ -187,7 +187,8 @@ impl AppDecoder {
     /// Just decided: a raw direction starts its one section.
     fn opened(&mut self, sink: &mut dyn ContentSink) {
         if matches!(self.state, State::Raw(_)) {
-            start_raw(sink);
+            // The worker's sink needs a section before data so findings carry `location: raw`.
+            sink.section(Location::Raw, b"");
         }
     }
 
@@ -236,12 +237,6 @@ fn with_peer(next: State, peer_http: Option<Box<HttpDecoder>>) -> State {
         (State::Http(_), Some(d)) => State::Http(d),
         (next, _) => next,
     }
-}
-
-/// Starts the single raw section of a direction decided raw (the worker's sink needs a section
-/// before data so findings carry `location: raw`).
-pub(super) fn start_raw(sink: &mut dyn ContentSink) {
-    sink.section(Location::Raw, b"");
 }
 
 #[cfg(test)]

@@ -80,13 +80,10 @@ impl SectionLog {
     /// The section holding stream offset `offset`: its location and name. `None` when that
     /// section is older than the ring (or nothing was recorded).
     pub fn lookup(&self, offset: u64) -> Option<(Location, &[u8])> {
-        (0..self.len)
-            .rev()
-            .find_map(|i| {
-                let e = &self.entries[(self.head + i) % ENTRIES];
-                (e.start <= offset).then(|| (e.location, &e.name[..usize::from(e.name_len)]))
-            })
-            .filter(|_| self.len > 0 && self.entries[self.head].start <= offset)
+        (0..self.len).rev().find_map(|i| {
+            let e = &self.entries[(self.head + i) % ENTRIES];
+            (e.start <= offset).then(|| (e.location, &e.name[..usize::from(e.name_len)]))
+        })
     }
 }
 
