@@ -13,8 +13,14 @@ pub mod netns;
 /// The key every test uses, so hashes can be computed independently.
 pub const KEY: &[u8] = b"nigehban-test-key";
 
+/// The binary under test; while `deploy/test.sh` audits the suite's outputs for personal data
+/// (`NIGEHBAN_TEST_AUDIT_DIR` set), a wrapper that runs it and keeps a copy of what it wrote.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_nigehban")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("NIGEHBAN_TEST_AUDIT_DIR") {
+        Some(_) => concat!(env!("CARGO_MANIFEST_DIR"), "/tests/audit/nigehban-audit.sh").to_string(),
+        None => env!("CARGO_BIN_EXE_nigehban").to_string(),
+    })
 }
 
 pub fn rules_dir() -> PathBuf {
