@@ -83,8 +83,12 @@ impl Sensor {
             }
             self.worker.batch(&batch);
             batch.clear();
-            self.peak_flow_mem = self.peak_flow_mem.max(self.value("nigehban_flow_memory_bytes{worker=\"0\"}"));
-            self.peak_ooo = self.peak_ooo.max(self.value("nigehban_reassembly_ooo_bytes{worker=\"0\"}"));
+            self.peak_flow_mem = self
+                .peak_flow_mem
+                .max(self.value("nigehban_flow_memory_bytes{worker=\"0\"}"));
+            self.peak_ooo = self
+                .peak_ooo
+                .max(self.value("nigehban_reassembly_ooo_bytes{worker=\"0\"}"));
         }
     }
 
@@ -131,7 +135,10 @@ fn leak_body() -> Vec<u8> {
 
 /// The leak sent after a flood must be alerted, once, with its keyed hash only.
 fn assert_leak_alerted(alerts: &[serde_json::Value]) {
-    assert!(hashes(alerts).contains(&expected_hash(CNIC)), "the leak after the flood was missed");
+    assert!(
+        hashes(alerts).contains(&expected_hash(CNIC)),
+        "the leak after the flood was missed"
+    );
     let text = serde_json::to_string(alerts).unwrap();
     assert!(!text.contains(CNIC), "a clear value appeared in an alert");
 }
@@ -153,14 +160,24 @@ fn a_syn_flood_is_held_under_the_flow_memcap_and_a_later_leak_is_alerted() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let syns = (0..60_000u64).map(|i| {
         let r = rng.next();
-        let src = format!("10.{}.{}.{}:{}", r as u8, (r >> 8) as u8, (r >> 16) as u8, 1024 + (r >> 24) as u16 % 60000);
+        let src = format!(
+            "10.{}.{}.{}:{}",
+            r as u8,
+            (r >> 8) as u8,
+            (r >> 16) as u8,
+            1024 + (r >> 24) as u16 % 60000
+        );
         Frame {
             ts: t(i * 10),
             data: synth::tcp_frame(sa(&src), sa("203.0.113.10:443"), r as u32, 0, Flags::SYN, &[], &[]),
         }
     });
     s.feed(syns);
-    assert!(s.peak_flow_mem <= MIB, "flow memory {} above the 1 MiB cap", s.peak_flow_mem);
+    assert!(
+        s.peak_flow_mem <= MIB,
+        "flow memory {} above the 1 MiB cap",
+        s.peak_flow_mem
+    );
     let evicted = s.value("nigehban_flows_ended_total{reason=\"memcap_evicted\"}");
     assert!(evicted > 40_000.0, "evictions counted: {evicted}");
     s.feed(conn("10.200.0.1:40000", &leak_body(), 700_000));
@@ -181,7 +198,11 @@ fn many_tiny_flows_with_open_matcher_streams_stay_under_the_memcap() {
         f
     });
     s.feed(flows);
-    assert!(s.peak_flow_mem <= 2.0 * MIB, "flow memory {} above the 2 MiB cap", s.peak_flow_mem);
+    assert!(
+        s.peak_flow_mem <= 2.0 * MIB,
+        "flow memory {} above the 2 MiB cap",
+        s.peak_flow_mem
+    );
     assert!(s.value("nigehban_flows_ended_total{reason=\"memcap_evicted\"}") > 1_000.0);
     s.feed(conn("10.200.0.2:40000", &leak_body(), 5_000_000));
     assert_leak_alerted(&s.finish());
@@ -205,13 +226,21 @@ fn endless_tiny_out_of_order_segments_stay_under_the_reassembly_memcap() {
         }
     }
     s.feed(frames);
-    assert!(s.peak_ooo <= MIB, "out-of-order bytes {} above the 1 MiB cap", s.peak_ooo);
+    assert!(
+        s.peak_ooo <= MIB,
+        "out-of-order bytes {} above the 1 MiB cap",
+        s.peak_ooo
+    );
     assert!(s.peak_ooo > 0.0, "the attack held something");
     let gaps = s.value("nigehban_reassembly_gaps_total");
     assert!(gaps > 1_000.0, "per-stream segment cap skips holes, counted: {gaps}");
     s.feed(conn("10.200.0.3:40000", &leak_body(), 10_000_000));
     assert_leak_alerted(&s.finish());
-    assert_eq!(s.value("nigehban_reassembly_ooo_bytes{worker=\"0\"}"), 0.0, "budget returned");
+    assert_eq!(
+        s.value("nigehban_reassembly_ooo_bytes{worker=\"0\"}"),
+        0.0,
+        "budget returned"
+    );
 }
 
 #[test]
@@ -298,7 +327,9 @@ fn record(kind: u8, body: &[u8]) -> Vec<u8> {
 fn tls_after_its_handshake_is_bypassed_and_counted() {
     let hello = record(22, &[1u8; 512]);
     // Bytes after the handshake are never scanned, even if they look like a value.
-    let secret: Vec<u8> = (0..200).flat_map(|_| record(23, format!("cnic={CNIC} ").as_bytes())).collect();
+    let secret: Vec<u8> = (0..200)
+        .flat_map(|_| record(23, format!("cnic={CNIC} ").as_bytes()))
+        .collect();
     let mut c = TcpConn::new(sa("10.5.0.1:40000"), sa("203.0.113.10:443"), 1, 2, t(0));
     let mut frames = c.handshake();
     frames.extend(c.send(true, &hello));
@@ -313,15 +344,26 @@ fn tls_after_its_handshake_is_bypassed_and_counted() {
     s.feed(frames);
     let alerts = s.finish();
     assert!(hashes(&alerts).is_empty(), "encrypted bytes were scanned");
-    assert_eq!(s.value("nigehban_flows_bypassed_total{protocol=\"tls\",reason=\"encrypted\"}"), 1.0);
+    assert_eq!(
+        s.value("nigehban_flows_bypassed_total{protocol=\"tls\",reason=\"encrypted\"}"),
+        1.0
+    );
     assert_eq!(
         s.value("nigehban_bypassed_bytes_total{protocol=\"tls\",reason=\"encrypted\"}"),
         secret.len() as f64
     );
     assert_eq!(s.peak_ooo, 17.0, "the tail was held before the bypass");
     assert_eq!(s.value("nigehban_reassembly_ooo_bytes{worker=\"0\"}"), 0.0);
-    assert_eq!(s.value("nigehban_reassembly_gaps_total"), 0.0, "dropped, not skipped as a gap");
-    assert_eq!(s.value("nigehban_flows_ended_total{reason=\"closed\"}"), 1.0, "FIN still ends it");
+    assert_eq!(
+        s.value("nigehban_reassembly_gaps_total"),
+        0.0,
+        "dropped, not skipped as a gap"
+    );
+    assert_eq!(
+        s.value("nigehban_flows_ended_total{reason=\"closed\"}"),
+        1.0,
+        "FIN still ends it"
+    );
     let scanned = s.value("nigehban_scanned_bytes_total");
     assert!(scanned < 1_000.0, "only the handshake was scanned: {scanned}");
 }
@@ -335,7 +377,10 @@ fn a_fake_tls_start_followed_by_cleartext_is_scanned_and_alerted() {
     s.feed(conn("10.5.0.2:40000", &stream, 0));
     let alerts = s.finish();
     assert_leak_alerted(&alerts);
-    assert_eq!(s.value("nigehban_flows_bypassed_total{protocol=\"tls\",reason=\"encrypted\"}"), 0.0);
+    assert_eq!(
+        s.value("nigehban_flows_bypassed_total{protocol=\"tls\",reason=\"encrypted\"}"),
+        0.0
+    );
 }
 
 #[test]
@@ -357,15 +402,29 @@ fn quic_flows_are_bypassed_and_other_udp_is_scanned() {
     // Cleartext UDP to another port is still scanned.
     frames.push(Frame {
         ts: t(20),
-        data: synth::udp_frame(sa("10.6.0.2:50001"), sa("203.0.113.10:5140"), format!("cnic={CNIC}").as_bytes()),
+        data: synth::udp_frame(
+            sa("10.6.0.2:50001"),
+            sa("203.0.113.10:5140"),
+            format!("cnic={CNIC}").as_bytes(),
+        ),
     });
     let mut s = Sensor::new("");
     s.feed(frames);
     let alerts = s.finish();
-    assert_eq!(hashes(&alerts), vec![expected_hash(CNIC)], "only the cleartext datagram alerts");
-    assert_eq!(s.value("nigehban_flows_bypassed_total{protocol=\"quic\",reason=\"encrypted\"}"), 1.0);
+    assert_eq!(
+        hashes(&alerts),
+        vec![expected_hash(CNIC)],
+        "only the cleartext datagram alerts"
+    );
+    assert_eq!(
+        s.value("nigehban_flows_bypassed_total{protocol=\"quic\",reason=\"encrypted\"}"),
+        1.0
+    );
     let bytes = (initial.len() + 9 * short.len()) as f64;
-    assert_eq!(s.value("nigehban_bypassed_bytes_total{protocol=\"quic\",reason=\"encrypted\"}"), bytes);
+    assert_eq!(
+        s.value("nigehban_bypassed_bytes_total{protocol=\"quic\",reason=\"encrypted\"}"),
+        bytes
+    );
 }
 
 #[test]
@@ -377,7 +436,14 @@ fn stream_depth_bypasses_the_rest_of_a_flow() {
     let mut s = Sensor::new("[flow]\nstream_depth = 2000\n");
     s.feed(conn("10.7.0.1:40000", &early, 0));
     let alerts = s.finish();
-    assert_eq!(hashes(&alerts), vec![expected_hash(CNIC)], "the value past the depth is not inspected");
-    assert_eq!(s.value("nigehban_flows_bypassed_total{protocol=\"http\",reason=\"depth\"}"), 1.0);
+    assert_eq!(
+        hashes(&alerts),
+        vec![expected_hash(CNIC)],
+        "the value past the depth is not inspected"
+    );
+    assert_eq!(
+        s.value("nigehban_flows_bypassed_total{protocol=\"http\",reason=\"depth\"}"),
+        1.0
+    );
     assert!(s.value("nigehban_bypassed_bytes_total{protocol=\"http\",reason=\"depth\"}") > 0.0);
 }

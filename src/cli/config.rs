@@ -437,7 +437,9 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         memcap: positive(file.flow.memcap_mb, 1024, "flow.memcap_mb")? * MIB / workers,
         // ---- bypass ----
         stream_depth: match common.stream_depth.or(file.flow.stream_depth) {
-            Some(0) => bail!("--stream-depth (config flow.stream_depth) must be at least 1 byte; leave it out for no limit"),
+            Some(0) => {
+                bail!("--stream-depth (config flow.stream_depth) must be at least 1 byte; leave it out for no limit")
+            }
             d => d,
         },
         // ---- end bypass ----

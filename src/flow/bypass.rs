@@ -44,7 +44,8 @@ impl BypassKind {
     /// `protocol` label values: the application protocols, then QUIC (which the l7 layer does
     /// not decode; it is recognised from a UDP datagram's first bytes here).
     /// Invariant: the first entries are `Protocol::ALL`'s labels in order (checked by a test).
-    pub const PROTOCOLS: [&'static str; Protocol::ALL.len() + 1] = ["unknown", "http", "smtp", "dns", "tls", "ssh", "quic"];
+    pub const PROTOCOLS: [&'static str; Protocol::ALL.len() + 1] =
+        ["unknown", "http", "smtp", "dns", "tls", "ssh", "quic"];
     const QUIC: u8 = Protocol::ALL.len() as u8;
 
     /// A TCP direction of application protocol `protocol`.

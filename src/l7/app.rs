@@ -398,8 +398,7 @@ fn decide(seen: &[u8], server_port: u16, last: bool) -> Option<State> {
         return Some(State::DnsTcp(Box::default()));
     }
     let tls_start = seen.len() < 3 && [0x16, 0x03].starts_with(seen);
-    let unsure =
-        probes.contains(&Probe::Unsure) || (seen.len() < 4 && b"SSH-".starts_with(seen)) || tls_start;
+    let unsure = probes.contains(&Probe::Unsure) || (seen.len() < 4 && b"SSH-".starts_with(seen)) || tls_start;
     if unsure && !last {
         return None;
     }

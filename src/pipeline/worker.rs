@@ -561,11 +561,13 @@ impl Worker {
                 closed = h.rst || (flow.stream.is_closed() && flow.peer_fin);
             }
             Transport::Udp => {
-                // ---- bypass ----
-                if is_egress && engine.shared.decode_l7 && bypass::is_quic_long_header(pkt.payload) {
+                // ---- bypass ---- (QUIC is recognised from its first egress datagram)
+                let quic = is_egress && engine.shared.decode_l7 && bypass::is_quic_long_header(pkt.payload);
+                if quic {
                     engine.bypass_quic(flow, pkt.payload.len());
-                } else if is_egress {
-                    // ---- end bypass ----
+                }
+                // ---- end bypass ----
+                if is_egress && !quic {
                     engine.datagram(&key, flow, pkt.payload, ts);
                 }
             }
@@ -636,7 +638,9 @@ fn bypassed_packet(
             flow.peer_fin |= h.fin;
         }
         if h.rst || (b.egress_fin && flow.peer_fin) {
-            table.end(key, EndReason::Closed, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
+            table.end(key, EndReason::Closed, &mut |k, f, r| {
+                engine.end_flow(k, f, r, Some(ts))
+            });
         }
     }
     true
@@ -942,11 +946,15 @@ impl Engine {
             for (j, reason) in BypassReason::ALL.iter().enumerate() {
                 let d = delta(l.bypassed_flows[i][j], &mut p.bypassed_flows[i][j]);
                 if d > 0 {
-                    m.flows_bypassed.with_label_values(&[proto, reason.as_label()]).inc_by(d);
+                    m.flows_bypassed
+                        .with_label_values(&[proto, reason.as_label()])
+                        .inc_by(d);
                 }
                 let d = delta(l.bypassed_bytes[i][j], &mut p.bypassed_bytes[i][j]);
                 if d > 0 {
-                    m.bypassed_bytes.with_label_values(&[proto, reason.as_label()]).inc_by(d);
+                    m.bypassed_bytes
+                        .with_label_values(&[proto, reason.as_label()])
+                        .inc_by(d);
                 }
             }
         }
