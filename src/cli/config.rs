@@ -103,6 +103,9 @@ struct FlowSection {
     udp_idle_timeout_secs: Option<u64>,
     lifetime_secs: Option<u64>,
     memcap_mb: Option<usize>,
+    // ---- bypass ----
+    stream_depth: Option<u64>,
+    // ---- end bypass ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -432,6 +435,14 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         udp_idle_timeout: secs(file.flow.udp_idle_timeout_secs, 60, "flow.udp_idle_timeout_secs")?,
         lifetime: secs(file.flow.lifetime_secs, 3600, "flow.lifetime_secs")?,
         memcap: positive(file.flow.memcap_mb, 1024, "flow.memcap_mb")? * MIB / workers,
+        // ---- bypass ----
+        stream_depth: match common.stream_depth.or(file.flow.stream_depth) {
+            Some(0) => {
+                bail!("--stream-depth (config flow.stream_depth) must be at least 1 byte; leave it out for no limit")
+            }
+            d => d,
+        },
+        // ---- end bypass ----
     };
     let reassembly = ReassemblyConfig {
         max_ooo_bytes_per_stream: positive(

@@ -161,6 +161,12 @@ pub struct CommonArgs {
     #[arg(long = "known-values", value_name = "FILE")]
     pub known_values: Vec<PathBuf>,
     // ---- end judgement ----
+    // ---- bypass ----
+    /// Egress bytes of a TCP flow inspected before the rest is bypassed (default: no limit;
+    /// config `flow.stream_depth`).
+    #[arg(long, value_name = "BYTES")]
+    pub stream_depth: Option<u64>,
+    // ---- end bypass ----
 }
 
 /// Log output format.

@@ -47,6 +47,9 @@ pub struct FlowTableConfig {
     /// Most bytes of flow state this table may hold (its flows' own accounting plus a fixed
     /// overhead per entry).
     pub memcap: usize,
+    /// Egress payload bytes of a TCP flow inspected before it is bypassed; `None` (the default):
+    /// no limit.
+    pub stream_depth: Option<u64>,
 }
 
 /// A flow and its bookkeeping.
@@ -283,6 +286,7 @@ mod tests {
             udp_idle_timeout: Duration::from_secs(5),
             lifetime: Duration::from_secs(100),
             memcap,
+            stream_depth: None,
         }
     }
 

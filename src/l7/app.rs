@@ -1,4 +1,10 @@
 //! Per-direction protocol recognition and dispatch to the decoder that owns the protocol.
+//!
+//! It also decides when a direction can carry no more cleartext ([`AppDecoder::bypass_ready`]):
+//! TLS once its handshake ends (ChangeCipherSpec or the first ApplicationData record), SSH once
+//! its key exchange starts, SMTP after STARTTLS. Until then every byte is scanned; a direction
+//! that only looks like TLS or SSH goes back to raw scanning and is never bypassed, so faking a
+//! handshake cannot hide cleartext.
 
 use super::dns::DnsTcpDecoder;
 use super::http::{self, HttpDecoder};
@@ -26,8 +32,15 @@ enum State {
         /// after them), learnt by the HTTP decoder that takes over if this is HTTP.
         peer_http: Option<Box<HttpDecoder>>,
     },
-    /// Scanned as is (unrecognised, or encrypted until bypass lands).
+    /// Scanned as is (unrecognised, or a TLS/SSH start whose framing broke).
     Raw(Protocol),
+    /// TLS handshake: scanned raw while its record layer is followed.
+    Tls(TlsRecords),
+    /// SSH version exchange: scanned raw until the first binary packet is confirmed.
+    Ssh(SshBanner),
+    /// Nothing more is scanned (encrypted from here, or released by the worker); further
+    /// bytes are dropped.
+    Done(Protocol),
     Http(Box<HttpDecoder>),
     Smtp(Box<SmtpDecoder>),
     DnsTcp(Box<DnsTcpDecoder>),
@@ -91,6 +104,16 @@ impl AppDecoder {
         match &mut self.state {
             State::Sniff { .. } => unreachable!("decided above"),
             State::Raw(_) => sink.gap(),
+            // Record or packet boundaries are lost with the missing bytes: scan the rest raw.
+            State::Tls(_) => {
+                self.state = State::Raw(Protocol::Tls);
+                sink.gap();
+            }
+            State::Ssh(_) => {
+                self.state = State::Raw(Protocol::Ssh);
+                sink.gap();
+            }
+            State::Done(_) => {}
             State::Http(d) => d.gap(missing, sink),
             State::Smtp(d) => d.gap(missing, sink),
             State::DnsTcp(d) => d.gap(missing, sink),
@@ -101,7 +124,7 @@ impl AppDecoder {
     pub fn finish(&mut self, sink: &mut dyn ContentSink) {
         self.decide_now(sink);
         match &mut self.state {
-            State::Sniff { .. } | State::Raw(_) => {}
+            State::Sniff { .. } | State::Raw(_) | State::Tls(_) | State::Ssh(_) | State::Done(_) => {}
             State::Http(d) => d.finish(sink),
             State::Smtp(d) => d.finish(sink),
             State::DnsTcp(d) => d.finish(sink),
@@ -136,11 +159,32 @@ impl AppDecoder {
     pub fn protocol(&self) -> Protocol {
         match &self.state {
             State::Sniff { .. } => Protocol::Unknown,
-            State::Raw(p) => *p,
+            State::Raw(p) | State::Done(p) => *p,
+            State::Tls(_) => Protocol::Tls,
+            State::Ssh(_) => Protocol::Ssh,
             State::Http(_) => Protocol::Http,
             State::Smtp(_) => Protocol::Smtp,
             State::DnsTcp(_) => Protocol::Dns,
         }
+    }
+
+    /// The protocol whose direction can carry no more cleartext: TLS after its handshake, SSH
+    /// once its key exchange starts, SMTP after STARTTLS took effect. Bytes after that point
+    /// are not passed on; the caller should close the direction's scanning and stop
+    /// reassembling it, then call [`AppDecoder::release`].
+    pub fn bypass_ready(&self) -> Option<Protocol> {
+        match &self.state {
+            State::Done(p) => Some(*p),
+            State::Smtp(d) if d.is_encrypted() => Some(Protocol::Smtp),
+            _ => None,
+        }
+    }
+
+    /// Frees the decoder of a direction that will not be scanned again (bypassed, see
+    /// [`AppDecoder::bypass_ready`], or past its depth). Later bytes are dropped; the protocol
+    /// is kept for metrics.
+    pub fn release(&mut self) {
+        self.state = State::Done(self.protocol());
     }
 
     /// Evidence of the current (or last) message, for decoded protocols.
@@ -159,7 +203,7 @@ impl AppDecoder {
             State::Sniff { peer_http, .. } => peer_http
                 .as_ref()
                 .map_or(0, |d| std::mem::size_of::<HttpDecoder>() + d.memory()),
-            State::Raw(_) => 0,
+            State::Raw(_) | State::Tls(_) | State::Ssh(_) | State::Done(_) => 0,
             State::Http(d) => std::mem::size_of::<HttpDecoder>() + d.memory(),
             State::Smtp(d) => std::mem::size_of::<SmtpDecoder>() + d.memory(),
             State::DnsTcp(d) => std::mem::size_of::<DnsTcpDecoder>() + d.memory(),
@@ -186,7 +230,7 @@ impl AppDecoder {
 
     /// Just decided: a raw direction starts its one section.
     fn opened(&mut self, sink: &mut dyn ContentSink) {
-        if matches!(self.state, State::Raw(_)) {
+        if matches!(self.state, State::Raw(_) | State::Tls(_) | State::Ssh(_)) {
             // The worker's sink needs a section before data so findings carry `location: raw`.
             sink.section(Location::Raw, b"");
         }
@@ -199,9 +243,138 @@ impl AppDecoder {
         match &mut self.state {
             State::Sniff { .. } => unreachable!("dispatch only after the decision"),
             State::Raw(_) => sink.data(bytes),
+            State::Tls(t) => {
+                let (scan, next) = t.feed(bytes);
+                sink.data(&bytes[..scan]);
+                if let Some(next) = next {
+                    self.state = next;
+                    if let State::Raw(_) = self.state {
+                        sink.data(&bytes[scan..]);
+                    }
+                }
+            }
+            State::Ssh(b) => {
+                let (scan, next) = b.feed(bytes);
+                sink.data(&bytes[..scan]);
+                if let Some(next) = next {
+                    self.state = next;
+                    if let State::Raw(_) = self.state {
+                        sink.data(&bytes[scan..]);
+                    }
+                }
+            }
+            State::Done(_) => {}
             State::Http(d) => d.data(bytes, sink),
             State::Smtp(d) => d.data(bytes, sink),
             State::DnsTcp(d) => d.data(bytes, sink),
+        }
+    }
+}
+
+/// Longest TLS record body: 2^14 plus the largest expansion a cipher may add (RFC 8446 §5.2,
+/// RFC 5246 §6.2.3).
+const TLS_MAX_RECORD: u16 = (1 << 14) + 2048;
+
+/// Follows the record layer of a TLS direction through its handshake. Records may straddle
+/// segments; only the 5-byte header is ever held.
+#[derive(Debug, Default)]
+struct TlsRecords {
+    /// Body bytes of the current record still to come.
+    remaining: u16,
+    /// Invariant: `hdr_len <= 5`; `hdr[..hdr_len]` is the start of the next record header.
+    hdr_len: u8,
+    hdr: [u8; 5],
+}
+
+impl TlsRecords {
+    /// Follows `bytes`: returns how many of them are to be scanned and, when the handshake is over
+    /// or the framing broke, the next state. The rest of `bytes` is encrypted (after `Done`)
+    /// or, after `Raw`, is to be scanned too.
+    fn feed(&mut self, bytes: &[u8]) -> (usize, Option<State>) {
+        let mut at = 0;
+        while at < bytes.len() {
+            if self.remaining > 0 {
+                let n = usize::from(self.remaining).min(bytes.len() - at);
+                self.remaining -= n as u16;
+                at += n;
+                continue;
+            }
+            let have = usize::from(self.hdr_len);
+            let n = (5 - have).min(bytes.len() - at);
+            self.hdr[have..have + n].copy_from_slice(&bytes[at..at + n]);
+            self.hdr_len += n as u8;
+            at += n;
+            if self.hdr_len < 5 {
+                break;
+            }
+            self.hdr_len = 0;
+            let [kind, major, minor, hi, lo] = self.hdr;
+            let len = u16::from_be_bytes([hi, lo]);
+            // 20 ChangeCipherSpec, 21 Alert, 22 Handshake, 23 ApplicationData, 24 Heartbeat.
+            if !(20..=24).contains(&kind) || major != 3 || minor > 4 || len > TLS_MAX_RECORD {
+                return (at, Some(State::Raw(Protocol::Tls)));
+            }
+            if kind == 20 || kind == 23 {
+                return (at, Some(State::Done(Protocol::Tls)));
+            }
+            self.remaining = len;
+        }
+        (at, None)
+    }
+}
+
+/// Longest SSH identification line, CR LF included (RFC 4253 §4.2).
+const SSH_MAX_BANNER: u16 = 255;
+/// Largest binary packet an implementation must accept, as a sanity bound (RFC 4253 §6.1).
+const SSH_MAX_PACKET: u32 = 35_000;
+/// SSH_MSG_KEXINIT: the first binary packet of each side.
+const SSH_MSG_KEXINIT: u8 = 20;
+
+/// Follows an SSH direction's identification line and the header of its first binary packet.
+/// Only when that header is a plausible KEXINIT is the direction bypassed: a fake banner
+/// followed by cleartext stays scanned.
+#[derive(Debug, Default)]
+struct SshBanner {
+    /// Bytes of the identification line seen so far.
+    line: u16,
+    /// The line ended (LF seen).
+    ended: bool,
+    /// Invariant: `hdr_len <= 6`; packet length (4), padding length (1), message code (1).
+    hdr_len: u8,
+    hdr: [u8; 6],
+}
+
+impl SshBanner {
+    /// Like [`TlsRecords::feed`].
+    fn feed(&mut self, bytes: &[u8]) -> (usize, Option<State>) {
+        let mut at = 0;
+        if !self.ended {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) if usize::from(self.line) + i < usize::from(SSH_MAX_BANNER) => {
+                    self.ended = true;
+                    at = i + 1;
+                }
+                _ if usize::from(self.line) + bytes.len() < usize::from(SSH_MAX_BANNER) => {
+                    self.line += bytes.len() as u16;
+                    return (bytes.len(), None);
+                }
+                _ => return (0, Some(State::Raw(Protocol::Ssh))),
+            }
+        }
+        let have = usize::from(self.hdr_len);
+        let n = (6 - have).min(bytes.len() - at);
+        self.hdr[have..have + n].copy_from_slice(&bytes[at..at + n]);
+        self.hdr_len += n as u8;
+        at += n;
+        if self.hdr_len < 6 {
+            return (at, None);
+        }
+        let len = u32::from_be_bytes([self.hdr[0], self.hdr[1], self.hdr[2], self.hdr[3]]);
+        let (pad, code) = (self.hdr[4], self.hdr[5]);
+        if code == SSH_MSG_KEXINIT && (4..=255).contains(&pad) && u32::from(pad) < len && len <= SSH_MAX_PACKET {
+            (at, Some(State::Done(Protocol::Ssh)))
+        } else {
+            (at, Some(State::Raw(Protocol::Ssh)))
         }
     }
 }
@@ -210,10 +383,10 @@ impl AppDecoder {
 /// false). A raw decision starts its one section here so its findings say `raw`.
 fn decide(seen: &[u8], server_port: u16, last: bool) -> Option<State> {
     if seen.len() >= 3 && seen[0] == 0x16 && seen[1] == 0x03 && seen[2] <= 0x04 {
-        return Some(State::Raw(Protocol::Tls));
+        return Some(State::Tls(TlsRecords::default()));
     }
     if seen.starts_with(b"SSH-") {
-        return Some(State::Raw(Protocol::Ssh));
+        return Some(State::Ssh(SshBanner::default()));
     }
     let probes = [http::probe(seen), smtp::probe(seen)];
     match probes {
@@ -224,7 +397,8 @@ fn decide(seen: &[u8], server_port: u16, last: bool) -> Option<State> {
     if server_port == 53 {
         return Some(State::DnsTcp(Box::default()));
     }
-    let unsure = probes.contains(&Probe::Unsure) || (seen.len() < 4 && b"SSH-".starts_with(seen));
+    let tls_start = seen.len() < 3 && [0x16, 0x03].starts_with(seen);
+    let unsure = probes.contains(&Probe::Unsure) || (seen.len() < 4 && b"SSH-".starts_with(seen)) || tls_start;
     if unsure && !last {
         return None;
     }
@@ -316,6 +490,120 @@ mod tests {
         d.data(b"SS", &mut rec);
         d.finish(&mut rec);
         assert_eq!(rec.sections, vec![(Location::Raw, b"SS".to_vec())]);
+    }
+
+    /// A TLS record: content type, version 3.3, body.
+    fn record(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![kind, 3, 3];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn scanned(rec: &Rec) -> Vec<u8> {
+        rec.sections.iter().flat_map(|s| s.1.clone()).collect()
+    }
+
+    #[test]
+    fn tls_is_bypassed_at_change_cipher_spec_or_application_data_at_any_split() {
+        let hello = record(22, &[1u8; 300]);
+        for end in [record(20, &[1]), record(23, b"secret 35202-1234567-1")] {
+            let mut stream = hello.clone();
+            stream.extend_from_slice(&end);
+            stream.extend_from_slice(&record(23, b"more ciphertext"));
+            let expect = &stream[..hello.len() + 5];
+            for piece in [1, 2, 3, 5, 7, 64, stream.len()] {
+                let mut rec = Rec::default();
+                let mut d = AppDecoder::new(40000, 443);
+                for c in stream.chunks(piece) {
+                    d.data(c, &mut rec);
+                }
+                assert_eq!(d.bypass_ready(), Some(Protocol::Tls), "piece {piece}");
+                assert_eq!(scanned(&rec), expect, "only the handshake and the header are scanned");
+            }
+        }
+    }
+
+    #[test]
+    fn a_broken_tls_record_header_falls_back_to_raw_scanning() {
+        let mut stream = record(22, &[1u8; 40]);
+        // Not a content type: cleartext dressed as a handshake start.
+        stream.extend_from_slice(b"POST /x cnic=35202-1234567-1");
+        stream.extend_from_slice(&record(23, b"x"));
+        let mut rec = Rec::default();
+        let mut d = AppDecoder::new(40000, 443);
+        feed_pieces(&mut d, &stream, 9, &mut rec);
+        assert_eq!(d.bypass_ready(), None);
+        assert_eq!(d.protocol(), Protocol::Tls);
+        assert_eq!(scanned(&rec), stream, "every byte scanned");
+        // An oversized record length is no TLS either.
+        let mut rec = Rec::default();
+        let mut d = AppDecoder::new(40000, 443);
+        d.data(&[22, 3, 1, 0xff, 0xff, 0], &mut rec);
+        d.data(&record(23, b"x"), &mut rec);
+        assert_eq!(d.bypass_ready(), None);
+    }
+
+    #[test]
+    fn a_gap_in_the_tls_handshake_keeps_the_direction_scanned() {
+        let mut rec = Rec::default();
+        let mut d = AppDecoder::new(40000, 443);
+        d.data(&record(22, &[1u8; 10])[..8], &mut rec);
+        d.gap(100, &mut rec);
+        d.data(&record(23, b"x"), &mut rec);
+        assert_eq!(d.bypass_ready(), None);
+    }
+
+    /// An SSH binary packet header: length, padding length, message code.
+    fn ssh_packet(code: u8) -> Vec<u8> {
+        let mut p = 1000u32.to_be_bytes().to_vec();
+        p.extend_from_slice(&[8, code]);
+        p.extend_from_slice(&[0u8; 40]);
+        p
+    }
+
+    #[test]
+    fn ssh_is_bypassed_at_its_first_kexinit_only() {
+        let banner = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n";
+        let mut stream = banner.to_vec();
+        stream.extend_from_slice(&ssh_packet(20));
+        for piece in [1, 3, 10, stream.len()] {
+            let mut rec = Rec::default();
+            let mut d = AppDecoder::new(40000, 22);
+            for c in stream.chunks(piece) {
+                d.data(c, &mut rec);
+            }
+            assert_eq!(d.bypass_ready(), Some(Protocol::Ssh), "piece {piece}");
+            assert_eq!(scanned(&rec), &stream[..banner.len() + 6]);
+        }
+        // A banner followed by cleartext is scanned in full.
+        let mut stream = banner.to_vec();
+        stream.extend_from_slice(b"card 4532 0173 9246 5814\n");
+        let mut rec = Rec::default();
+        let mut d = AppDecoder::new(40000, 22);
+        feed_pieces(&mut d, &stream, 4, &mut rec);
+        assert_eq!(d.bypass_ready(), None);
+        assert_eq!(scanned(&rec), stream);
+        // So is an endless "banner".
+        let stream = [b"SSH-".as_slice(), &[b'a'; 400]].concat();
+        let mut rec = Rec::default();
+        let mut d = AppDecoder::new(40000, 22);
+        feed_pieces(&mut d, &stream, 50, &mut rec);
+        assert_eq!(d.bypass_ready(), None);
+        assert_eq!(scanned(&rec), stream);
+    }
+
+    #[test]
+    fn smtp_is_bypassed_once_starttls_takes_effect() {
+        let mut rec = Rec::default();
+        let mut d = AppDecoder::new(40000, 25);
+        d.data(b"EHLO a.example\r\nSTARTTLS\r\n", &mut rec);
+        assert_eq!(d.bypass_ready(), None);
+        d.data(&record(22, &[1; 20]), &mut rec);
+        assert_eq!(d.bypass_ready(), Some(Protocol::Smtp));
+        d.release();
+        assert_eq!(d.protocol(), Protocol::Smtp);
+        assert_eq!(d.memory(), 0);
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub struct Metrics {
     pub l7_protocol: IntCounterVec,
     /// Decoder limits hit and decoding stops, by event.
     pub l7_events: IntCounterVec,
+    // ---- bypass ----
+    /// Egress payload bytes not inspected because their flow was bypassed, by protocol and reason.
+    pub bypassed_bytes: IntCounterVec,
+    /// Flows bypassed, by protocol and reason.
+    pub flows_bypassed: IntCounterVec,
+    // ---- end bypass ----
 
     // ---- Alert outputs (src/sink): one series per configured output, label `output` = its
     // fixed name (`file`, `stdout`, `syslog`, `http-0`, …), so cardinality is bounded by config.
@@ -288,6 +294,20 @@ impl Metrics {
                 "Application decoder limits hit (decompression bombs, nesting, oversized headers) and decoding stops, by event.",
                 &["event"],
             ),
+            // ---- bypass ----
+            bypassed_bytes: counter_vec(
+                &r,
+                "nigehban_bypassed_bytes_total",
+                "Egress payload bytes not reassembled or scanned because their flow was bypassed (encrypted or past flow.stream_depth), by protocol and reason.",
+                &["protocol", "reason"],
+            ),
+            flows_bypassed: counter_vec(
+                &r,
+                "nigehban_flows_bypassed_total",
+                "Flows whose egress direction stopped being inspected, by protocol and reason (encrypted, depth).",
+                &["protocol", "reason"],
+            ),
+            // ---- end bypass ----
             // ---- Alert outputs (src/sink).
             output_delivered: counter_vec(
                 &r,

@@ -10,6 +10,9 @@ use crate::cli::HomeNet;
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
 use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
+// ---- bypass ----
+use crate::flow::bypass::{self, BypassKind, BypassReason, Bypassed};
+// ---- end bypass ----
 use crate::judge::{Facts, Judge, Suppression, Verdict};
 use crate::l7::{
     self, AppDecoder, ContentSink, Evidence, L7Event, Location, MessageLog, Protocol, SectionLog, MAX_SECTION_NAME,
@@ -73,6 +76,10 @@ struct Flow {
     peer_fin: bool,
     /// Listed in `Engine::pending_flows` (see [`Flow::needs_housekeeping`]).
     listed_pending: bool,
+    // ---- bypass ----
+    /// Set once the egress direction is no longer inspected (see `crate::flow::bypass`).
+    bypass: Option<Bypassed>,
+    // ---- end bypass ----
 }
 
 /// What turns the egress direction's reassembled bytes into findings.
@@ -120,6 +127,11 @@ struct Local {
     below_min: Vec<u64>,
     protocols: [u64; Protocol::ALL.len()],
     l7_events: [u64; L7Event::ALL.len()],
+    // ---- bypass ----
+    /// Per `BypassKind::PROTOCOLS` index, per `BypassReason::ALL` index.
+    bypassed_bytes: [[u64; BypassReason::ALL.len()]; BypassKind::PROTOCOLS.len()],
+    bypassed_flows: [[u64; BypassReason::ALL.len()]; BypassKind::PROTOCOLS.len()],
+    // ---- end bypass ----
 }
 
 /// Prometheus handles resolved once per worker.
@@ -491,6 +503,11 @@ impl Worker {
                 return;
             }
         }
+        // ---- bypass ----
+        if exists && bypassed_packet(table, engine, &key, pkt.transport, pkt.payload.len(), is_egress, ts) {
+            return;
+        }
+        // ---- end bypass ----
         if !exists {
             let egress = if is_egress { dir } else { dir.reverse() };
             let (sender, receiver) = key.endpoints(egress);
@@ -510,6 +527,7 @@ impl Worker {
                 leaks: None,
                 peer_fin: false,
                 listed_pending: false,
+                bypass: None,
             };
             match key.proto() {
                 Proto::Tcp => engine.local.flows_tcp += 1,
@@ -543,11 +561,33 @@ impl Worker {
                 closed = h.rst || (flow.stream.is_closed() && flow.peer_fin);
             }
             Transport::Udp => {
-                if is_egress {
+                // ---- bypass ---- (QUIC is recognised from its first egress datagram)
+                let quic = is_egress && engine.shared.decode_l7 && bypass::is_quic_long_header(pkt.payload);
+                if quic {
+                    engine.bypass_quic(flow, pkt.payload.len());
+                }
+                // ---- end bypass ----
+                if is_egress && !quic {
                     engine.datagram(&key, flow, pkt.payload, ts);
                 }
             }
         }
+        // ---- bypass ----
+        if is_egress && !closed && key.proto() == Proto::Tcp && flow.bypass.is_none() {
+            let kind = match flow.scan.app.bypass_ready() {
+                Some(p) => Some(BypassKind::tcp(p, BypassReason::Encrypted)),
+                None => engine
+                    .shared
+                    .flow
+                    .stream_depth
+                    .filter(|d| flow.stream.offset() >= *d)
+                    .map(|_| BypassKind::tcp(flow.scan.app.protocol(), BypassReason::Depth)),
+            };
+            if let Some(kind) = kind {
+                engine.bypass_tcp(&key, flow, kind, ts);
+            }
+        }
+        // ---- end bypass ----
         if !engine.findings.is_empty() {
             engine.record_findings(&key, flow, ts);
         }
@@ -572,6 +612,74 @@ impl Worker {
         }
     }
 }
+
+// ---- bypass ----
+/// A packet of a bypassed flow: only counted, and its FIN or RST followed so the flow still
+/// ends. Returns `false` (doing nothing) when the flow is not bypassed.
+fn bypassed_packet(
+    table: &mut FlowTable<Flow>,
+    engine: &mut Engine,
+    key: &FlowKey,
+    transport: Transport,
+    payload_len: usize,
+    is_egress: bool,
+    ts: Timestamp,
+) -> bool {
+    let Some(entry) = table.peek_mut(key) else { return false };
+    let flow = &mut entry.value;
+    let Some(b) = flow.bypass.as_mut() else { return false };
+    if is_egress {
+        engine.local.bypassed_bytes[b.kind.protocol_index()][b.kind.reason_index()] += payload_len as u64;
+    }
+    if let Transport::Tcp(h) = transport {
+        if is_egress {
+            b.egress_fin |= h.fin;
+        } else {
+            flow.peer_fin |= h.fin;
+        }
+        if h.rst || (b.egress_fin && flow.peer_fin) {
+            table.end(key, EndReason::Closed, &mut |k, f, r| {
+                engine.end_flow(k, f, r, Some(ts))
+            });
+        }
+    }
+    true
+}
+
+impl Engine {
+    /// Stops inspecting `flow`'s egress TCP direction: held out-of-order bytes are dropped (their
+    /// budget returned), the decoder is flushed and the matcher's pending hits decided and
+    /// recorded, then the Hyperscan stream, decoder state and section logs are freed.
+    fn bypass_tcp(&mut self, key: &FlowKey, flow: &mut Flow, kind: BypassKind, now: Timestamp) {
+        let (reassembler, mut sink) = self.stream_parts(&mut flow.scan);
+        reassembler.abandon(&mut flow.stream);
+        sink.finish();
+        if !self.findings.is_empty() {
+            self.record_findings(key, flow, now);
+        }
+        flow.scan.app.release();
+        flow.scan.sections = None;
+        flow.scan.messages = None;
+        flow.bypass = Some(Bypassed {
+            kind,
+            egress_fin: false,
+        });
+        self.local.bypassed_flows[kind.protocol_index()][kind.reason_index()] += 1;
+    }
+
+    /// A UDP flow recognised as QUIC from its datagram of `len` bytes: it and the rest are not
+    /// scanned. UDP flows hold no scanning state of their own, so there is nothing to free.
+    fn bypass_quic(&mut self, flow: &mut Flow, len: usize) {
+        let kind = BypassKind::quic();
+        flow.bypass = Some(Bypassed {
+            kind,
+            egress_fin: false,
+        });
+        self.local.bypassed_flows[kind.protocol_index()][kind.reason_index()] += 1;
+        self.local.bypassed_bytes[kind.protocol_index()][kind.reason_index()] += len as u64;
+    }
+}
+// ---- end bypass ----
 
 impl Engine {
     /// The reassembler and a sink that decodes and scans into `flow`'s egress state, borrowed
@@ -833,6 +941,24 @@ impl Engine {
                 m.l7_events.with_label_values(&[event.as_str()]).inc_by(d);
             }
         }
+        // ---- bypass ----
+        for (i, proto) in BypassKind::PROTOCOLS.iter().enumerate() {
+            for (j, reason) in BypassReason::ALL.iter().enumerate() {
+                let d = delta(l.bypassed_flows[i][j], &mut p.bypassed_flows[i][j]);
+                if d > 0 {
+                    m.flows_bypassed
+                        .with_label_values(&[proto, reason.as_label()])
+                        .inc_by(d);
+                }
+                let d = delta(l.bypassed_bytes[i][j], &mut p.bypassed_bytes[i][j]);
+                if d > 0 {
+                    m.bypassed_bytes
+                        .with_label_values(&[proto, reason.as_label()])
+                        .inc_by(d);
+                }
+            }
+        }
+        // ---- end bypass ----
         self.handles.flows_active.set(table.len() as i64);
         self.handles.flow_memory.set(table.mem_used() as i64);
         self.handles.ooo_bytes.set(self.reassembler.held_bytes() as i64);

@@ -183,6 +183,13 @@ impl SmtpDecoder {
         let _ = bytes;
     }
 
+    // ---- bypass ----
+    /// True once STARTTLS took effect: nothing cleartext follows in this direction.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self.state, State::Encrypted)
+    }
+    // ---- end bypass ----
+
     /// Evidence (envelope domains) of the current message.
     pub fn evidence(&self) -> &Evidence {
         &self.evidence
