@@ -51,7 +51,11 @@ fn toml_syntax_error_gives_file_line_and_column() {
 #[test]
 fn unknown_key_is_located_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "n.toml", "workers = 2\n[capture]\nbuffer_mb = 8\nbufer_size = 3\n");
+    let cfg = write(
+        dir.path(),
+        "n.toml",
+        "workers = 2\n[capture]\nbuffer_mb = 8\nbufer_size = 3\n",
+    );
     let r = check(&cfg, &[]);
     assert_eq!(r.status.code(), Some(1));
     let p = problems(&r);
@@ -69,7 +73,11 @@ fn wrong_type_and_bad_values_are_reported() {
     let cfg = write(dir.path(), "m.toml", "workers = 0\n");
     let r = check(&cfg, &[]);
     assert_eq!(r.status.code(), Some(1));
-    assert!(r.stdout.contains("m.toml") && r.stdout.contains("workers"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("m.toml") && r.stdout.contains("workers"),
+        "{}",
+        r.stdout
+    );
     let cfg = write(dir.path(), "h.toml", "home_net = [\"10.0.0.0/33\"]\n");
     let r = check(&cfg, &[]);
     assert!(r.stdout.contains("10.0.0.0/33"), "{}", r.stdout);
@@ -92,7 +100,12 @@ fn every_missing_file_is_its_own_line_even_with_other_errors() {
     assert_eq!(r.status.code(), Some(1));
     let p = problems(&r);
     assert_eq!(p.len(), 4, "{p:#?}");
-    for want in ["workers", "metrics_bearer_token_file", "judge.known_values[0]", "output.syslog.ca"] {
+    for want in [
+        "workers",
+        "metrics_bearer_token_file",
+        "judge.known_values[0]",
+        "output.syslog.ca",
+    ] {
         assert!(p.iter().any(|l| l.contains(want)), "{want} not in {p:#?}");
     }
     // Relative paths resolve against the config's directory, as the sensor resolves them.
@@ -119,7 +132,10 @@ fn key_file_permissions_refuse_world_warn_group() {
     assert_eq!(r.status.code(), Some(1));
     let p = problems(&r);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].contains("world-readable (mode 0644)") && p[0].contains("chmod 600"), "{p:?}");
+    assert!(
+        p[0].contains("world-readable (mode 0644)") && p[0].contains("chmod 600"),
+        "{p:?}"
+    );
 
     // The sensor itself refuses it too, before capturing anything.
     let out = Command::new(bin())
@@ -137,16 +153,17 @@ fn broken_rule_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
-    for f in ["card_schemes.toml"] {
-        std::fs::copy(rules_dir().join(f), rules.join(f)).unwrap();
-    }
+    std::fs::copy(rules_dir().join("card_schemes.toml"), rules.join("card_schemes.toml")).unwrap();
     write(&rules, "bad.toml", "[[rule]]\nid = \"X\"\npatterns = [\n");
     let cfg = write(dir.path(), "n.toml", "rules = \"rules\"\n");
     let r = check(&cfg, &[]);
     assert_eq!(r.status.code(), Some(1));
     let p = problems(&r);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].contains(&format!("{}:", rules.join("bad.toml").display())), "{p:?}");
+    assert!(
+        p[0].contains(&format!("{}:", rules.join("bad.toml").display())),
+        "{p:?}"
+    );
     // --rules overrides the config's directory.
     let r = check(&cfg, &["--rules", rules_dir().to_str().unwrap()]);
     assert!(r.status.success(), "{}", r.stdout);
@@ -158,7 +175,11 @@ fn unknown_user_and_unreadable_config() {
     let cfg = write(dir.path(), "n.toml", "[capture]\nuser = \"no-such-user-ngb\"\n");
     let r = check(&cfg, &[]);
     assert_eq!(r.status.code(), Some(1));
-    assert!(r.stdout.contains("capture.user") && r.stdout.contains("no such user"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("capture.user") && r.stdout.contains("no such user"),
+        "{}",
+        r.stdout
+    );
     let r = check(&dir.path().join("absent.toml"), &[]);
     assert_eq!(r.status.code(), Some(1));
     assert!(r.stdout.contains("absent.toml: cannot read"), "{}", r.stdout);

@@ -34,7 +34,11 @@ fn systemd_unit_verifies_cleanly_and_is_hardened() {
     }
     let dir = tempfile::tempdir().unwrap();
     let unit = unit_under_test(dir.path());
-    let out = Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "systemd-analyze verify: {err}");
     // Unknown keys and bad values are only warnings to systemd; here they are failures.
@@ -58,7 +62,12 @@ fn systemd_unit_verifies_cleanly_and_is_hardened() {
     // systemd rates 0 (locked down) to 10 (exposed); a capture daemon needs its two network
     // capabilities and the host network, which cost about 2 points.
     assert!(score <= 2.5, "exposure {score}: {text}");
-    for line in ["✓ NoNewPrivileges=", "✓ ProtectSystem=", "✓ ProtectHome=", "✓ PrivateTmp="] {
+    for line in [
+        "✓ NoNewPrivileges=",
+        "✓ ProtectSystem=",
+        "✓ ProtectHome=",
+        "✓ PrivateTmp=",
+    ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
     let unit_text = std::fs::read_to_string(&unit).unwrap();
@@ -211,7 +220,10 @@ fn metrics_over_tls_with_bearer_token_refuse_wrong_token_and_wrong_ca() {
     let ca = pki.ca_path();
     let (code, body) = fetch(&ns, url, Some(&ca), Some("tok-3f9a1c")).unwrap();
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains("nigehban_packets_total") || body.contains("nigehban_build_info"), "{body}");
+    assert!(
+        body.contains("nigehban_packets_total") || body.contains("nigehban_build_info"),
+        "{body}"
+    );
     assert_eq!(fetch(&ns, url, Some(&ca), None).unwrap().0, 401);
     assert_eq!(fetch(&ns, url, Some(&ca), Some("tok-3f9a1")).unwrap().0, 401);
     // Plain HTTP to the TLS port gets no HTTP answer.
@@ -221,9 +233,13 @@ fn metrics_over_tls_with_bearer_token_refuse_wrong_token_and_wrong_ca() {
     assert!(e.contains("CERTIFICATE_VERIFY_FAILED"), "{e}");
     // curl agrees (a second, independent TLS stack).
     let curl = |args: &[&str]| {
-        ns.exec(&ns.a, "curl", &[&["-s", "-o", "/dev/null", "-w", "%{http_code}"], args].concat())
-            .output()
-            .unwrap()
+        ns.exec(
+            &ns.a,
+            "curl",
+            &[&["-s", "-o", "/dev/null", "-w", "%{http_code}"], args].concat(),
+        )
+        .output()
+        .unwrap()
     };
     let cafile = ca.to_str().unwrap();
     let ok = curl(&["--cacert", cafile, "-H", "Authorization: Bearer tok-3f9a1c", url]);

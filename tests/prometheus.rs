@@ -54,7 +54,10 @@ fn exported_families() -> BTreeSet<String> {
                     let rest = &text[i + 1..];
                     let end = rest.find('"').unwrap();
                     let name = &rest[..end];
-                    if name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                    if name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    {
                         names.insert(name.to_string());
                     }
                 }
@@ -103,13 +106,19 @@ fn dashboard_exprs() -> Vec<String> {
 #[test]
 fn dashboard_and_alert_rules_query_only_exported_metrics() {
     let exported = exported_families();
-    assert!(exported.contains("nigehban_packets_total") && exported.len() > 30, "{exported:?}");
+    assert!(
+        exported.contains("nigehban_packets_total") && exported.len() > 30,
+        "{exported:?}"
+    );
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 30, "{exprs:?}");
     let mut used = BTreeSet::new();
     for e in &exprs {
         for name in queried(e) {
-            assert!(exported.contains(&name), "dashboard queries {name}, which the sensor does not export: {e}");
+            assert!(
+                exported.contains(&name),
+                "dashboard queries {name}, which the sensor does not export: {e}"
+            );
             used.insert(name);
         }
     }
@@ -135,14 +144,24 @@ fn dashboard_and_alert_rules_query_only_exported_metrics() {
     let rules = std::fs::read_to_string(manifest("deploy/prometheus/nigehban-alerts.yml")).unwrap();
     let in_rules: BTreeSet<String> = queried(&rules).into_iter().collect();
     for name in &in_rules {
-        assert!(exported.contains(name), "alert rules query {name}, which the sensor does not export");
+        assert!(
+            exported.contains(name),
+            "alert rules query {name}, which the sensor does not export"
+        );
     }
     assert!(in_rules.len() >= 10, "{in_rules:?}");
 }
 
 #[test]
 fn promtool_accepts_alert_rules_and_example_config() {
-    let out = promtool(&["check", "rules", manifest("deploy/prometheus/nigehban-alerts.yml").to_str().unwrap()], None);
+    let out = promtool(
+        &[
+            "check",
+            "rules",
+            manifest("deploy/prometheus/nigehban-alerts.yml").to_str().unwrap(),
+        ],
+        None,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("SUCCESS: 13 rules found"), "{text}");
@@ -315,7 +334,10 @@ fn prometheus_scrapes_the_live_sensor_and_reports_its_values() {
         let want = [
             ("sum(nigehban_packets_total)", metric(&t, "nigehban_packets_total")),
             ("sum(nigehban_alerts_total)", metric(&t, "nigehban_alerts_total")),
-            ("nigehban_capture_received_total", metric(&t, "nigehban_capture_received_total")),
+            (
+                "nigehban_capture_received_total",
+                metric(&t, "nigehban_capture_received_total"),
+            ),
         ];
         last = (want[0].1, prom.scalar(&ns, want[0].0));
         want.iter().all(|(q, v)| prom.scalar(&ns, q) == Some(*v))

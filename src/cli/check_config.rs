@@ -39,8 +39,10 @@ pub fn run(args: &CheckConfigArgs) -> Report {
     let text = match std::fs::read_to_string(cfg) {
         Ok(t) => t,
         Err(e) => {
-            r.problems
-                .push(format!("{}: cannot read: {e}; check the path and its permissions", cfg.display()));
+            r.problems.push(format!(
+                "{}: cannot read: {e}; check the path and its permissions",
+                cfg.display()
+            ));
             return r;
         }
     };
@@ -100,7 +102,14 @@ pub fn run(args: &CheckConfigArgs) -> Report {
     }
     if let Some(list) = get(&table, &["output", "http"]).and_then(toml::Value::as_array) {
         for (i, h) in list.iter().enumerate() {
-            for key in ["ca", "client_cert", "client_key", "token_file", "api_key_file", "password_file"] {
+            for key in [
+                "ca",
+                "client_cert",
+                "client_key",
+                "token_file",
+                "api_key_file",
+                "password_file",
+            ] {
                 add(format!("output.http[{i}].{key}"), h.get(key));
             }
         }
@@ -167,8 +176,9 @@ fn check_key_file(cfg: &Path, path: &Path, r: &mut Report) -> Option<crate::pii:
             return None;
         }
         Ok(KeyFileAccess::WorldReadable(mode)) => {
-            r.problems
-                .push(at(format!("world-readable (mode {mode:04o}), which the sensor refuses; chmod 600 it")));
+            r.problems.push(at(format!(
+                "world-readable (mode {mode:04o}), which the sensor refuses; chmod 600 it"
+            )));
             return None;
         }
         Ok(KeyFileAccess::GroupReadable(mode)) => r.warnings.push(at(format!(

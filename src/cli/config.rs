@@ -485,13 +485,18 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             bail!("bad --user {u:?}: expected a login name such as nigehban");
         }
     }
-    let tls_cert = common.metrics_tls_cert.clone().or(file.metrics_tls_cert.clone().map(rel));
+    let tls_cert = common
+        .metrics_tls_cert
+        .clone()
+        .or(file.metrics_tls_cert.clone().map(rel));
     let tls_key = common.metrics_tls_key.clone().or(file.metrics_tls_key.clone().map(rel));
     let metrics_security = crate::metrics::EndpointSecurity {
         tls: match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
-            _ => bail!("metrics TLS certificate and key go together: give both --metrics-tls-cert and --metrics-tls-key"),
+            _ => {
+                bail!("metrics TLS certificate and key go together: give both --metrics-tls-cert and --metrics-tls-key")
+            }
         },
         bearer_token_file: common
             .metrics_bearer_token_file

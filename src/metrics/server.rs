@@ -354,7 +354,9 @@ pub fn read_token(path: &Path) -> Result<String, MetricsServerError> {
         return Err(bad("has several lines; put only the token in it".into()));
     }
     if token.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(bad("contains spaces or control characters, which HTTP headers cannot carry".into()));
+        return Err(bad(
+            "contains spaces or control characters, which HTTP headers cannot carry".into(),
+        ));
     }
     if let Ok(crate::pii::KeyFileAccess::WorldReadable(mode)) = crate::pii::key_file_access(path) {
         tracing::warn!(path = %path.display(), mode = format_args!("{mode:04o}"), "metrics bearer token file is world-readable: any local user can scrape; chmod 600 it");
@@ -408,11 +410,26 @@ mod tests {
         let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new()), &sec).unwrap();
         let a = srv.addr();
         let r = get(a, "GET /metrics HTTP/1.1\r\n\r\n");
-        assert!(r.starts_with("HTTP/1.1 401") && r.contains("WWW-Authenticate: Bearer"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 401") && r.contains("WWW-Authenticate: Bearer"),
+            "{r}"
+        );
         assert!(get(a, "GET /metrics HTTP/1.1\r\nAuthorization: Bearer wrong\r\n\r\n").starts_with("HTTP/1.1 401"));
-        assert!(get(a, "GET /metrics HTTP/1.1\r\nAuthorization: Basic s3cret-Token_1\r\n\r\n").starts_with("HTTP/1.1 401"));
-        assert!(get(a, "GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cret-Token_\r\n\r\n").starts_with("HTTP/1.1 401"));
-        assert!(get(a, "GET /metrics HTTP/1.1\r\nauthorization: bearer s3cret-Token_1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(get(
+            a,
+            "GET /metrics HTTP/1.1\r\nAuthorization: Basic s3cret-Token_1\r\n\r\n"
+        )
+        .starts_with("HTTP/1.1 401"));
+        assert!(get(
+            a,
+            "GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cret-Token_\r\n\r\n"
+        )
+        .starts_with("HTTP/1.1 401"));
+        assert!(get(
+            a,
+            "GET /metrics HTTP/1.1\r\nauthorization: bearer s3cret-Token_1\r\n\r\n"
+        )
+        .starts_with("HTTP/1.1 200"));
         assert!(get(a, "GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
     }
 
@@ -420,7 +437,11 @@ mod tests {
     fn bad_token_files_and_tls_files_fail_the_start_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let start = |sec: EndpointSecurity| MetricsServer::start(addr, Arc::new(Metrics::new()), &sec).err().unwrap();
+        let start = |sec: EndpointSecurity| {
+            MetricsServer::start(addr, Arc::new(Metrics::new()), &sec)
+                .err()
+                .unwrap()
+        };
         for (content, want) in [("", "empty"), ("a\nb\n", "several lines"), ("a b", "spaces")] {
             let p = dir.path().join("t");
             std::fs::write(&p, content).unwrap();

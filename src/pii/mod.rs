@@ -413,7 +413,10 @@ mod tests {
         assert_eq!(key_file_access(&p).unwrap(), KeyFileAccess::WorldReadable(0o644));
         let e = PiiKey::from_file(&p).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
-        assert!(e.to_string().contains("world-readable") && e.to_string().contains("chmod 600"), "{e}");
+        assert!(
+            e.to_string().contains("world-readable") && e.to_string().contains("chmod 600"),
+            "{e}"
+        );
         set_mode(&p, 0o640);
         assert_eq!(key_file_access(&p).unwrap(), KeyFileAccess::GroupReadable(0o640));
         assert!(PiiKey::from_file(&p).is_ok());

@@ -27,7 +27,15 @@ impl Sensor {
             .exec(
                 &ns.a,
                 bin(),
-                &["capture", "--interface", A_DEV, "--workers", "1", "--rules", rules_dir().to_str().unwrap()],
+                &[
+                    "capture",
+                    "--interface",
+                    A_DEV,
+                    "--workers",
+                    "1",
+                    "--rules",
+                    rules_dir().to_str().unwrap(),
+                ],
             )
             .args(args)
             .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
@@ -40,7 +48,11 @@ impl Sensor {
             if let Some(st) = s.child.try_wait().unwrap() {
                 panic!("sensor exited ({st}): {}", s.stderr_text());
             }
-            assert!(Instant::now() < deadline, "sensor never answered on {health_url}: {}", s.stderr_text());
+            assert!(
+                Instant::now() < deadline,
+                "sensor never answered on {health_url}: {}",
+                s.stderr_text()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         s
