@@ -14,6 +14,7 @@ for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool ti
 done
 # ---- ops ---- prometheus (and its promtool) scrapes the sensor in tests/prometheus.rs
 have_pkg prometheus || need+=(prometheus)
+have_pkg logrotate || need+=(logrotate)   # tests/ops.rs runs the shipped logrotate snippet
 # ---- end ops ----
 if ((${#need[@]})); then
   echo "nigehban setup: installing ${need[*]}" >&2

@@ -211,6 +211,21 @@ pub fn user_name(uid: u32) -> Option<String> {
     Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned())
 }
 
+/// The name of group `gid`, for log lines and tests; `None` if it has none.
+pub fn group_name(gid: u32) -> Option<String> {
+    // SAFETY: group is plain old data; zeroed is valid and getgrgid_r overwrites it.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: valid pointers; the name is copied out before buf is freed.
+    let rc = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: gr_name points into buf and is NUL-terminated.
+    Some(unsafe { CStr::from_ptr(gr.gr_name) }.to_string_lossy().into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -250,3 +250,98 @@ fn metrics_over_tls_with_bearer_token_refuse_wrong_token_and_wrong_ca() {
     assert_eq!(bad_ca.status.code(), Some(60), "curl exit for an untrusted certificate");
     sensor.stop();
 }
+
+#[test]
+fn logrotate_snippet_rotates_and_the_sensor_reopens_on_sighup() {
+    if skip_live() {
+        return;
+    }
+    if Command::new("logrotate").arg("--version").output().is_err() {
+        panic!("logrotate is not installed (deploy/setup-deps.sh installs it)");
+    }
+    let nobody = nigehban::privilege::User::lookup("nobody").unwrap();
+    let group = nigehban::privilege::group_name(nobody.gid).unwrap();
+    let ns = Netns::new("r");
+    let dir = tempfile::tempdir().unwrap();
+    let key = write_key(dir.path());
+    // As under systemd's LogsDirectory=: the log directory belongs to the service user.
+    let logs = dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    std::os::unix::fs::chown(&logs, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let alerts = logs.join("alerts.json");
+    let url = "http://127.0.0.1:19766/metrics";
+    let sensor = Sensor::start(
+        &ns,
+        dir.path(),
+        &[
+            "--user",
+            "nobody",
+            "--home-net",
+            "10.99.0.1/32",
+            "--metrics-listen",
+            "127.0.0.1:19766",
+            "--alerts",
+            alerts.to_str().unwrap(),
+            "--pii-key-file",
+            key.to_str().unwrap(),
+        ],
+        url,
+    );
+    send_cnic(&ns);
+    wait_metrics(&ns, url, None, None, |t| metric(t, "nigehban_alerts_total") >= 1.0);
+
+    // The shipped snippet, pointed at this test's file, user and process.
+    let conf = std::fs::read_to_string(manifest("deploy/logrotate/nigehban"))
+        .unwrap()
+        .replace("/var/log/nigehban/alerts.json", alerts.to_str().unwrap())
+        .replace("nigehban nigehban", &format!("nobody {group}"));
+    let start = conf.find("        systemctl kill").unwrap();
+    let end = conf.find("    endscript").unwrap();
+    let conf = format!(
+        "{}        kill -HUP {}\n{}",
+        &conf[..start],
+        sensor.child.id(),
+        &conf[end..]
+    );
+    let conf_path = dir.path().join("logrotate.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = Command::new("logrotate")
+        .arg("--force")
+        .arg("--state")
+        .arg(dir.path().join("logrotate.state"))
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "logrotate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != &alerts)
+        .collect();
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    let old = std::fs::read_to_string(&rotated[0]).unwrap();
+    assert_eq!(old.lines().count(), 1, "{old}");
+
+    // The next alert goes to a new file at the original path, written by the unprivileged sensor.
+    send_cnic(&ns);
+    wait_metrics(&ns, url, None, None, |t| metric(t, "nigehban_alerts_total") >= 2.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&alerts).map_or(true, |t| t.lines().count() < 1) {
+        assert!(std::time::Instant::now() < deadline, "no alert in the reopened file");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let new = std::fs::read_to_string(&alerts).unwrap();
+    assert!(new.contains(&expected_hash(CNIC)), "{new}");
+    assert_eq!(
+        std::fs::read_to_string(&rotated[0]).unwrap(),
+        old,
+        "rotated file was written after SIGHUP"
+    );
+    assert_eq!(std::fs::metadata(&alerts).unwrap().uid(), nobody.uid);
+    sensor.stop();
+}
