@@ -12,6 +12,10 @@ for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool ti
   curl bind9-dnsutils dnsmasq-base python3-aiosmtpd; do
   have_pkg "$p" || need+=("$p")
 done
+# ---- ops ---- prometheus (and its promtool) scrapes the sensor in tests/prometheus.rs
+have_pkg prometheus || need+=(prometheus)
+have_pkg logrotate || need+=(logrotate)   # tests/ops.rs runs the shipped logrotate snippet
+# ---- end ops ----
 if ((${#need[@]})); then
   echo "nigehban setup: installing ${need[*]}" >&2
   SUDO=""

@@ -52,8 +52,11 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     let metrics = Arc::new(Metrics::new());
     let _server = match settings.metrics_listen {
         Some(addr) => {
-            let s = MetricsServer::start(addr, Arc::clone(&metrics))?;
-            tracing::info!(addr = %s.addr(), "serving Prometheus metrics on /metrics");
+            // ---- ops ----
+            let s = MetricsServer::start(addr, Arc::clone(&metrics), &settings.metrics_security)?;
+            let auth = settings.metrics_security.bearer_token_file.is_some();
+            tracing::info!(addr = %s.addr(), tls = s.is_tls(), bearer_token = auth, "serving Prometheus metrics on /metrics");
+            // ---- end ops ----
             Some(s)
         }
         None => None,
@@ -72,6 +75,12 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     }
     let (alert_tx, alert_rx) = crossbeam_channel::bounded(crate::sink::QUEUE);
     let sink = crate::sink::start(outputs, &out.delivery, alert_rx, Arc::clone(&metrics))?;
+    // ---- ops ----
+    // Everything privileged is open (capture handle, metrics listener, alert file, spool): drop
+    // root before the first packet is read. No worker thread exists yet, and the threads that do
+    // (metrics, outputs) change ids with us: glibc applies set*id to every thread.
+    drop_privileges(&settings)?;
+    // ---- end ops ----
     let shared = Arc::new(WorkerShared {
         matcher,
         key: Arc::new(key),
@@ -142,6 +151,31 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         capture,
     })
 }
+
+// ---- ops ----
+/// Switches to `--user` if given (handing it the alert file and spool first); warns when the
+/// sensor would otherwise read packets as root. A failed drop is an error: never run on as root.
+fn drop_privileges(settings: &Settings) -> anyhow::Result<()> {
+    let Some(name) = &settings.user else {
+        if crate::privilege::ids().1 == 0 {
+            tracing::warn!("running as root: decoders will parse hostile traffic with full privileges; use --user (or the systemd unit's User=)");
+        }
+        return Ok(());
+    };
+    let user = crate::privilege::User::lookup(name)?;
+    if crate::privilege::ids().1 == 0 {
+        if let crate::cli::AlertOutput::File(p) = &settings.alerts {
+            user.hand_over(p)?;
+        }
+        if let Some(dir) = &settings.outputs.delivery.spool_dir {
+            user.hand_over(dir)?;
+        }
+    }
+    user.become_user()?;
+    tracing::info!(user = %user.name, uid = user.uid, gid = user.gid, "dropped root privileges");
+    Ok(())
+}
+// ---- end ops ----
 
 /// The packet source for this run.
 enum Source {

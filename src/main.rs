@@ -59,6 +59,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: {report}", dir.display());
             return Ok(ExitCode::SUCCESS);
         }
+        // ---- ops ----
+        Command::CheckConfig(a) => {
+            let report = cli::check_config::run(&a);
+            for line in &report.problems {
+                println!("{line}");
+            }
+            for line in &report.warnings {
+                eprintln!("warning: {line}");
+            }
+            if report.problems.is_empty() {
+                println!("{}: ok", a.config.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Ok(ExitCode::from(1));
+        }
+        // ---- end ops ----
         Command::HashList(a) => {
             println!("{}", cli::hash_list::run(&a)?);
             return Ok(ExitCode::SUCCESS);

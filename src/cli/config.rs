@@ -52,6 +52,11 @@ struct FileConfig {
     // ---- end judgement ----
     #[serde(default)]
     output: OutputSection,
+    // ---- ops ----
+    metrics_tls_cert: Option<PathBuf>,
+    metrics_tls_key: Option<PathBuf>,
+    metrics_bearer_token_file: Option<PathBuf>,
+    // ---- end ops ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +92,9 @@ struct CaptureSection {
     interface: Option<String>,
     bpf: Option<String>,
     buffer_mb: Option<u32>,
+    // ---- ops ----
+    user: Option<String>,
+    // ---- end ops ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,6 +346,12 @@ pub struct Settings {
     // ---- end judgement ----
     /// Syslog and HTTP outputs, rotation, spool.
     pub outputs: OutputSettings,
+    // ---- ops ----
+    /// Unprivileged user to switch to once the capture handle and outputs are open.
+    pub user: Option<String>,
+    /// TLS and bearer token for the metrics endpoint.
+    pub metrics_security: crate::metrics::EndpointSecurity,
+    // ---- end ops ----
 }
 
 /// Reads the config file (if any) and merges flags over it.
@@ -475,6 +489,35 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
     let judge = judge_settings(common, &file, &rel)?;
     // ---- end judgement ----
     let outputs = output_settings(common, &file.output, &base, &observer_name)?;
+    // ---- ops ----
+    let user = common.user.clone().or(file.capture.user.clone());
+    if let Some(u) = &user {
+        if u.is_empty() || u.contains(['\0', ':', '/']) || u.chars().any(char::is_whitespace) {
+            bail!("bad --user {u:?}: expected a login name such as nigehban");
+        }
+    }
+    let tls_cert = common
+        .metrics_tls_cert
+        .clone()
+        .or(file.metrics_tls_cert.clone().map(rel));
+    let tls_key = common.metrics_tls_key.clone().or(file.metrics_tls_key.clone().map(rel));
+    let metrics_security = crate::metrics::EndpointSecurity {
+        tls: match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                bail!("metrics TLS certificate and key go together: give both --metrics-tls-cert and --metrics-tls-key")
+            }
+        },
+        bearer_token_file: common
+            .metrics_bearer_token_file
+            .clone()
+            .or(file.metrics_bearer_token_file.clone().map(rel)),
+    };
+    if metrics_listen.is_none() && (metrics_security.tls.is_some() || metrics_security.bearer_token_file.is_some()) {
+        bail!("--metrics-tls-* and --metrics-bearer-token-file need a metrics endpoint, but --metrics-listen is off");
+    }
+    // ---- end ops ----
     if alerts == AlertOutput::Off && outputs.syslog.is_none() && outputs.http.is_empty() {
         bail!("--alerts off leaves no alert output: add --syslog or an HTTP output, or write alerts to a file");
     }
@@ -497,6 +540,10 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         decode_l7: file.l7.decode.unwrap_or(true),
         judge,
         outputs,
+        // ---- ops ----
+        user,
+        metrics_security,
+        // ---- end ops ----
     })
 }
 
@@ -596,6 +643,14 @@ fn positive(v: Option<usize>, default: usize, name: &str) -> anyhow::Result<usiz
         n => Ok(n),
     }
 }
+
+// ---- ops ----
+/// Deserializes a config text exactly as [`settings`] does, for `check-config` to locate
+/// syntax errors and unknown keys by their span.
+pub(super) fn parse_config_text(text: &str) -> Result<(), toml::de::Error> {
+    toml::from_str::<FileConfig>(text).map(|_| ())
+}
+// ---- end ops ----
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")

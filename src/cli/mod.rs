@@ -2,6 +2,9 @@
 //! rest of the program trusts. Flags override the file; the file overrides defaults.
 
 mod config;
+// ---- ops ----
+pub mod check_config;
+// ---- end ops ----
 // ---- judgement (judge helper) ----
 pub mod hash_list;
 // ---- end judgement ----
@@ -39,6 +42,10 @@ pub enum Command {
     /// Make a known-values file (keyed hashes) from a CSV of customers' CNICs, cards or IBANs.
     HashList(hash_list::HashListArgs),
     // ---- end judgement ----
+    // ---- ops ----
+    /// Validate a config file and its rule set without capturing; one line per problem, exit 1 if any.
+    CheckConfig(check_config::CheckConfigArgs),
+    // ---- end ops ----
 }
 
 /// `rules` sub-commands.
@@ -167,6 +174,21 @@ pub struct CommonArgs {
     #[arg(long, value_name = "BYTES")]
     pub stream_depth: Option<u64>,
     // ---- end bypass ----
+    // ---- ops ----
+    /// After opening the capture handle, metrics listener and outputs as root, switch to this
+    /// unprivileged user before reading any packet (config `capture.user`).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Serve /metrics over HTTPS with this PEM certificate chain (needs --metrics-tls-key).
+    #[arg(long, value_name = "FILE", requires = "metrics_tls_key")]
+    pub metrics_tls_cert: Option<PathBuf>,
+    /// PEM private key of --metrics-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "metrics_tls_cert")]
+    pub metrics_tls_key: Option<PathBuf>,
+    /// File holding a bearer token /metrics requires (`Authorization: Bearer TOKEN`); others get 401.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_bearer_token_file: Option<PathBuf>,
+    // ---- end ops ----
 }
 
 /// Log output format.

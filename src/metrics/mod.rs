@@ -4,7 +4,9 @@
 
 mod server;
 
-pub use server::MetricsServer;
+// ---- ops ----
+pub use server::{check_security, EndpointSecurity, MetricsServer, MetricsServerError};
+// ---- end ops ----
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 

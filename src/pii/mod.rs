@@ -210,7 +210,22 @@ impl PiiKey {
     }
     /// Reads a key file: its bytes with trailing whitespace trimmed; an empty key is an error
     /// (`InvalidData`, message naming the file).
+    ///
+    /// A key file others can read is refused (`PermissionDenied`): anyone holding the key can
+    /// test guesses against alert hashes, and CNICs are few enough to enumerate. A group-readable
+    /// file is accepted with a loud warning (a dedicated service group is a legitimate setup).
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Self> {
+        // ---- ops ----
+        match key_file_access(path)? {
+            KeyFileAccess::Private => {}
+            KeyFileAccess::GroupReadable(mode) => tracing::warn!(
+                path = %path.display(),
+                mode = format_args!("{mode:04o}"),
+                "PII key file is readable by its group: every member can test guesses against alert hashes; chmod 600 it unless the group is the sensor's own"
+            ),
+            KeyFileAccess::WorldReadable(mode) => return Err(world_readable(path, mode)),
+        }
+        // ---- end ops ----
         let bytes = std::fs::read(path)?;
         let end = bytes
             .iter()
@@ -248,6 +263,42 @@ impl PiiKey {
         PiiHash(mac.finalize().into_bytes().into())
     }
 }
+
+// ---- ops ----
+/// Who besides the owner may read a key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFileAccess {
+    /// Only the owner (mode `0600`, `0400`, …).
+    Private,
+    /// Group members may read it; the mode is given.
+    GroupReadable(u32),
+    /// Everyone may read it; the mode is given.
+    WorldReadable(u32),
+}
+
+/// The permission bits of the key file at `path` (following symlinks, as `open` does).
+pub fn key_file_access(path: &std::path::Path) -> std::io::Result<KeyFileAccess> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    Ok(if mode & 0o004 != 0 {
+        KeyFileAccess::WorldReadable(mode)
+    } else if mode & 0o040 != 0 {
+        KeyFileAccess::GroupReadable(mode)
+    } else {
+        KeyFileAccess::Private
+    })
+}
+
+fn world_readable(path: &std::path::Path, mode: u32) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "PII key file {} is world-readable (mode {mode:04o}): anyone on the host could test guesses against alert hashes; run chmod 600 on it",
+            path.display()
+        ),
+    )
+}
+// ---- end ops ----
 
 #[cfg(test)]
 mod tests {
@@ -332,6 +383,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("key");
         std::fs::write(&p, b"Jefe \n\t\r\n").unwrap();
+        set_mode(&p, 0o600);
         let k = PiiKey::from_file(&p).unwrap();
         assert_eq!(k.mac_bytes(b"x"), PiiKey::new(b"Jefe").mac_bytes(b"x"));
         std::fs::write(&p, b" \n").unwrap();
@@ -345,4 +397,32 @@ mod tests {
         let v = PiiValue::new(PiiKind::Cnic, b"3520212345671").unwrap();
         assert_ne!(PiiKey::random().hash(&v), PiiKey::random().hash(&v));
     }
+
+    // ---- ops ----
+    fn set_mode(p: &std::path::Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn key_file_readable_by_others_is_refused_group_readable_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key");
+        std::fs::write(&p, b"0123456789abcdef0123456789abcdef").unwrap();
+        set_mode(&p, 0o644);
+        assert_eq!(key_file_access(&p).unwrap(), KeyFileAccess::WorldReadable(0o644));
+        let e = PiiKey::from_file(&p).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(
+            e.to_string().contains("world-readable") && e.to_string().contains("chmod 600"),
+            "{e}"
+        );
+        set_mode(&p, 0o640);
+        assert_eq!(key_file_access(&p).unwrap(), KeyFileAccess::GroupReadable(0o640));
+        assert!(PiiKey::from_file(&p).is_ok());
+        set_mode(&p, 0o400);
+        assert_eq!(key_file_access(&p).unwrap(), KeyFileAccess::Private);
+        assert!(PiiKey::from_file(&p).is_ok());
+    }
+    // ---- end ops ----
 }
