@@ -158,8 +158,7 @@ fn live_capture_with_user_runs_unprivileged_and_still_alerts() {
         ],
         url,
     );
-    // `ip netns exec` execs the sensor, so the child's pid is the sensor's.
-    let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.pid())).unwrap();
     let field = |name: &str| {
         status
             .lines()
@@ -298,12 +297,7 @@ fn logrotate_snippet_rotates_and_the_sensor_reopens_on_sighup() {
         .replace("nigehban nigehban", &format!("nobody {group}"));
     let start = conf.find("        systemctl kill").unwrap();
     let end = conf.find("    endscript").unwrap();
-    let conf = format!(
-        "{}        kill -HUP {}\n{}",
-        &conf[..start],
-        sensor.child.id(),
-        &conf[end..]
-    );
+    let conf = format!("{}        kill -HUP {}\n{}", &conf[..start], sensor.pid(), &conf[end..]);
     let conf_path = dir.path().join("logrotate.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let out = Command::new("logrotate")

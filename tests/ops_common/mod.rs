@@ -58,6 +58,22 @@ impl Sensor {
         s
     }
 
+    /// The sensor's own pid: the child itself, or under the suite's audit wrapper
+    /// (`tests/audit/nigehban-audit.sh`) the wrapper's `nigehban` child.
+    pub fn pid(&self) -> u32 {
+        let id = self.child.id();
+        let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm(&id.to_string()).trim() == "nigehban" {
+            return id;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap_or_default();
+        children
+            .split_whitespace()
+            .find(|c| comm(c).trim() == "nigehban")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no nigehban process under pid {id}"))
+    }
+
     pub fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
