@@ -174,6 +174,43 @@ impl DirLeaks {
         }
     }
 
+    // ---- reload ----
+    /// Renumbers rules after a rule reload: `map` gives a rule's index in the new set, or `None`
+    /// when the new set no longer has it. Values of a removed rule waiting to be raised are
+    /// handed to `gone` at once (to be raised under the old rule), and its batch is dropped.
+    pub fn remap_rules(
+        &mut self,
+        map: impl Fn(RuleIdx) -> Option<RuleIdx>,
+        policy: &AlertPolicy,
+        gone: &mut impl FnMut(PendingBatch),
+    ) {
+        let max = policy.max_matches_per_alert.max(1);
+        let distinct = self.seen.len();
+        let mut i = 0;
+        while i < self.batches.len() {
+            if let Some(n) = map(self.batches[i].rule) {
+                self.batches[i].rule = n;
+                i += 1;
+                continue;
+            }
+            let mut b = self.batches.swap_remove(i);
+            let pending = (std::mem::take(&mut b.pending), b.context.clone());
+            for (group, context) in b.closed.drain(..).chain(std::iter::once(pending)) {
+                for chunk in group.chunks(max) {
+                    b.raised += 1;
+                    gone(PendingBatch {
+                        rule: b.rule,
+                        matches: chunk.to_vec(),
+                        batch: b.raised,
+                        context: context.clone(),
+                        distinct,
+                    });
+                }
+            }
+        }
+    }
+    // ---- end reload ----
+
     /// True when some value waits to be raised.
     pub fn has_pending(&self) -> bool {
         self.batches
