@@ -77,7 +77,11 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     // SIGHUP also reloads the rules (own flag, own thread); the packet path only sees a new
     // generation number at its next batch.
     let live_rules = Arc::new(pipeline::LiveRules::new(matcher));
-    let _reloader = pipeline::Reloader::start(settings.rules_dir.clone(), Arc::clone(&live_rules), Arc::clone(&metrics))?;
+    let _reloader = pipeline::Reloader::start(
+        settings.rules_dir.clone(),
+        Arc::clone(&live_rules),
+        Arc::clone(&metrics),
+    )?;
     // ---- end reload ----
     let shared = Arc::new(WorkerShared {
         rules: live_rules,

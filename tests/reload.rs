@@ -99,9 +99,25 @@ impl Drop for Sensor {
 impl Sensor {
     fn start(ns: &Netns, rules: &std::path::Path, key: &std::path::Path, port: u16) -> Sensor {
         let mut child = ns
-            .exec(&ns.a, bin(), &["capture", "--interface", A_DEV, "--home-net", "10.99.0.1/32"])
-            .args(["--alerts", "-", "--workers", "2", "--metrics-listen", &format!("127.0.0.1:{port}")])
-            .args(["--rules", rules.to_str().unwrap(), "--pii-key-file", key.to_str().unwrap()])
+            .exec(
+                &ns.a,
+                bin(),
+                &["capture", "--interface", A_DEV, "--home-net", "10.99.0.1/32"],
+            )
+            .args([
+                "--alerts",
+                "-",
+                "--workers",
+                "2",
+                "--metrics-listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args([
+                "--rules",
+                rules.to_str().unwrap(),
+                "--pii-key-file",
+                key.to_str().unwrap(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -139,7 +155,10 @@ impl Sensor {
         }
         let out = self.out.take().unwrap().join().unwrap();
         let err = self.err.take().unwrap().join().unwrap();
-        assert!(self.child.wait().unwrap().success(), "capture exited with failure: {err}");
+        assert!(
+            self.child.wait().unwrap().success(),
+            "capture exited with failure: {err}"
+        );
         (out, err)
     }
 }
@@ -226,10 +245,16 @@ fn sighup_reloads_rules_without_losing_packets_or_values() {
     client.send("b", b"pan 4929123456789015, CNIC 42101-7654321-3 done\n");
     client.close("b");
     client.udp(b"udp card 5457623890123454 end");
-    wait_until(&ns, port, "generation 2 alert", |t| metric(t, "nigehban_alerts_total") >= 3.0);
+    wait_until(&ns, port, "generation 2 alert", |t| {
+        metric(t, "nigehban_alerts_total") >= 3.0
+    });
 
     // A broken rule file is refused; generation 2 keeps running and alerting.
-    std::fs::write(rules.join("zz-broken.toml"), "[[rule]]\nid = \"NGB-BROKEN\"\npii = \"cnic\"\nnonsense = 1\n").unwrap();
+    std::fs::write(
+        rules.join("zz-broken.toml"),
+        "[[rule]]\nid = \"NGB-BROKEN\"\npii = \"cnic\"\nnonsense = 1\n",
+    )
+    .unwrap();
     sensor.signal(libc::SIGHUP);
     let text = wait_until(&ns, port, "reload failed", |t| {
         metric(t, "nigehban_rule_reloads_total{result=\"failed\"}") == 1.0
@@ -245,7 +270,9 @@ fn sighup_reloads_rules_without_losing_packets_or_values() {
     client.close("long");
     let text = wait_until(&ns, port, "all alerts", |t| metric(t, "nigehban_alerts_total") >= 5.0);
 
-    drop(client);
+    let Client { mut child, stdin, .. } = client;
+    drop(stdin);
+    assert!(child.0.wait().unwrap().success(), "client failed");
     drop(server);
     let (out, err) = sensor.stop();
     let run = output_to_run(std::process::Output {
@@ -269,9 +296,17 @@ fn sighup_reloads_rules_without_losing_packets_or_values() {
     assert_eq!(metric(&text, "nigehban_capture_interface_drops_total"), 0.0, "{text}");
 
     // One error line for the refused set, naming the file; the good reload is logged too.
-    let refused: Vec<&str> = run.stderr.lines().filter(|l| l.contains("rule reload refused")).collect();
+    let refused: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("rule reload refused"))
+        .collect();
     assert_eq!(refused.len(), 1, "{}", run.stderr);
-    assert!(refused[0].contains("zz-broken.toml:") && refused[0].contains("ERROR"), "{}", refused[0]);
+    assert!(
+        refused[0].contains("zz-broken.toml:") && refused[0].contains("ERROR"),
+        "{}",
+        refused[0]
+    );
     assert!(run.stderr.contains("rules reloaded"), "{}", run.stderr);
     assert!(!run.stdout.contains("1234567") && !run.stderr.contains("1234567"));
 }

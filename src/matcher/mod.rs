@@ -221,7 +221,12 @@ impl Matcher {
 
     /// Index of the rule with id `id`, if this set has one (to renumber after a reload).
     pub fn rule_index(&self, id: &str) -> Option<RuleIdx> {
-        self.inner.rules.rules().iter().position(|r| r.id == id).map(|i| i as RuleIdx)
+        self.inner
+            .rules
+            .rules()
+            .iter()
+            .position(|r| r.id == id)
+            .map(|i| i as RuleIdx)
     }
 
     /// Bytes of Hyperscan state per open stream.

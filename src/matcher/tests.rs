@@ -530,7 +530,11 @@ fn pending_hits_of_the_old_stream_are_decided_by_the_next_bytes() {
     assert!(!s.has_pending());
     s.finish(b, &mut wb, &mut |f| v.push(seen(b, &f)));
     assert_eq!(ids(&v), vec![("NGB-CNIC-001", 6, "35202-*******-1", "high")]);
-    assert_eq!(wb.counters.hits.iter().sum::<u64>(), 1, "the re-scanned tail counts only the kept hit");
+    assert_eq!(
+        wb.counters.hits.iter().sum::<u64>(),
+        1,
+        "the re-scanned tail counts only the kept hit"
+    );
 }
 
 #[test]
@@ -542,10 +546,17 @@ fn a_rule_removed_by_the_reload_no_longer_fires_after_the_switch() {
     for i in 0..=MIXED.len() {
         let got = run_switching(&[&MIXED[..i], &MIXED[i..]], &[a, b]);
         let others: Vec<_> = got.iter().filter(|s| !is_card(s)).cloned().collect();
-        assert_eq!(others, want.iter().filter(|s| !is_card(s)).cloned().collect::<Vec<_>>(), "switch at {i}");
+        assert_eq!(
+            others,
+            want.iter().filter(|s| !is_card(s)).cloned().collect::<Vec<_>>(),
+            "switch at {i}"
+        );
         for s in got.iter().filter(|s| is_card(s)) {
             // Only a card decided before the switch; its digits all came before it.
-            assert!(s.offset + 16 <= i as u64, "card rule fired after the switch at {i}: {s:?}");
+            assert!(
+                s.offset + 16 <= i as u64,
+                "card rule fired after the switch at {i}: {s:?}"
+            );
             assert!(want.contains(s));
         }
     }

@@ -885,7 +885,11 @@ impl Worker {
         let mut scratch = match new.worker() {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(worker = *id, generation, "cannot use the reloaded rules: {e}; this worker keeps its current rules");
+                tracing::error!(
+                    worker = *id,
+                    generation,
+                    "cannot use the reloaded rules: {e}; this worker keeps its current rules"
+                );
                 return;
             }
         };
