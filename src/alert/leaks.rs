@@ -345,4 +345,33 @@ mod tests {
             AddOutcome::NewUntracked
         );
     }
+
+    // ---- reload ----
+    #[test]
+    fn remap_renumbers_kept_rules_and_hands_over_removed_ones() {
+        let p = AlertPolicy::default();
+        let mut l = DirLeaks::default();
+        let ctx = MessageContext::default;
+        // Rule 0 raised once and has one value waiting; rule 1 has two values waiting.
+        l.add(0, 1, || m(1), ctx, t(0), &p);
+        assert_eq!(collect(&mut l, t(0), &p, false), vec![(1, 1)]);
+        l.add(0, 2, || m(2), ctx, t(1), &p);
+        l.add(1, 3, || m(3), ctx, t(1), &p);
+        l.add(1, 4, || m(4), ctx, t(1), &p);
+        // The new set drops rule 1 and renumbers rule 0 as 5.
+        let mut gone = Vec::new();
+        l.remap_rules(|r| (r == 0).then_some(5), &p, &mut |b| {
+            gone.push((b.rule, b.batch, b.matches.len()))
+        });
+        assert_eq!(gone, vec![(1, 1, 2)]);
+        assert_eq!(
+            l.add(1, 3, || m(3), ctx, t(2), &p),
+            AddOutcome::Duplicate,
+            "values stay known"
+        );
+        let mut v = Vec::new();
+        l.take_due(t(2), &p, true, &mut |b| v.push((b.rule, b.batch, b.matches.len())));
+        assert_eq!(v, vec![(5, 2, 1)], "rule 0's batch continues as rule 5");
+    }
+    // ---- end reload ----
 }
