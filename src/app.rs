@@ -1,7 +1,8 @@
 //! Wires the stages together: loads rules and key, starts metrics, the alert outputs and the
 //! workers, runs the capture loop on the calling thread, and shuts down in order (flush batches,
 //! let workers end their flows, deliver or spool alerts within the drain timeout). SIGINT and
-//! SIGTERM (registered by `main`) set `stop`; SIGHUP reopens the alert file.
+//! SIGTERM (registered by `main`) set `stop`; SIGHUP reopens the alert file and reloads the rules
+//! (`pipeline::Reloader`).
 
 use crate::alert::Observer;
 use crate::capture::{CaptureStats, FileSource, LiveSource, Next, RawPacket};
@@ -81,8 +82,18 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     // (metrics, outputs) change ids with us: glibc applies set*id to every thread.
     drop_privileges(&settings)?;
     // ---- end ops ----
+    // ---- reload ----
+    // SIGHUP also reloads the rules (own flag, own thread); the packet path only sees a new
+    // generation number at its next batch.
+    let live_rules = Arc::new(pipeline::LiveRules::new(matcher));
+    let _reloader = pipeline::Reloader::start(
+        settings.rules_dir.clone(),
+        Arc::clone(&live_rules),
+        Arc::clone(&metrics),
+    )?;
+    // ---- end reload ----
     let shared = Arc::new(WorkerShared {
-        matcher,
+        rules: live_rules,
         key: Arc::new(key),
         home_net: settings.home_net.clone(),
         observer: Observer::new(settings.observer_name.clone()),

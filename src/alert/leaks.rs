@@ -174,6 +174,43 @@ impl DirLeaks {
         }
     }
 
+    // ---- reload ----
+    /// Renumbers rules after a rule reload: `map` gives a rule's index in the new set, or `None`
+    /// when the new set no longer has it. Values of a removed rule waiting to be raised are
+    /// handed to `gone` at once (to be raised under the old rule), and its batch is dropped.
+    pub fn remap_rules(
+        &mut self,
+        map: impl Fn(RuleIdx) -> Option<RuleIdx>,
+        policy: &AlertPolicy,
+        gone: &mut impl FnMut(PendingBatch),
+    ) {
+        let max = policy.max_matches_per_alert.max(1);
+        let distinct = self.seen.len();
+        let mut i = 0;
+        while i < self.batches.len() {
+            if let Some(n) = map(self.batches[i].rule) {
+                self.batches[i].rule = n;
+                i += 1;
+                continue;
+            }
+            let mut b = self.batches.swap_remove(i);
+            let pending = (std::mem::take(&mut b.pending), b.context.clone());
+            for (group, context) in b.closed.drain(..).chain(std::iter::once(pending)) {
+                for chunk in group.chunks(max) {
+                    b.raised += 1;
+                    gone(PendingBatch {
+                        rule: b.rule,
+                        matches: chunk.to_vec(),
+                        batch: b.raised,
+                        context: context.clone(),
+                        distinct,
+                    });
+                }
+            }
+        }
+    }
+    // ---- end reload ----
+
     /// True when some value waits to be raised.
     pub fn has_pending(&self) -> bool {
         self.batches
@@ -308,4 +345,33 @@ mod tests {
             AddOutcome::NewUntracked
         );
     }
+
+    // ---- reload ----
+    #[test]
+    fn remap_renumbers_kept_rules_and_hands_over_removed_ones() {
+        let p = AlertPolicy::default();
+        let mut l = DirLeaks::default();
+        let ctx = MessageContext::default;
+        // Rule 0 raised once and has one value waiting; rule 1 has two values waiting.
+        l.add(0, 1, || m(1), ctx, t(0), &p);
+        assert_eq!(collect(&mut l, t(0), &p, false), vec![(1, 1)]);
+        l.add(0, 2, || m(2), ctx, t(1), &p);
+        l.add(1, 3, || m(3), ctx, t(1), &p);
+        l.add(1, 4, || m(4), ctx, t(1), &p);
+        // The new set drops rule 1 and renumbers rule 0 as 5.
+        let mut gone = Vec::new();
+        l.remap_rules(|r| (r == 0).then_some(5), &p, &mut |b| {
+            gone.push((b.rule, b.batch, b.matches.len()))
+        });
+        assert_eq!(gone, vec![(1, 1, 2)]);
+        assert_eq!(
+            l.add(1, 3, || m(3), ctx, t(2), &p),
+            AddOutcome::Duplicate,
+            "values stay known"
+        );
+        let mut v = Vec::new();
+        l.take_due(t(2), &p, true, &mut |b| v.push((b.rule, b.batch, b.matches.len())));
+        assert_eq!(v, vec![(5, 2, 1)], "rule 0's batch continues as rule 5");
+    }
+    // ---- end reload ----
 }

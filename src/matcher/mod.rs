@@ -219,6 +219,16 @@ impl Matcher {
         &self.inner.rules.rules()[idx as usize]
     }
 
+    /// Index of the rule with id `id`, if this set has one (to renumber after a reload).
+    pub fn rule_index(&self, id: &str) -> Option<RuleIdx> {
+        self.inner
+            .rules
+            .rules()
+            .iter()
+            .position(|r| r.id == id)
+            .map(|i| i as RuleIdx)
+    }
+
     /// Bytes of Hyperscan state per open stream.
     pub fn stream_size(&self) -> usize {
         self.inner.stream_size

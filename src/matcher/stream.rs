@@ -55,9 +55,12 @@ struct Pending {
 }
 
 struct Active {
+    /// Declared before `owner` so it is closed before the database it was opened from can be
+    /// freed (fields drop in declaration order).
     stream: HsStream,
-    /// Identity of the matcher whose database opened `stream`.
-    owner: usize,
+    /// The matcher whose database opened `stream`. Holding it keeps that database alive for as
+    /// long as the stream is open, even after a rule reload replaced it everywhere else.
+    owner: Matcher,
     /// Bytes of Hyperscan state behind `stream`.
     stream_size: u32,
     /// Scanner offset of the Hyperscan stream's offset 0 (bytes fed before the last gap).
@@ -113,41 +116,43 @@ impl DirScanner {
         if data.is_empty() {
             return;
         }
-        if w.owner != m.id() {
-            debug_assert!(false, "WorkerScratch used with a different Matcher");
-            w.counters.scan_errors += 1;
-            return;
-        }
-        let a = match self.active.take() {
-            Some(a) if a.owner == m.id() => self.active.insert(a),
-            stale => {
-                // First data, or the matcher was replaced (rules reloaded): start a new stream,
-                // keeping offsets monotonic. Pending hits of the old stream are dropped.
-                let base = stale.map_or(0, |a| a.base + a.pos);
-                match Active::open(m, base) {
-                    Ok(a) => {
-                        w.counters.streams_opened += 1;
-                        self.active.insert(a)
-                    }
-                    Err(_) => {
-                        w.counters.scan_errors += 1;
-                        return;
-                    }
-                }
-            }
-        };
+        let Some(a) = self.current(m, w) else { return };
         w.counters.bytes += data.len() as u64;
         a.scan(&m.inner, w, data);
         a.resolve(&m.inner, w, data, false, out);
     }
 
+    /// The stream's state for matcher `m`: opened on the first byte, switched over (see
+    /// [`Active::switch`]) when it was opened by another matcher, i.e. the rules were reloaded.
+    /// `None` when Hyperscan cannot allocate a stream or `w` is not `m`'s (both counted).
+    fn current(&mut self, m: &Matcher, w: &mut WorkerScratch) -> Option<&mut Active> {
+        if w.owner != m.id() {
+            debug_assert!(false, "WorkerScratch used with a different Matcher");
+            w.counters.scan_errors += 1;
+            return None;
+        }
+        let opened = match self.active.take() {
+            Some(a) if a.owner.id() == m.id() => return Some(self.active.insert(a)),
+            Some(old) => Active::switch(old, m, w),
+            None => Active::open(m, 0),
+        };
+        match opened {
+            Ok(a) => {
+                w.counters.streams_opened += 1;
+                Some(self.active.insert(a))
+            }
+            Err(_) => {
+                w.counters.scan_errors += 1;
+                None
+            }
+        }
+    }
+
     /// Bytes are missing here and never coming; matches cannot span this point.
     pub fn gap(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
-        if let Some(a) = self.active.as_mut() {
-            if a.owner == m.id() && w.owner == m.id() {
+        if self.active.is_some() {
+            if let Some(a) = self.current(m, w) {
                 a.end(&m.inner, w, out);
-            } else {
-                self.active = None;
             }
         }
     }
@@ -181,8 +186,8 @@ impl DirScanner {
     /// reported when the next segment or the end of the flow arrives, which on an idle keep-alive
     /// connection can be minutes later.
     pub fn settle(&mut self, m: &Matcher, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
-        if let Some(a) = self.active.as_mut() {
-            if a.n_pending > 0 && a.owner == m.id() && w.owner == m.id() {
+        if self.has_pending() {
+            if let Some(a) = self.current(m, w) {
                 w.hits.clear();
                 a.resolve(&m.inner, w, &[], true, out);
             }
@@ -201,7 +206,7 @@ impl Active {
     fn open(m: &Matcher, base: u64) -> Result<Box<Active>, String> {
         Ok(Box::new(Active {
             stream: HsStream::open(&m.inner.db)?,
-            owner: m.id(),
+            owner: m.clone(),
             stream_size: m.inner.stream_size.try_into().unwrap_or(u32::MAX),
             base,
             pos: 0,
@@ -212,14 +217,60 @@ impl Active {
         }))
     }
 
+    /// Moves a stream opened by an older matcher (rules reloaded) onto `m` without losing or
+    /// repeating a value. Let S be the bytes fed so far (the switch point):
+    ///
+    /// - Every hit that ended at or before S and was already decided stays the old stream's.
+    /// - A new Hyperscan stream is opened at S minus the retained tail, and the tail is scanned
+    ///   again with `m`'s patterns. Its hits all end at or before S, so they are dropped, except
+    ///   those the old stream still held pending (same rule id and span): they stay pending in the
+    ///   new stream and are decided by `m`'s version of their rule when the next bytes arrive,
+    ///   exactly as if no reload had happened. A rule the reload removed cannot re-find its hit.
+    /// - Hits the new stream finds in later data end after S and are reported as usual; a value
+    ///   straddling S is found there once, since the tail holds more than the widest match.
+    ///
+    /// Offsets stay monotonic: the new stream's offset 0 is scanner offset S minus the tail. The
+    /// old Hyperscan stream is closed without reporting (its end-of-data matches are not needed:
+    /// the new stream sees the same bytes and continues past them).
+    fn switch(old: Box<Active>, m: &Matcher, w: &mut WorkerScratch) -> Result<Box<Active>, String> {
+        let tail = &old.tail[..usize::from(old.tail_len)];
+        let mut a = Active::open(m, old.base + old.pos - tail.len() as u64)?;
+        if !tail.is_empty() {
+            a.run_hyperscan(&m.inner, w, Some(tail), false);
+            // Old pending offsets are in the old stream's numbering; `shift` maps them.
+            let shift = old.pos - tail.len() as u64;
+            let olds = &old.pending[..usize::from(old.n_pending)];
+            for h in w.hits.iter() {
+                let was_pending = olds.iter().any(|p| {
+                    p.start == h.start + shift
+                        && u64::from(p.width) == h.end - h.start
+                        && old.owner.rule(p.rule).id == m.rule(h.rule).id
+                });
+                if was_pending && usize::from(a.n_pending) < MAX_PENDING {
+                    w.counters.hits[h.rule as usize] += 1;
+                    a.pending[usize::from(a.n_pending)] = Pending {
+                        start: h.start,
+                        rule: h.rule,
+                        width: (h.end - h.start) as u8,
+                    };
+                    a.n_pending += 1;
+                }
+            }
+            w.hits.clear();
+            a.push_tail(tail);
+        }
+        debug_assert_eq!(a.base + a.pos, old.base + old.pos);
+        Ok(a)
+    }
+
     /// Runs Hyperscan over `data`, leaving the hits in `w.hits`.
     fn scan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: &[u8]) {
-        self.run_hyperscan(inner, w, Some(data));
+        self.run_hyperscan(inner, w, Some(data), true);
     }
 
     /// Hyperscan over `data`, or with `None` the end of the current run (end-of-data matches,
-    /// then the stream is reset); hits land in `w.hits`.
-    fn run_hyperscan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: Option<&[u8]>) {
+    /// then the stream is reset); hits land in `w.hits`, and are counted if `count`.
+    fn run_hyperscan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: Option<&[u8]>, count: bool) {
         let WorkerScratch {
             scratch,
             hits,
@@ -243,15 +294,17 @@ impl Active {
         if r.is_err() {
             counters.scan_errors += 1;
         }
-        for h in hits.iter() {
-            counters.hits[h.rule as usize] += 1;
+        if count {
+            for h in hits.iter() {
+                counters.hits[h.rule as usize] += 1;
+            }
         }
     }
 
     /// Collects end-of-data matches, resolves everything pending with the end counting as a
     /// boundary, and resets the Hyperscan stream and the tail.
     fn end(&mut self, inner: &Inner, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
-        self.run_hyperscan(inner, w, None);
+        self.run_hyperscan(inner, w, None, true);
         self.resolve(inner, w, &[], true, out);
         self.base += self.pos;
         self.pos = 0;

@@ -440,3 +440,130 @@ fn thread_safety_contract() {
     send::<DirScanner>();
     send::<Finding>();
 }
+
+// ---- reload ----
+// Rule reload: a stream opened by one matcher continues under another (see `Active::switch`).
+
+/// The bundled rules, compiled again: same rules, a different matcher (as after a reload).
+fn reloaded() -> &'static Matcher {
+    static M: OnceLock<Matcher> = OnceLock::new();
+    M.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        Matcher::new(RuleSet::load_dir(&dir).expect("bundled rules load")).expect("matcher builds")
+    })
+}
+
+/// The bundled rules without the card rules (card.toml removed).
+fn without_cards() -> &'static Matcher {
+    static M: OnceLock<Matcher> = OnceLock::new();
+    M.get_or_init(|| {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let dir = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") && p.file_name().unwrap() != "card.toml" {
+                std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        Matcher::new(RuleSet::load_dir(dir.path()).expect("rules load")).expect("matcher builds")
+    })
+}
+
+/// Feeds `chunks[k]` with `matchers[k]` (each with its own worker scratch, as a worker gets a new
+/// one on reload), then finishes with the last matcher. Findings sorted, rule ids by the
+/// matcher that reported them; checks offsets never go backwards.
+fn run_switching(chunks: &[&[u8]], matchers: &[&Matcher]) -> Vec<Seen> {
+    let mut s = DirScanner::default();
+    let mut v = Vec::new();
+    let mut fed = 0;
+    for (c, m) in chunks.iter().zip(matchers) {
+        let mut w = m.worker().unwrap();
+        let mut out = |f: Finding| v.push(seen(m, &f));
+        s.feed(m, &mut w, c, &mut out);
+        assert!(s.fed() >= fed, "offsets go backwards");
+        fed = s.fed();
+        if std::ptr::eq(*m, *matchers.last().unwrap()) && std::ptr::eq(*c, *chunks.last().unwrap()) {
+            s.finish(m, &mut w, &mut out);
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn a_value_split_across_a_reload_is_found_exactly_once_at_every_offset() {
+    let (a, b) = (matcher(), reloaded());
+    assert_ne!(a.id(), b.id());
+    let want = whole(MIXED);
+    for i in 0..=MIXED.len() {
+        let got = run_switching(&[&MIXED[..i], &MIXED[i..]], &[a, b]);
+        assert_eq!(got, want, "switch at {i}");
+    }
+    // Two reloads inside one stream, at every pair of points.
+    let text: &[u8] = b"id_card 3520212345671,4111-1111-1111-1111 x 3782 822463 10005; 35202-1234567-1";
+    let want = whole(text);
+    for i in 0..=text.len() {
+        for j in i..=text.len() {
+            let got = run_switching(&[&text[..i], &text[i..j], &text[j..]], &[a, b, a]);
+            assert_eq!(got, want, "switch at {i},{j}");
+        }
+    }
+}
+
+#[test]
+fn pending_hits_of_the_old_stream_are_decided_by_the_next_bytes() {
+    let (a, b) = (matcher(), reloaded());
+    let mut s = DirScanner::default();
+    let (mut wa, mut wb) = (a.worker().unwrap(), b.worker().unwrap());
+    let mut v = Vec::new();
+    s.feed(a, &mut wa, b"CNIC: 35202-1234567-1", &mut |f| v.push(seen(a, &f)));
+    assert!(s.has_pending() && v.is_empty(), "the value waits for its boundary byte");
+    // The byte after it is a digit: no CNIC, under either rule set.
+    s.feed(b, &mut wb, b"2 more", &mut |f| v.push(seen(b, &f)));
+    s.finish(b, &mut wb, &mut |f| v.push(seen(b, &f)));
+    assert!(v.is_empty(), "{v:?}");
+
+    let mut s = DirScanner::default();
+    let mut wb = b.worker().unwrap();
+    s.feed(a, &mut wa, b"CNIC: 35202-1234567-1", &mut |f| v.push(seen(a, &f)));
+    s.feed(b, &mut wb, b" more", &mut |f| v.push(seen(b, &f)));
+    assert!(!s.has_pending());
+    s.finish(b, &mut wb, &mut |f| v.push(seen(b, &f)));
+    assert_eq!(ids(&v), vec![("NGB-CNIC-001", 6, "35202-*******-1", "high")]);
+    assert_eq!(
+        wb.counters.hits.iter().sum::<u64>(),
+        1,
+        "the re-scanned tail counts only the kept hit"
+    );
+}
+
+#[test]
+fn a_rule_removed_by_the_reload_no_longer_fires_after_the_switch() {
+    let (a, b) = (matcher(), without_cards());
+    let is_card = |s: &Seen| s.rule.starts_with("NGB-CARD");
+    let want = whole(MIXED);
+    assert_eq!(want.iter().filter(|s| is_card(s)).count(), 2);
+    for i in 0..=MIXED.len() {
+        let got = run_switching(&[&MIXED[..i], &MIXED[i..]], &[a, b]);
+        let others: Vec<_> = got.iter().filter(|s| !is_card(s)).cloned().collect();
+        assert_eq!(
+            others,
+            want.iter().filter(|s| !is_card(s)).cloned().collect::<Vec<_>>(),
+            "switch at {i}"
+        );
+        for s in got.iter().filter(|s| is_card(s)) {
+            // Only a card decided before the switch; its digits all came before it.
+            assert!(
+                s.offset + 16 <= i as u64,
+                "card rule fired after the switch at {i}: {s:?}"
+            );
+            assert!(want.contains(s));
+        }
+    }
+    // Decided before the switch (the context window after the last one is in), both cards were
+    // the old rules' to report.
+    let text = [MIXED, &[b' '; 40]].concat();
+    let got = run_switching(&[&text, b" end"], &[a, b]);
+    assert_eq!(got.iter().filter(|s| is_card(s)).count(), 2);
+}
+// ---- end reload ----

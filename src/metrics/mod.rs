@@ -101,7 +101,28 @@ pub struct Metrics {
     pub output_queue_depth: IntGaugeVec,
     /// 1 while the output's last delivery attempt succeeded (connected), 0 while it fails.
     pub output_connected: IntGaugeVec,
+
+    // ---- reload ----
+    /// Rule reloads (SIGHUP), by result (`ok`, `failed`).
+    pub rule_reloads: IntCounterVec,
+    /// Generation of the rule set in use: 1 at start, +1 per successful reload.
+    pub rules_generation: IntGauge,
+    /// Rules in the rule set in use.
+    pub rules_loaded: IntGauge,
+    /// Unix time (seconds) the rule set in use was loaded.
+    pub rules_last_reload_timestamp: IntGauge,
+    /// 1 if the last reload attempt succeeded (or none was made), 0 if it was refused.
+    pub rules_last_reload_successful: IntGauge,
+    // ---- end reload ----
 }
+
+// ---- reload ----
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+// ---- end reload ----
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
@@ -359,6 +380,30 @@ impl Metrics {
                 "1 while an output's last delivery succeeded, 0 while it fails.",
                 &["output"],
             ),
+            // ---- reload ----
+            rule_reloads: counter_vec(
+                &r,
+                "nigehban_rule_reloads_total",
+                "Rule set reloads requested by SIGHUP, by result (failed: the old set keeps running).",
+                &["result"],
+            ),
+            rules_generation: gauge(
+                &r,
+                "nigehban_rules_generation",
+                "Generation of the rule set in use: 1 at start, one more per successful reload.",
+            ),
+            rules_loaded: gauge(&r, "nigehban_rules_loaded", "Rules in the rule set in use."),
+            rules_last_reload_timestamp: gauge(
+                &r,
+                "nigehban_rules_last_reload_timestamp_seconds",
+                "Unix time the rule set in use was loaded (at start or by the last successful reload).",
+            ),
+            rules_last_reload_successful: gauge(
+                &r,
+                "nigehban_rules_last_reload_successful",
+                "1 if the last rule reload succeeded or none was attempted, 0 if it was refused.",
+            ),
+            // ---- end reload ----
             registry: r,
         }
     }

@@ -6,6 +6,10 @@
 //! counted. Offline reading blocks instead (backpressure) and loses nothing.
 
 mod worker;
+// ---- reload ----
+mod reload;
+pub use reload::{reload, LiveRules, ReloadError, Reloader};
+// ---- end reload ----
 
 pub use worker::{Worker, WorkerShared};
 

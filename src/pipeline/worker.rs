@@ -28,8 +28,10 @@ use std::time::Duration;
 
 /// Read-only state every worker shares.
 pub struct WorkerShared {
-    /// Compiled rules.
-    pub matcher: Matcher,
+    // ---- reload ----
+    /// Compiled rules; replaced by a SIGHUP reload, picked up by each worker at its next batch.
+    pub rules: Arc<super::LiveRules>,
+    // ---- end reload ----
     /// Keyed-hash secret.
     pub key: Arc<PiiKey>,
     /// Inside networks.
@@ -149,6 +151,11 @@ struct Handles {
 /// Everything a worker owns except the flow table (split so both can be borrowed at once).
 struct Engine {
     shared: Arc<WorkerShared>,
+    // ---- reload ----
+    /// The rules in use by this worker, and their generation in `shared.rules`.
+    matcher: Matcher,
+    generation: u64,
+    // ---- end reload ----
     reassembler: Reassembler,
     scratch: WorkerScratch,
     findings: Vec<Finding>,
@@ -317,42 +324,27 @@ impl<'a> Source<'a> {
 impl Worker {
     /// A worker with its own scratch, decoder and tables.
     pub fn new(id: usize, shared: Arc<WorkerShared>) -> anyhow::Result<Worker> {
-        let scratch = shared
-            .matcher
-            .worker()
-            .map_err(|e| anyhow::anyhow!("worker {id}: {e}"))?;
-        let n = shared.matcher.rules().rules().len();
+        let (generation, matcher) = shared.rules.current();
+        let scratch = matcher.worker().map_err(|e| anyhow::anyhow!("worker {id}: {e}"))?;
         let m = &shared.metrics;
-        let per_rule = |v: &prometheus::IntCounterVec| -> Vec<IntCounter> {
-            shared
-                .matcher
-                .rules()
-                .rules()
-                .iter()
-                .map(|r| v.with_label_values(&[r.id.as_str()]))
-                .collect()
-        };
         let wid = id.to_string();
-        let handles = Handles {
+        let mut handles = Handles {
             packets: m.worker_packets.with_label_values(&[wid.as_str()]),
-            hits: per_rule(&m.pattern_hits),
-            findings: per_rule(&m.pii_findings),
-            reported: per_rule(&m.pii_reported),
-            alerts: per_rule(&m.alerts),
+            hits: Vec::new(),
+            findings: Vec::new(),
+            reported: Vec::new(),
+            alerts: Vec::new(),
             flows_active: m.flows_active.with_label_values(&[wid.as_str()]),
             flow_memory: m.flow_memory.with_label_values(&[wid.as_str()]),
             ooo_bytes: m.reassembly_ooo_bytes.with_label_values(&[wid.as_str()]),
         };
-        let zeroed = || Local {
-            hits: vec![0; n],
-            findings: vec![0; n],
-            reported: vec![0; n],
-            alerts: vec![0; n],
-            suppressed: vec![[0; 3]; n],
-            below_min: vec![0; n],
-            ..Local::default()
-        };
+        handles.per_rule(m, &matcher);
+        let (mut local, mut published) = (Local::default(), Local::default());
+        local.per_rule(matcher.rules().rules().len());
+        published.per_rule(matcher.rules().rules().len());
         let engine = Engine {
+            matcher,
+            generation,
             reassembler: Reassembler::new(shared.reassembly.clone(), shared.reassembly_memcap),
             scratch,
             findings: Vec::with_capacity(64),
@@ -363,8 +355,8 @@ impl Worker {
             udp_evidence: Evidence::default(),
             pending_flows: Default::default(),
             last_seen: Timestamp::default(),
-            local: zeroed(),
-            published: zeroed(),
+            local,
+            published,
             handles,
             shared: Arc::clone(&shared),
         };
@@ -399,6 +391,11 @@ impl Worker {
 
     /// Processes one batch.
     pub fn batch(&mut self, batch: &Batch) {
+        // ---- reload ----
+        if self.engine.shared.rules.generation() != self.engine.generation {
+            self.adopt_rules();
+        }
+        // ---- end reload ----
         for (ts, link, frame) in batch.iter() {
             // Housekeeping first, so a quiet flow's waiting hit is decided with the time of its
             // own last packet, not that of whatever packet came next.
@@ -688,7 +685,7 @@ impl Engine {
         let sink = ScanSink {
             app: &mut scan.app,
             content: ScanContent {
-                matcher: &self.shared.matcher,
+                matcher: &self.matcher,
                 scanner: &mut scan.scanner,
                 scratch: &mut self.scratch,
                 findings: &mut self.findings,
@@ -705,7 +702,7 @@ impl Engine {
     /// then records its findings with the datagram's own context.
     fn datagram(&mut self, key: &FlowKey, flow: &mut Flow, payload: &[u8], ts: Timestamp) {
         let mut content = ScanContent {
-            matcher: &self.shared.matcher,
+            matcher: &self.matcher,
             scanner: &mut self.udp_scanner,
             scratch: &mut self.scratch,
             findings: &mut self.findings,
@@ -823,10 +820,15 @@ impl Engine {
         let Some(leaks) = flow.leaks.as_mut() else { return };
         let mut batches: Vec<PendingBatch> = Vec::new();
         leaks.take_due(now, &self.shared.alert, force, &mut |b| batches.push(b));
+        self.raise(key, flow.egress, batches, now);
+    }
+
+    /// Renders and sends `batches` (rule indices of `self.matcher`) of `key`'s egress direction.
+    fn raise(&mut self, key: &FlowKey, egress: Dir, batches: Vec<PendingBatch>, now: Timestamp) {
         if batches.is_empty() {
             return;
         }
-        let (sender, receiver) = key.endpoints(flow.egress);
+        let (sender, receiver) = key.endpoints(egress);
         let community_id = key.community_id();
         let ctx = FlowContext {
             sender,
@@ -834,7 +836,7 @@ impl Engine {
             proto: key.proto(),
             community_id: &community_id,
         };
-        let rules = self.shared.matcher.rules().rules();
+        let rules = self.matcher.rules().rules();
         for b in batches {
             let rule = &rules[b.rule as usize];
             let severity = crate::judge::bulk_severity(rule.severity, b.distinct);
@@ -912,7 +914,7 @@ impl Engine {
             .inc_by(delta(rc.duplicate_bytes, &mut p.dup_bytes));
         m.reassembly_segments_dropped
             .inc_by(delta(rc.segments_dropped, &mut p.seg_dropped));
-        let rules = self.shared.matcher.rules().rules();
+        let rules = self.matcher.rules().rules();
         for (i, rule) in rules.iter().enumerate() {
             for (j, reason) in Suppression::ALL.iter().enumerate() {
                 let d = delta(l.suppressed[i][j], &mut p.suppressed[i][j]);
@@ -968,3 +970,75 @@ impl Engine {
 fn protocol_index(p: Protocol) -> usize {
     Protocol::ALL.iter().position(|q| *q == p).unwrap_or(0)
 }
+
+// ---- reload ----
+impl Handles {
+    /// Resolves the per-rule counters for `matcher`'s rules.
+    fn per_rule(&mut self, m: &Metrics, matcher: &Matcher) {
+        let per_rule = |v: &prometheus::IntCounterVec| -> Vec<IntCounter> {
+            let rules = matcher.rules().rules();
+            rules.iter().map(|r| v.with_label_values(&[r.id.as_str()])).collect()
+        };
+        self.hits = per_rule(&m.pattern_hits);
+        self.findings = per_rule(&m.pii_findings);
+        self.reported = per_rule(&m.pii_reported);
+        self.alerts = per_rule(&m.alerts);
+    }
+}
+
+impl Local {
+    /// Zeroes the per-rule counters, sized for `n` rules.
+    fn per_rule(&mut self, n: usize) {
+        self.hits = vec![0; n];
+        self.findings = vec![0; n];
+        self.reported = vec![0; n];
+        self.alerts = vec![0; n];
+        self.suppressed = vec![[0; 3]; n];
+        self.below_min = vec![0; n];
+    }
+}
+
+impl Worker {
+    /// Moves this worker to the rule set now in `shared.rules` (a reload happened). Runs at a
+    /// batch boundary, so no packet sees two rule sets. Per-rule counters of the old set are
+    /// published first; values of rules the new set lacks that wait in alert batches are raised
+    /// now under their old rule; the rest of each flow's alert state is renumbered by rule id.
+    /// Each flow's stream moves at its next bytes (see `DirScanner`).
+    fn adopt_rules(&mut self) {
+        let Worker { table, engine, id, .. } = self;
+        let (generation, new) = engine.shared.rules.current();
+        engine.generation = generation;
+        let mut scratch = match new.worker() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    worker = *id,
+                    generation,
+                    "cannot use the reloaded rules: {e}; this worker keeps its current rules"
+                );
+                return;
+            }
+        };
+        engine.publish(table);
+        let old = engine.matcher.clone();
+        let map = |r: crate::matcher::RuleIdx| new.rule_index(&old.rule(r).id);
+        let now = engine.last_seen;
+        table.for_each_mut(&mut |key, flow| {
+            if let Some(leaks) = flow.leaks.as_mut() {
+                let mut gone = Vec::new();
+                leaks.remap_rules(map, &engine.shared.alert, &mut |b| gone.push(b));
+                engine.raise(key, flow.egress, gone, now);
+            }
+        });
+        let n = new.rules().rules().len();
+        scratch.counters = std::mem::take(&mut engine.scratch.counters);
+        scratch.counters.hits = vec![0; n];
+        scratch.counters.findings = vec![0; n];
+        engine.scratch = scratch;
+        engine.local.per_rule(n);
+        engine.published.per_rule(n);
+        engine.handles.per_rule(&engine.shared.metrics, &new);
+        engine.matcher = new;
+    }
+}
+// ---- end reload ----
