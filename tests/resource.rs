@@ -51,7 +51,9 @@ impl Sensor {
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(WorkerShared {
-            matcher: nigehban::app::load_matcher(&settings.rules_dir).unwrap(),
+            rules: Arc::new(nigehban::pipeline::LiveRules::new(
+                nigehban::app::load_matcher(&settings.rules_dir).unwrap(),
+            )),
             judge: Arc::new(nigehban::judge::Judge::from_settings(&settings, &key).unwrap()),
             key: Arc::new(key),
             home_net: settings.home_net.clone(),
