@@ -2,6 +2,9 @@
 //! rest of the program trusts. Flags override the file; the file overrides defaults.
 
 mod config;
+// ---- perf ----
+pub mod bench_gen;
+// ---- end perf ----
 // ---- judgement (judge helper) ----
 pub mod hash_list;
 // ---- end judgement ----
@@ -39,6 +42,11 @@ pub enum Command {
     /// Make a known-values file (keyed hashes) from a CSV of customers' CNICs, cards or IBANs.
     HashList(hash_list::HashListArgs),
     // ---- end judgement ----
+    // ---- perf ----
+    /// Write a benchmark capture (cleartext, isp or small mix) of a given size.
+    #[command(hide = true)]
+    BenchGen(bench_gen::BenchGenArgs),
+    // ---- end perf ----
 }
 
 /// `rules` sub-commands.
