@@ -42,6 +42,8 @@ pub struct Keywords {
     /// search runs for every digit-run hit, and was a quarter of all work on digit-heavy JSON).
     /// Invariant: empty, or 256 entries.
     starts: Vec<Vec<u32>>,
+    /// Bit `h` set when `starts[h]` is not empty: a byte that starts no keyword costs one test.
+    can_start: [u64; 4],
 }
 
 impl std::fmt::Debug for Keywords {
@@ -106,8 +108,18 @@ impl Keywords {
                 };
                 (0..list.len() as u32).filter(|&i| accepts(&list[i as usize])).collect()
             })
-            .collect();
-        Keywords { list, starts }
+            .collect::<Vec<Vec<u32>>>();
+        let mut can_start = [0u64; 4];
+        for (h, ks) in starts.iter().enumerate() {
+            if !ks.is_empty() {
+                can_start[h / 64] |= 1 << (h % 64);
+            }
+        }
+        Keywords {
+            list,
+            starts,
+            can_start,
+        }
     }
 
     /// True if there are no keywords.
@@ -122,7 +134,11 @@ impl Keywords {
             return false;
         }
         for (i, &h) in hay.iter().enumerate().skip(from) {
-            for &k in &self.starts[usize::from(h)] {
+            let h = usize::from(h);
+            if self.can_start[h / 64] & (1 << (h % 64)) == 0 {
+                continue;
+            }
+            for &k in &self.starts[h] {
                 let k = &self.list[k as usize];
                 if k.matches_at(hay, i) && accept(i, i + k.bytes.len()) {
                     return true;
