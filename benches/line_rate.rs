@@ -206,7 +206,13 @@ fn main() {
         row("floor (a) read+decode", cap.payload, cap.packets, ta, "");
         // Floor (b) scans only the egress bytes; its time is what the sensor's matching could cost
         // at best, so it is shown against all payload for comparison with the other rows.
-        row("floor (b) hyperscan block", cap.payload, cap.packets, tb, "egress payload only");
+        row(
+            "floor (b) hyperscan block",
+            cap.payload,
+            cap.packets,
+            tb,
+            "egress payload only",
+        );
         let mut counts: Vec<usize> = (1..=max_workers).collect();
         if !counts.contains(&2) {
             counts.push(2);
