@@ -1,7 +1,7 @@
-//! Whole-pipeline throughput of `nigehban read` (in-process: capture thread, workers, alerts to
-//! /dev/null) over a generated capture of realistic traffic, against the floor of just reading
-//! and decoding the same file. Also measures real memory per idle TCP flow from the peak RSS of
-//! the `nigehban` binary. Run: `cargo bench --bench pipeline`.
+//! The cost of application decoding (`nigehban read` in-process over the same HTTP capture with
+//! decoding on and off), and real memory per idle TCP flow from the peak RSS of the `nigehban`
+//! binary. Run: `cargo bench --bench pipeline`. Line rate against the read/decode and Hyperscan
+//! floors, per worker count, is `benches/line_rate.rs`.
 //!
 //! NIGEHBAN_BENCH_MB sets the generated payload size (default 48).
 
@@ -75,24 +75,6 @@ fn run_read_with(path: &Path, workers: usize, config: Option<&Path>) {
     };
     let settings = cli::settings(Some(InputArgs::Files(vec![path.to_path_buf()])), &common).unwrap();
     nigehban::app::run(settings, Arc::new(AtomicBool::new(false))).unwrap();
-}
-
-fn pipeline(c: &mut Criterion) {
-    let (path, payload) = mix_capture(false);
-    let mut g = c.benchmark_group("read");
-    g.sample_size(10)
-        .measurement_time(Duration::from_secs(20))
-        .throughput(Throughput::Bytes(payload));
-    g.bench_function("floor_read_and_decode", |b| b.iter(|| payload_bytes(&path)));
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let mut counts = vec![1, (cores - 1).max(1), cores];
-    counts.dedup();
-    for workers in counts {
-        g.bench_function(format!("pipeline_{workers}_workers"), |b| {
-            b.iter(|| run_read(&path, workers))
-        });
-    }
-    g.finish();
 }
 
 /// The cost of application decoding: the same HTTP capture with decoding on (the default) and
@@ -184,7 +166,7 @@ fn idle_flow_memory() {
     );
 }
 
-criterion_group!(benches, pipeline, decoding);
+criterion_group!(benches, decoding);
 
 fn main() {
     benches();

@@ -79,6 +79,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", cli::hash_list::run(&a)?);
             return Ok(ExitCode::SUCCESS);
         }
+        // ---- perf ----
+        Command::BenchGen(a) => {
+            println!("{}", cli::bench_gen::run(&a)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        // ---- end perf ----
         Command::Read(a) => (InputArgs::Files(a.files), a.common),
         Command::Capture(a) => (
             InputArgs::Live {

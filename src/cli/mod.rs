@@ -5,6 +5,9 @@ mod config;
 // ---- ops ----
 pub mod check_config;
 // ---- end ops ----
+// ---- perf ----
+pub mod bench_gen;
+// ---- end perf ----
 // ---- judgement (judge helper) ----
 pub mod hash_list;
 // ---- end judgement ----
@@ -46,6 +49,11 @@ pub enum Command {
     /// Validate a config file and its rule set without capturing; one line per problem, exit 1 if any.
     CheckConfig(check_config::CheckConfigArgs),
     // ---- end ops ----
+    // ---- perf ----
+    /// Write a benchmark capture (cleartext, isp or small mix) of a given size.
+    #[command(hide = true)]
+    BenchGen(bench_gen::BenchGenArgs),
+    // ---- end perf ----
 }
 
 /// `rules` sub-commands.

@@ -52,6 +52,10 @@ struct Pending {
     rule: RuleIdx,
     /// `end - start`; at most `MAX_MATCH_WIDTH`.
     width: u8,
+    /// Validated already, with no keyword before it: only the keyword after it is left to
+    /// decide. The bytes before a hit and its boundary bytes do not change while it waits, so
+    /// the search before it is not repeated (it was the costliest part of a timestamp's hit).
+    no_keyword_before: bool,
 }
 
 struct Active {
@@ -331,26 +335,30 @@ impl Active {
             emitted,
             ..
         } = w;
-        let olds = old[..n_old].iter().map(|p| Hit {
-            rule: p.rule,
-            start: p.start,
-            end: p.start + u64::from(p.width),
+        let olds = old[..n_old].iter().map(|p| {
+            let h = Hit {
+                rule: p.rule,
+                start: p.start,
+                end: p.start + u64::from(p.width),
+            };
+            (h, p.no_keyword_before)
         });
-        let mut pend = |h: Hit, counters: &mut super::MatchCounters| {
+        let mut pend = |h: Hit, no_keyword_before: bool, counters: &mut super::MatchCounters| {
             if usize::from(self.n_pending) < MAX_PENDING && h.end - h.start <= MAX_MATCH_WIDTH as u64 {
                 self.pending[usize::from(self.n_pending)] = Pending {
                     start: h.start,
                     rule: h.rule,
                     width: (h.end - h.start) as u8,
+                    no_keyword_before,
                 };
                 self.n_pending += 1;
             } else {
                 counters.pending_overflow += 1;
             }
         };
-        for h in olds.chain(hits.iter().copied()) {
+        for (h, no_keyword_before) in olds.chain(hits.iter().map(|&h| (h, false))) {
             if !eos && h.end + AFTER_BYTES as u64 > seen {
-                pend(h, counters);
+                pend(h, false, counters);
                 continue;
             }
             if h.start < view.first() || h.end > seen || h.end - h.start > MAX_MATCH_WIDTH as u64 {
@@ -382,11 +390,11 @@ impl Active {
             };
             let mut keyword = false;
             if let Some(ctx) = rule.context.as_ref().filter(|_| rule.confidence < Confidence::High) {
-                keyword = ctx.keywords().before(&c, ctx.window);
+                keyword = !no_keyword_before && ctx.keywords().before(&c, ctx.window);
                 if !keyword && after_wait > 0 {
                     if !eos && h.end + after_wait > seen {
                         // Valid, but a keyword may still follow: decide when the window is in.
-                        pend(h, counters);
+                        pend(h, true, counters);
                         continue;
                     }
                     keyword = ctx.keywords().after(&c, ctx.window_after);

@@ -4,6 +4,7 @@
 //!
 //! Nothing here touches a network; it only builds bytes.
 
+pub mod bench;
 pub mod corpus;
 pub mod dns;
 pub mod http;
