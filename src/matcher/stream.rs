@@ -256,6 +256,8 @@ impl Active {
                         start: h.start,
                         rule: h.rule,
                         width: (h.end - h.start) as u8,
+                        // The new rule's keywords may differ: search before it again.
+                        no_keyword_before: false,
                     };
                     a.n_pending += 1;
                 }

@@ -734,6 +734,7 @@ mod tests {
         assert!(stats.planted.len() >= 10, "{} planted", stats.planted.len());
         let key_file = dir.path().join("key");
         std::fs::write(&key_file, b"bench-test-key").unwrap();
+        std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let alerts = dir.path().join("alerts.json");
         let common = crate::cli::CommonArgs {
             workers: Some(2),
