@@ -1,11 +1,46 @@
-//! Packet sources: live interfaces and pcap/pcapng files, both through libpcap.
+//! Packet sources: pcap/pcapng files and live interfaces through libpcap (the default and
+//! portable path), or on Linux through an AF_PACKET TPACKET_V3 ring shared by several capture
+//! threads ([`afpacket`]).
 //!
 //! The file reader tracks the byte offset of every record so that a damaged file is reported
 //! with the offset of the damage, after everything before it was processed.
 
+pub mod afpacket;
+
+pub use afpacket::{AfPacketConfig, AfPacketSource};
+
 use crate::clock::Timestamp;
 use crate::decode::LinkType;
 use std::path::{Path, PathBuf};
+
+/// How live packets are read from the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaptureBackend {
+    /// libpcap: portable, one capture thread.
+    #[default]
+    Pcap,
+    /// Linux AF_PACKET TPACKET_V3 ring; several capture threads share the interface by flow hash.
+    AfPacket,
+}
+
+impl CaptureBackend {
+    /// Parses the flag or config value (`pcap`, `af-packet`).
+    pub fn parse(s: &str) -> Option<CaptureBackend> {
+        match s {
+            "pcap" => Some(CaptureBackend::Pcap),
+            "af-packet" | "afpacket" | "af_packet" => Some(CaptureBackend::AfPacket),
+            _ => None,
+        }
+    }
+
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureBackend::Pcap => "pcap",
+            CaptureBackend::AfPacket => "af-packet",
+        }
+    }
+}
 
 /// Snapshot length for live capture: whole packets.
 pub const SNAPLEN: i32 = 65535;

@@ -93,6 +93,13 @@ pub struct Metrics {
     pub output_queue_depth: IntGaugeVec,
     /// 1 while the output's last delivery attempt succeeded (connected), 0 while it fails.
     pub output_connected: IntGaugeVec,
+    // ---- capture ----
+    /// Packets read by each capture thread (label `thread`, 0 … capture threads − 1): shows how
+    /// evenly the af-packet fanout spreads the interface.
+    pub capture_thread_packets: IntCounterVec,
+    /// af-packet: times the kernel found a ring full and froze its queue (`tp_freeze_q_cnt`).
+    pub capture_ring_freezes: IntCounter,
+    // ---- end capture ----
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -337,6 +344,19 @@ impl Metrics {
                 "1 while an output's last delivery succeeded, 0 while it fails.",
                 &["output"],
             ),
+            // ---- capture ----
+            capture_thread_packets: counter_vec(
+                &r,
+                "nigehban_capture_thread_packets_total",
+                "Packets read by each capture thread (af-packet fanout balance).",
+                &["thread"],
+            ),
+            capture_ring_freezes: counter(
+                &r,
+                "nigehban_capture_ring_freezes_total",
+                "Times an af-packet ring was full and the kernel froze its queue (tp_freeze_q_cnt).",
+            ),
+            // ---- end capture ----
             registry: r,
         }
     }
