@@ -24,8 +24,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Bytes per ring block. A power of two and a multiple of the page size; large enough for a
-/// whole 64 KiB frame, so `SNAPLEN` never cuts a packet.
-const BLOCK_SIZE: usize = 1 << 20;
+/// whole 64 KiB frame, so `SNAPLEN` never cuts a packet. Small enough that a quiet link, where
+/// the kernel retires a block every `RETIRE_BLOCK_MS` with a few packets in it, still has many
+/// blocks to go before the ring is full (64 MiB: 512 blocks, 5 s of a stalled reader).
+const BLOCK_SIZE: usize = 128 << 10;
 /// Frame slot size the kernel asks for even in V3, where frames are packed back to back.
 const FRAME_SIZE: u32 = 2048;
 /// A block that is not full is handed to us after this many milliseconds, which bounds how long a
@@ -63,7 +65,7 @@ pub struct AfPacketConfig<'a> {
     pub interface: &'a str,
     /// BPF expression, compiled by libpcap for Ethernet.
     pub bpf: Option<&'a str>,
-    /// Ring size in MiB (one 1 MiB block per MiB).
+    /// Ring size in MiB (eight 128 KiB blocks per MiB).
     pub ring_mb: u32,
     /// PACKET_FANOUT group to join; sockets of one group share the interface's packets by flow.
     pub fanout_group: Option<u16>,
@@ -145,23 +147,37 @@ fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<(
     }
 }
 
-/// The decoder's link type for an interface, from its ARPHRD type in sysfs.
-fn link_of(interface: &str) -> Result<LinkType, CaptureError> {
-    let live = |msg: String| CaptureError::Live {
-        interface: interface.to_string(),
-        msg,
-    };
-    let path = format!("/sys/class/net/{interface}/type");
-    let text = std::fs::read_to_string(&path).map_err(|e| live(format!("cannot read {path}: {e}")))?;
-    match text.trim().parse::<u32>() {
-        // ARPHRD_ETHER, ARPHRD_LOOPBACK (lo carries a zeroed Ethernet header).
-        Ok(1) | Ok(772) => Ok(LinkType::Ethernet),
-        // ARPHRD_NONE (tun), ARPHRD_IPGRE and similar without a link header: raw IP.
-        Ok(0xFFFE) | Ok(778) => Ok(LinkType::RawIp),
-        _ => Err(live(format!(
-            "af-packet: unsupported link type {} (ARPHRD); use --capture-backend pcap",
-            text.trim()
-        ))),
+/// The decoder's link type for an interface, from its ARPHRD hardware type (asked through the
+/// socket, so it is the interface of the socket's network namespace).
+fn link_of(fd: &OwnedFd, interface: &str) -> Result<LinkType, CaptureError> {
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = interface.as_bytes();
+    if name.len() >= req.ifr_name.len() {
+        return Err(CaptureError::Live {
+            interface: interface.to_string(),
+            msg: format!("interface name longer than {} bytes", req.ifr_name.len() - 1),
+        });
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name and writes the hardware address into
+    // `req`, which lives for the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } != 0 {
+        return Err(os_err(interface, "SIOCGIFHWADDR (no such interface?)", io::Error::last_os_error()));
+    }
+    // SAFETY: SIOCGIFHWADDR filled the `ifru_hwaddr` member of the union.
+    let arphrd = unsafe { req.ifr_ifru.ifru_hwaddr.sa_family };
+    match arphrd {
+        // lo carries a zeroed Ethernet header.
+        libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => Ok(LinkType::Ethernet),
+        // tun devices and tunnels without a link header: raw IP.
+        libc::ARPHRD_NONE | libc::ARPHRD_IPGRE => Ok(LinkType::RawIp),
+        other => Err(CaptureError::Live {
+            interface: interface.to_string(),
+            msg: format!("af-packet: unsupported link type {other} (ARPHRD); use --capture-backend pcap"),
+        }),
     }
 }
 
@@ -195,7 +211,6 @@ impl AfPacketSource {
     pub fn open(cfg: &AfPacketConfig<'_>) -> Result<AfPacketSource, CaptureError> {
         let iface = cfg.interface;
         let err = |op: &str| os_err(iface, op, io::Error::last_os_error());
-        let link = link_of(iface)?;
         let cname = std::ffi::CString::new(iface).map_err(|_| CaptureError::Live {
             interface: iface.to_string(),
             msg: "interface name contains a NUL byte".into(),
@@ -214,10 +229,11 @@ impl AfPacketSource {
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let sockerr = |op: &'static str| move |e: io::Error| os_err(iface, op, e);
+        let link = link_of(&fd, iface)?;
 
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int))
             .map_err(sockerr("PACKET_VERSION TPACKET_V3"))?;
-        let blocks = cfg.ring_mb.max(1) as usize;
+        let blocks = cfg.ring_mb.max(1) as usize * ((1 << 20) / BLOCK_SIZE);
         let req = libc::tpacket_req3 {
             tp_block_size: BLOCK_SIZE as u32,
             tp_block_nr: blocks as u32,
