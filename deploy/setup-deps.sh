@@ -12,6 +12,10 @@ for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool ti
   curl bind9-dnsutils dnsmasq-base python3-aiosmtpd; do
   have_pkg "$p" || need+=("$p")
 done
+# ---- capture ----
+# tcpreplay feeds benches/live_rate.rs (live capture rate and packet-to-alert latency).
+have_pkg tcpreplay || need+=(tcpreplay)
+# ---- end capture ----
 if ((${#need[@]})); then
   echo "nigehban setup: installing ${need[*]}" >&2
   SUDO=""

@@ -1,5 +1,6 @@
 //! Wires the stages together: loads rules and key, starts metrics, the alert outputs and the
-//! workers, runs the capture loop on the calling thread, and shuts down in order (flush batches,
+//! workers, runs the capture loop on the calling thread (af-packet: one scoped thread per
+//! capture socket), and shuts down in order (flush batches,
 //! let workers end their flows, deliver or spool alerts within the drain timeout). SIGINT and
 //! SIGTERM (registered by `main`) set `stop`; SIGHUP reopens the alert file.
 
