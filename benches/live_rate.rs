@@ -304,8 +304,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Latency run: `leaks` connections at `per_sec`, optionally with tcpreplay looping `load` at a
-/// fixed rate. Returns (send→alert created, send→capture) sorted, in milliseconds, and the count
-/// of leaks that raised no alert.
+/// fixed rate. Returns (send→alert created, send→capture) sorted, in milliseconds, the count
+/// of leaks that raised no alert, and the drop counters.
 fn run_latency(
     flags: &[&str],
     load: Option<(&Path, f64)>,
@@ -313,7 +313,7 @@ fn run_latency(
     per_sec: u32,
     dir: &Path,
     key: &Path,
-) -> (Vec<f64>, Vec<f64>, usize) {
+) -> (Vec<f64>, Vec<f64>, usize, Drops) {
     let alerts = dir.join("latency-alerts.json");
     let _ = std::fs::remove_file(&alerts);
     let sensor = Sensor::start(flags, &["10.99.0.1/32", "10.1.0.0/16"], &alerts, key);
@@ -361,7 +361,14 @@ fn run_latency(
     }
     let _ = server.kill();
     let _ = server.wait();
+    let text = sensor.settle();
     sensor.stop();
+    let drops = Drops {
+        received: metric(&text, "nigehban_capture_received_total"),
+        kernel: metric(&text, "nigehban_capture_kernel_drops_total"),
+        queue: metric(&text, "nigehban_queue_drops_total"),
+        seen: metric(&text, "nigehban_packets_total"),
+    };
 
     let sent: std::collections::HashMap<u64, f64> = sent
         .lines()
@@ -393,7 +400,7 @@ fn run_latency(
     let missed = sent.len().saturating_sub(created.len());
     created.sort_by(f64::total_cmp);
     captured.sort_by(f64::total_cmp);
-    (created, captured, missed)
+    (created, captured, missed, drops)
 }
 
 fn main() {
@@ -463,23 +470,25 @@ fn main() {
         );
     }
 
-    println!("\n| latency (send → alert) | background | p50 ms | p99 ms | max ms | capture p50 ms | alerts/leaks |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("\n| latency (send → alert) | background | p50 ms | p99 ms | max ms | capture p50 ms | alerts/leaks | kernel/queue drops |");
+    println!("|---|---|---|---|---|---|---|---|");
     let leaks = 200;
     for (name, flags, best) in &zero_drop {
         for load in [None, Some((pcap.as_path(), (best * 0.8).max(1.0)))] {
-            let (created, captured, missed) = run_latency(flags, load, leaks, 20, dir.path(), &key);
+            let (created, captured, missed, d) = run_latency(flags, load, leaks, 20, dir.path(), &key);
             let bg = match load {
                 None => "idle".to_string(),
                 Some((_, m)) => format!("{m:.0} Mbit/s replay"),
             };
             println!(
-                "| {name} | {bg} | {:.2} | {:.2} | {:.2} | {:.3} | {}/{leaks} |",
+                "| {name} | {bg} | {:.2} | {:.2} | {:.2} | {:.3} | {}/{leaks} | {}/{} |",
                 percentile(&created, 0.5),
                 percentile(&created, 0.99),
                 created.last().copied().unwrap_or(f64::NAN),
                 percentile(&captured, 0.5),
                 leaks - missed,
+                d.kernel,
+                d.queue,
             );
         }
     }

@@ -107,6 +107,8 @@ pub struct AfPacketSource {
     /// Block being read. Invariant: while `cursor` is `Some`, this block is owned by user space.
     current: usize,
     cursor: Option<Cursor>,
+    /// The last look found no block ready: the next one waits in poll(2).
+    starved: bool,
     link: LinkType,
     interface: String,
     stats: CaptureStats,
@@ -302,6 +304,7 @@ impl AfPacketSource {
             blocks,
             current: 0,
             cursor: None,
+            starved: false,
             link,
             interface: iface.to_string(),
             stats: CaptureStats::default(),
@@ -359,20 +362,26 @@ impl AfPacketSource {
         true
     }
 
-    /// The next packet, or `Idle` when none arrived within the poll timeout.
+    /// The next packet, or `Idle` when no block is ready: at once after the last packet of a
+    /// block (so the caller sends its partial batches now, not when the next block comes), else
+    /// after waiting up to the poll timeout.
     pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
-        let mut polled = false;
         loop {
             let Some(cur) = self.cursor else {
                 if self.take_block() {
+                    self.starved = false;
                     continue;
                 }
-                if polled {
+                if !self.starved {
+                    self.starved = true;
                     return Ok(Next::Idle);
                 }
                 self.poll()?;
-                polled = true;
-                continue;
+                if self.take_block() {
+                    self.starved = false;
+                    continue;
+                }
+                return Ok(Next::Idle);
             };
             if cur.left == 0 {
                 self.release();
