@@ -89,7 +89,9 @@ fn scrape() -> Option<String> {
         .args(["-s", "--max-time", "2", &format!("http://{METRICS}/metrics")])
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Sum of every sample of `name` (exact family name, any labels).
@@ -214,10 +216,32 @@ struct Drops {
     kernel: u64,
     queue: u64,
     seen: u64,
+    /// Lost on the way to the sensor: veth drop counters and the kernel's per-CPU backlog.
+    path: u64,
+}
+
+/// Packets the feeding path dropped so far: both veth ends' drop counters and the softnet
+/// backlog drops (second column of /proc/net/softnet_stat, all CPUs).
+fn path_drops() -> u64 {
+    let mut total = 0;
+    for (ns, dev) in [(A, A_DEV), (B, B_DEV)] {
+        let out = sh("ip", &["-n", ns, "-s", "-j", "link", "show", "dev", dev]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            let st = &v[0]["stats64"];
+            total += st["rx"]["dropped"].as_u64().unwrap_or(0) + st["tx"]["dropped"].as_u64().unwrap_or(0);
+        }
+    }
+    let softnet = std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default();
+    total
+        + softnet
+            .lines()
+            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+            .sum::<u64>()
 }
 
 fn run_rate(flags: &[&str], pcap: &Path, rate: Option<f64>, dir: &Path, key: &Path) -> (Replay, Drops) {
     let sensor = Sensor::start(flags, &[], &dir.join("rate-alerts.json"), key);
+    let path_before = path_drops();
     let r = replay(pcap, rate, loops());
     let text = sensor.settle();
     sensor.stop();
@@ -226,6 +250,7 @@ fn run_rate(flags: &[&str], pcap: &Path, rate: Option<f64>, dir: &Path, key: &Pa
         kernel: metric(&text, "nigehban_capture_kernel_drops_total"),
         queue: metric(&text, "nigehban_queue_drops_total"),
         seen: metric(&text, "nigehban_packets_total"),
+        path: path_drops() - path_before,
     };
     (r, d)
 }
@@ -237,8 +262,9 @@ fn loops() -> u32 {
         .unwrap_or(1)
 }
 
+/// Every packet tcpreplay sent was seen by the sensor: nothing lost on the path or in it.
 fn lossless(r: &Replay, d: &Drops) -> bool {
-    d.kernel == 0 && d.queue == 0 && d.seen >= r.packets
+    d.path == 0 && d.kernel == 0 && d.queue == 0 && d.seen >= r.packets
 }
 
 fn bench_capture() -> PathBuf {
@@ -368,6 +394,7 @@ fn run_latency(
         kernel: metric(&text, "nigehban_capture_kernel_drops_total"),
         queue: metric(&text, "nigehban_queue_drops_total"),
         seen: metric(&text, "nigehban_packets_total"),
+        path: 0,
     };
 
     let sent: std::collections::HashMap<u64, f64> = sent
@@ -435,8 +462,13 @@ fn main() {
             &["--capture-backend", "af-packet", "--capture-threads", "2"],
         ),
     ];
-    println!("| backend | topspeed Mbit/s | kpps | sent | received | kernel drops | queue drops | max zero-drop Mbit/s |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average before: {}",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!("| backend | topspeed Mbit/s | kpps | sent | kernel received | sensor saw | path drops | kernel drops | queue drops | max zero-drop Mbit/s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut zero_drop = Vec::new();
     for (name, flags) in backends {
         let (r, d) = run_rate(flags, &pcap, None, dir.path(), &key);
@@ -459,11 +491,13 @@ fn main() {
         };
         zero_drop.push((name, flags, best));
         println!(
-            "| {name} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} |",
+            "| {name} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} |",
             r.mbps,
             r.pps / 1000.0,
             r.packets,
             d.received,
+            d.seen,
+            d.path,
             d.kernel,
             d.queue,
             best

@@ -150,7 +150,9 @@ enum Source {
     Live(LiveSource),
     /// One AF_PACKET socket per capture thread, sharing the interface by flow hash.
     AfPacket(Vec<AfPacketSource>),
-    Files { files: Vec<std::path::PathBuf> },
+    Files {
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 impl Source {

@@ -105,7 +105,10 @@ fn run_sensor(ns: &Netns, port: u16, lines: &[String], want_values: usize, extra
         if metric(&text, "nigehban_pii_findings_total") >= want_values as f64 && received > 0.0 {
             break text;
         }
-        assert!(Instant::now() < deadline, "{extra:?}: values not counted in time: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "{extra:?}: values not counted in time: {text}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     // Let a late duplicate or a stray extra alert show up before stopping.
@@ -153,7 +156,14 @@ fn af_packet_with_one_and_two_threads_alerts_exactly_like_pcap_and_filters_by_bp
     assert!(metric(&text, "nigehban_capture_received_total") >= 13.0 * 6.0, "{text}");
 
     // The kernel filter drops the UDP datagram before the sensor sees it.
-    let bpf = ["--capture-backend", "af-packet", "--capture-threads", "2", "--bpf", "tcp"];
+    let bpf = [
+        "--capture-backend",
+        "af-packet",
+        "--capture-threads",
+        "2",
+        "--bpf",
+        "tcp",
+    ];
     let (filtered, text) = run_sensor(&ns, 19764, &lines, tcp.len(), &bpf);
     assert_eq!(filtered, tcp, "BPF 'tcp' keeps TCP only");
     assert!(metric(&text, "nigehban_capture_received_total") > 0.0, "{text}");
@@ -217,7 +227,9 @@ fn fanout_keeps_both_directions_of_every_flow_on_one_socket() {
                 done = Some(Instant::now());
             }
             // The sender has finished: read until the rings stay quiet for a second.
-            if done.is_some_and(|d| d.elapsed() > Duration::from_secs(1)) && last_packet.elapsed() > Duration::from_secs(1) {
+            if done.is_some_and(|d| d.elapsed() > Duration::from_secs(1))
+                && last_packet.elapsed() > Duration::from_secs(1)
+            {
                 break;
             }
         }

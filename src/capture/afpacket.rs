@@ -167,7 +167,11 @@ fn link_of(fd: &OwnedFd, interface: &str) -> Result<LinkType, CaptureError> {
     // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name and writes the hardware address into
     // `req`, which lives for the call.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } != 0 {
-        return Err(os_err(interface, "SIOCGIFHWADDR (no such interface?)", io::Error::last_os_error()));
+        return Err(os_err(
+            interface,
+            "SIOCGIFHWADDR (no such interface?)",
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: SIOCGIFHWADDR filled the `ifru_hwaddr` member of the union.
     let arphrd = unsafe { req.ifr_ifru.ifru_hwaddr.sa_family };
@@ -203,7 +207,8 @@ fn attach_bpf(fd: &OwnedFd, interface: &str, link: LinkType, expr: &str) -> Resu
         len: u16::try_from(insns.len()).map_err(|_| bpf_err("filter program too long".into()))?,
         filter: insns.as_ptr() as *mut libc::sock_filter,
     };
-    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog).map_err(|e| os_err(interface, "SO_ATTACH_FILTER", e))
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+        .map_err(|e| os_err(interface, "SO_ATTACH_FILTER", e))
 }
 
 impl AfPacketSource {
@@ -233,8 +238,13 @@ impl AfPacketSource {
         let sockerr = |op: &'static str| move |e: io::Error| os_err(iface, op, e);
         let link = link_of(&fd, iface)?;
 
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int))
-            .map_err(sockerr("PACKET_VERSION TPACKET_V3"))?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            &(libc::tpacket_versions::TPACKET_V3 as libc::c_int),
+        )
+        .map_err(sockerr("PACKET_VERSION TPACKET_V3"))?;
         let blocks = cfg.ring_mb.max(1) as usize * ((1 << 20) / BLOCK_SIZE);
         let req = libc::tpacket_req3 {
             tp_block_size: BLOCK_SIZE as u32,
@@ -261,10 +271,7 @@ impl AfPacketSource {
         if base == libc::MAP_FAILED {
             return Err(err("mmap of the ring"));
         }
-        let ring = Ring {
-            base: base.cast(),
-            len,
-        };
+        let ring = Ring { base: base.cast(), len };
         if let Some(expr) = cfg.bpf {
             attach_bpf(&fd, iface, link, expr)?;
         }
@@ -339,7 +346,8 @@ impl AfPacketSource {
 
     /// Hands the current block back to the kernel and moves on.
     fn release(&mut self) {
-        self.status(self.current).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.status(self.current)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
         self.current = (self.current + 1) % self.blocks;
         self.cursor = None;
     }
@@ -551,7 +559,10 @@ mod tests {
             got.push(b[range].to_vec());
             cur = after;
         }
-        assert_eq!(got, vec![b"first frame".to_vec(), b"second".to_vec(), b"third and last".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"first frame".to_vec(), b"second".to_vec(), b"third and last".to_vec()]
+        );
     }
 
     #[test]
@@ -568,7 +579,14 @@ mod tests {
         assert!(parse_packet(&bad, cur).is_none());
         // Header cut by the block end, and a block end beyond the buffer.
         assert!(parse_packet(&b[..h + 10], Cursor { end: h + 10, ..cur }).is_none());
-        assert!(parse_packet(&b, Cursor { end: b.len() + 1, ..cur }).is_none());
+        assert!(parse_packet(
+            &b,
+            Cursor {
+                end: b.len() + 1,
+                ..cur
+            }
+        )
+        .is_none());
         // A next offset that does not move forward.
         let (mut two, cur2) = block_with(&[b"a", b"b"]);
         two[cur2.next..cur2.next + 4].copy_from_slice(&1u32.to_ne_bytes());

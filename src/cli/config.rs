@@ -625,9 +625,9 @@ fn capture_backend(
     let threads = match threads.or(file.threads).unwrap_or(1) {
         0 => bail!("--capture-threads must be at least 1"),
         n if n > MAX_CAPTURE_THREADS => bail!("--capture-threads {n} is more than {MAX_CAPTURE_THREADS}"),
-        n if n > 1 && backend == CaptureBackend::Pcap => bail!(
-            "--capture-threads {n} needs --capture-backend af-packet: libpcap reads an interface with one thread"
-        ),
+        n if n > 1 && backend == CaptureBackend::Pcap => {
+            bail!("--capture-threads {n} needs --capture-backend af-packet: libpcap reads an interface with one thread")
+        }
         n => n,
     };
     Ok((backend, threads))

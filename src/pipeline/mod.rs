@@ -272,7 +272,12 @@ mod tests {
             handles.push(std::thread::spawn(move || {
                 // Each capture thread sends its own "flow" (worker c % 2) in order.
                 for i in 0..40u64 {
-                    d.push(c % 2, Timestamp::from_micros(c as u64 * 1000 + i), LinkType::RawIp, &[c as u8; 3]);
+                    d.push(
+                        c % 2,
+                        Timestamp::from_micros(c as u64 * 1000 + i),
+                        LinkType::RawIp,
+                        &[c as u8; 3],
+                    );
                 }
                 d.flush();
             }));
