@@ -16,6 +16,10 @@ done
 have_pkg prometheus || need+=(prometheus)
 have_pkg logrotate || need+=(logrotate)   # tests/ops.rs runs the shipped logrotate snippet
 # ---- end ops ----
+# ---- capture ----
+# tcpreplay feeds benches/live_rate.rs (live capture rate and packet-to-alert latency).
+have_pkg tcpreplay || need+=(tcpreplay)
+# ---- end capture ----
 if ((${#need[@]})); then
   echo "nigehban setup: installing ${need[*]}" >&2
   SUDO=""

@@ -1,11 +1,14 @@
 //! Wires the stages together: loads rules and key, starts metrics, the alert outputs and the
-//! workers, runs the capture loop on the calling thread, and shuts down in order (flush batches,
+//! workers, runs the capture loop on the calling thread (af-packet: one scoped thread per
+//! capture socket), and shuts down in order (flush batches,
 //! let workers end their flows, deliver or spool alerts within the drain timeout). SIGINT and
 //! SIGTERM (registered by `main`) set `stop`; SIGHUP reopens the alert file and reloads the rules
 //! (`pipeline::Reloader`).
 
 use crate::alert::Observer;
-use crate::capture::{CaptureStats, FileSource, LiveSource, Next, RawPacket};
+use crate::capture::{
+    AfPacketConfig, AfPacketSource, CaptureBackend, CaptureError, CaptureStats, FileSource, LiveSource, Next, RawPacket,
+};
 use crate::cli::{InputMode, Settings};
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, LinkType, Skip};
@@ -29,7 +32,7 @@ pub struct Summary {
     pub alerts: u64,
     /// Packets dropped because a worker queue was full (live only).
     pub queue_drops: u64,
-    /// libpcap's counters (live only).
+    /// The kernel's capture counters, summed over capture threads (live only).
     pub capture: CaptureStats,
 }
 
@@ -111,7 +114,8 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     } else {
         WhenFull::Block
     };
-    let (dispatcher, queues) = pipeline::channels(
+    let (dispatchers, queues) = pipeline::channels(
+        source.threads(),
         settings.workers,
         settings.pipeline.queue_batches,
         settings.pipeline.batch_packets,
@@ -128,15 +132,13 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     }
     drop(shared);
 
-    tracing::info!(workers = settings.workers, rules = %settings.rules_dir.display(), "started");
-    let mut cap = CaptureLoop::new(dispatcher, &settings, Arc::clone(&metrics));
-    let result = cap.run(&mut source, &stop);
-    cap.dispatcher.flush();
-    let queue_drops = cap.dispatcher.dropped_packets();
-    let stats = source.stats();
-    cap.publish_stats(stats);
-    let packets = cap.packets;
-    drop(cap);
+    tracing::info!(
+        workers = settings.workers,
+        capture_threads = source.threads(),
+        rules = %settings.rules_dir.display(),
+        "started"
+    );
+    let (packets, queue_drops, result) = capture(&mut source, dispatchers, &settings, &metrics, &stop);
     for h in handles {
         if h.join().is_err() {
             tracing::error!("a worker thread panicked");
@@ -191,7 +193,11 @@ fn drop_privileges(settings: &Settings) -> anyhow::Result<()> {
 /// The packet source for this run.
 enum Source {
     Live(LiveSource),
-    Files { files: Vec<std::path::PathBuf> },
+    /// One AF_PACKET socket per capture thread, sharing the interface by flow hash.
+    AfPacket(Vec<AfPacketSource>),
+    Files {
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 impl Source {
@@ -201,7 +207,29 @@ impl Source {
                 interface,
                 bpf,
                 buffer_mb,
+                backend: CaptureBackend::Pcap,
+                ..
             } => Source::Live(LiveSource::open(interface, bpf.as_deref(), *buffer_mb)?),
+            InputMode::Live {
+                interface,
+                bpf,
+                buffer_mb,
+                backend: CaptureBackend::AfPacket,
+                capture_threads,
+            } => {
+                let cfg = AfPacketConfig {
+                    interface,
+                    bpf: bpf.as_deref(),
+                    ring_mb: *buffer_mb,
+                    // One socket needs no group; several join one named after this process, so
+                    // two sensors on one interface each see all of its packets.
+                    fanout_group: (*capture_threads > 1).then(|| std::process::id() as u16),
+                };
+                let sources = (0..*capture_threads)
+                    .map(|_| AfPacketSource::open(&cfg))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Source::AfPacket(sources)
+            }
             InputMode::Files(files) => {
                 // Check every file up front: a typo in the last file should not cost a long run.
                 for f in files {
@@ -213,14 +241,126 @@ impl Source {
     }
 
     fn is_live(&self) -> bool {
-        matches!(self, Source::Live(_))
+        !matches!(self, Source::Files { .. })
+    }
+
+    /// Capture threads this source is read by.
+    fn threads(&self) -> usize {
+        match self {
+            Source::AfPacket(s) => s.len(),
+            _ => 1,
+        }
     }
 
     fn stats(&mut self) -> CaptureStats {
         match self {
             Source::Live(l) => l.stats(),
+            Source::AfPacket(sources) => sources.iter_mut().fold(CaptureStats::default(), |acc, s| {
+                let st = s.stats();
+                CaptureStats {
+                    received: acc.received + st.received,
+                    dropped: acc.dropped + st.dropped,
+                    if_dropped: acc.if_dropped + st.if_dropped,
+                }
+            }),
             Source::Files { .. } => CaptureStats::default(),
         }
+    }
+}
+
+/// Runs the capture loop(s) until the input ends or `stop`: one on this thread for libpcap and
+/// files, one scoped thread per AF_PACKET socket. Returns packets read, packets dropped at full
+/// worker queues, and the first error.
+fn capture(
+    source: &mut Source,
+    mut dispatchers: Vec<Dispatcher>,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    stop: &AtomicBool,
+) -> (u64, u64, anyhow::Result<()>) {
+    let finish = |mut cap: CaptureLoop, stats: CaptureStats, freezes: u64, result: anyhow::Result<()>| {
+        cap.dispatcher.flush();
+        cap.publish_stats(stats, freezes);
+        (cap.packets, cap.dispatcher.dropped_packets(), result)
+    };
+    match source {
+        Source::AfPacket(sources) => std::thread::scope(|scope| {
+            let handles: Vec<_> = sources
+                .iter_mut()
+                .zip(dispatchers)
+                .enumerate()
+                .map(|(i, (src, d))| {
+                    let mut cap = CaptureLoop::new(d, settings, Arc::clone(metrics), i);
+                    std::thread::Builder::new()
+                        .name(format!("capture-{i}"))
+                        .spawn_scoped(scope, move || {
+                            let result = cap.run_live(src, stop);
+                            let stats = src.stats();
+                            finish(cap, stats, src.ring_freezes(), result)
+                        })
+                })
+                .collect();
+            let mut total = (0, 0, Ok(()));
+            for h in handles {
+                let (p, d, r) = match h {
+                    Ok(h) => h
+                        .join()
+                        .unwrap_or_else(|_| (0, 0, Err(anyhow::anyhow!("a capture thread panicked")))),
+                    Err(e) => (0, 0, Err(anyhow::anyhow!("cannot start a capture thread: {e}"))),
+                };
+                total.0 += p;
+                total.1 += d;
+                if total.2.is_ok() {
+                    total.2 = r;
+                }
+            }
+            total
+        }),
+        _ => {
+            let mut cap = CaptureLoop::new(dispatchers.remove(0), settings, Arc::clone(metrics), 0);
+            let result = cap.run(source, stop);
+            let stats = source.stats();
+            finish(cap, stats, 0, result)
+        }
+    }
+}
+
+/// What the capture loop needs from a live source; implemented by both backends so the loop is
+/// compiled once for each (no dynamic dispatch per packet).
+trait LivePackets {
+    fn link(&self) -> LinkType;
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError>;
+    fn stats(&mut self) -> CaptureStats;
+    fn ring_freezes(&self) -> u64;
+}
+
+impl LivePackets for LiveSource {
+    fn link(&self) -> LinkType {
+        LiveSource::link(self)
+    }
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
+        LiveSource::next_packet(self)
+    }
+    fn stats(&mut self) -> CaptureStats {
+        LiveSource::stats(self)
+    }
+    fn ring_freezes(&self) -> u64 {
+        0
+    }
+}
+
+impl LivePackets for AfPacketSource {
+    fn link(&self) -> LinkType {
+        AfPacketSource::link(self)
+    }
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
+        AfPacketSource::next_packet(self)
+    }
+    fn stats(&mut self) -> CaptureStats {
+        AfPacketSource::stats(self)
+    }
+    fn ring_freezes(&self) -> u64 {
+        AfPacketSource::ring_freezes(self)
     }
 }
 
@@ -237,6 +377,10 @@ const TRIAGE_LABELS: [&str; 4] = ["queued", "no_egress", "decode_skipped", "frag
 
 struct CaptureLoop {
     dispatcher: Dispatcher,
+    /// This capture thread's number, as the metric label `thread`.
+    thread: String,
+    published_packets: u64,
+    published_freezes: u64,
     decoder: Decoder,
     hasher: ShardHasher,
     home_net: crate::cli::HomeNet,
@@ -251,9 +395,12 @@ struct CaptureLoop {
 }
 
 impl CaptureLoop {
-    fn new(dispatcher: Dispatcher, settings: &Settings, metrics: Arc<Metrics>) -> CaptureLoop {
+    fn new(dispatcher: Dispatcher, settings: &Settings, metrics: Arc<Metrics>, thread: usize) -> CaptureLoop {
         CaptureLoop {
             dispatcher,
+            thread: thread.to_string(),
+            published_packets: 0,
+            published_freezes: 0,
             decoder: Decoder::new(settings.defrag.clone()),
             hasher: ShardHasher::default(),
             home_net: settings.home_net.clone(),
@@ -271,6 +418,7 @@ impl CaptureLoop {
     fn run(&mut self, source: &mut Source, stop: &AtomicBool) -> anyhow::Result<()> {
         match source {
             Source::Live(live) => self.run_live(live, stop),
+            Source::AfPacket(_) => unreachable!("af-packet sources run on their own threads"),
             Source::Files { files, .. } => {
                 let files = files.clone();
                 self.run_files(&files, stop)
@@ -278,7 +426,7 @@ impl CaptureLoop {
         }
     }
 
-    fn run_live(&mut self, live: &mut LiveSource, stop: &AtomicBool) -> anyhow::Result<()> {
+    fn run_live<S: LivePackets>(&mut self, live: &mut S, stop: &AtomicBool) -> anyhow::Result<()> {
         let link = live.link();
         while !stop.load(Ordering::Relaxed) {
             match live.next_packet()? {
@@ -290,7 +438,7 @@ impl CaptureLoop {
                 // Once a second: let workers run their timers even if no packet reaches them.
                 self.dispatcher.tick(Timestamp::now());
                 let stats = live.stats();
-                self.publish_stats(stats);
+                self.publish_stats(stats, live.ring_freezes());
             }
         }
         tracing::info!("stop requested; flushing");
@@ -311,7 +459,7 @@ impl CaptureLoop {
                     Ok(Next::Packet(p)) => {
                         self.packet(link, p);
                         if self.packets % 65536 == 0 {
-                            self.publish_stats(CaptureStats::default());
+                            self.publish_stats(CaptureStats::default(), 0);
                         }
                     }
                     Ok(_) => break,
@@ -368,9 +516,16 @@ impl CaptureLoop {
         Triage::Queued
     }
 
-    fn publish_stats(&mut self, s: CaptureStats) {
+    fn publish_stats(&mut self, s: CaptureStats, ring_freezes: u64) {
         self.last_publish = Instant::now();
         let m = &self.metrics;
+        m.capture_thread_packets
+            .with_label_values(&[&self.thread])
+            .inc_by(self.packets - self.published_packets);
+        self.published_packets = self.packets;
+        m.capture_ring_freezes
+            .inc_by(ring_freezes.saturating_sub(self.published_freezes));
+        self.published_freezes = ring_freezes;
         for (i, label) in TRIAGE_LABELS.iter().enumerate() {
             let (p, b) = self.triage[i];
             let (pp, pb) = self.published[i];

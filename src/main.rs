@@ -91,6 +91,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 interface: a.interface,
                 bpf: a.bpf,
                 buffer_mb: a.buffer_mb,
+                // ---- capture ----
+                backend: a.capture_backend,
+                threads: a.capture_threads,
+                // ---- end capture ----
             },
             a.common,
         ),

@@ -77,6 +77,8 @@ pub fn run(args: &CheckConfigArgs) -> Report {
                 interface: None,
                 bpf: None,
                 buffer_mb: None,
+                backend: None,
+                threads: None,
             });
             match settings(input, &common) {
                 Ok(s) => settings_ok = Some(s),

@@ -95,6 +95,10 @@ struct CaptureSection {
     // ---- ops ----
     user: Option<String>,
     // ---- end ops ----
+    // ---- capture ----
+    backend: Option<String>,
+    threads: Option<usize>,
+    // ---- end capture ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,8 +220,14 @@ pub enum InputMode {
         interface: String,
         /// Kernel BPF filter.
         bpf: Option<String>,
-        /// Kernel buffer in MiB.
+        /// Kernel buffer in MiB (af-packet: ring per capture thread).
         buffer_mb: u32,
+        // ---- capture ----
+        /// How packets are read.
+        backend: crate::capture::CaptureBackend,
+        /// Capture threads (1 unless `backend` is af-packet).
+        capture_threads: usize,
+        // ---- end capture ----
     },
     /// Offline files, in order.
     Files(Vec<PathBuf>),
@@ -378,6 +388,10 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             interface,
             bpf,
             buffer_mb,
+            // ---- capture ----
+            backend,
+            threads,
+            // ---- end capture ----
         }) => {
             let interface = interface
                 .or(file.capture.interface.clone())
@@ -386,10 +400,15 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             if buffer_mb == 0 {
                 bail!("--buffer-mb must be at least 1");
             }
+            // ---- capture ----
+            let (backend, capture_threads) = capture_backend(backend, threads, &file.capture)?;
+            // ---- end capture ----
             InputMode::Live {
                 interface,
                 bpf: bpf.or(file.capture.bpf.clone()),
                 buffer_mb,
+                backend,
+                capture_threads,
             }
         }
         None => InputMode::Files(Vec::new()),
@@ -634,8 +653,44 @@ pub enum InputArgs {
         bpf: Option<String>,
         /// `--buffer-mb`
         buffer_mb: Option<u32>,
+        // ---- capture ----
+        /// `--capture-backend`
+        backend: Option<String>,
+        /// `--capture-threads`
+        threads: Option<usize>,
+        // ---- end capture ----
     },
 }
+
+// ---- capture ----
+/// Most capture threads: more than cores is never useful, and the label stays bounded.
+const MAX_CAPTURE_THREADS: usize = 64;
+
+/// `--capture-backend` / `capture.backend` and `--capture-threads` / `capture.threads`, checked
+/// together: several threads need af-packet.
+fn capture_backend(
+    flag: Option<String>,
+    threads: Option<usize>,
+    file: &CaptureSection,
+) -> anyhow::Result<(crate::capture::CaptureBackend, usize)> {
+    use crate::capture::CaptureBackend;
+    let backend = match flag.or(file.backend.clone()) {
+        None => CaptureBackend::default(),
+        Some(name) => CaptureBackend::parse(&name).ok_or_else(|| {
+            anyhow::anyhow!("bad --capture-backend '{name}': expected pcap or af-packet (Linux AF_PACKET ring)")
+        })?,
+    };
+    let threads = match threads.or(file.threads).unwrap_or(1) {
+        0 => bail!("--capture-threads must be at least 1"),
+        n if n > MAX_CAPTURE_THREADS => bail!("--capture-threads {n} is more than {MAX_CAPTURE_THREADS}"),
+        n if n > 1 && backend == CaptureBackend::Pcap => {
+            bail!("--capture-threads {n} needs --capture-backend af-packet: libpcap reads an interface with one thread")
+        }
+        n => n,
+    };
+    Ok((backend, threads))
+}
+// ---- end capture ----
 
 fn positive(v: Option<usize>, default: usize, name: &str) -> anyhow::Result<usize> {
     match v.unwrap_or(default) {

@@ -75,9 +75,17 @@ pub struct CaptureArgs {
     /// BPF filter expression applied in the kernel.
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
-    /// Kernel capture buffer size in MiB (default 64).
+    /// Kernel capture buffer size in MiB (default 64); with af-packet, the ring of each capture thread.
     #[arg(long, value_name = "N")]
     pub buffer_mb: Option<u32>,
+    // ---- capture ----
+    /// Capture backend: `pcap` (libpcap, default, portable) or `af-packet` (Linux TPACKET_V3 ring).
+    #[arg(long, value_name = "NAME")]
+    pub capture_backend: Option<String>,
+    /// Capture threads sharing the interface by flow hash (af-packet only; default 1).
+    #[arg(long, value_name = "N")]
+    pub capture_threads: Option<usize>,
+    // ---- end capture ----
     /// Options shared with `read`.
     #[command(flatten)]
     pub common: CommonArgs,

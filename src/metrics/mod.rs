@@ -114,6 +114,13 @@ pub struct Metrics {
     /// 1 if the last reload attempt succeeded (or none was made), 0 if it was refused.
     pub rules_last_reload_successful: IntGauge,
     // ---- end reload ----
+    // ---- capture ----
+    /// Packets read by each capture thread (label `thread`, 0 … capture threads − 1): shows how
+    /// evenly the af-packet fanout spreads the interface.
+    pub capture_thread_packets: IntCounterVec,
+    /// af-packet: times the kernel found a ring full and froze its queue (`tp_freeze_q_cnt`).
+    pub capture_ring_freezes: IntCounter,
+    // ---- end capture ----
 }
 
 // ---- reload ----
@@ -404,6 +411,19 @@ impl Metrics {
                 "1 if the last rule reload succeeded or none was attempted, 0 if it was refused.",
             ),
             // ---- end reload ----
+            // ---- capture ----
+            capture_thread_packets: counter_vec(
+                &r,
+                "nigehban_capture_thread_packets_total",
+                "Packets read by each capture thread (af-packet fanout balance).",
+                &["thread"],
+            ),
+            capture_ring_freezes: counter(
+                &r,
+                "nigehban_capture_ring_freezes_total",
+                "Times an af-packet ring was full and the kernel froze its queue (tp_freeze_q_cnt).",
+            ),
+            // ---- end capture ----
             registry: r,
         }
     }

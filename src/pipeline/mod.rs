@@ -1,4 +1,4 @@
-//! Capture thread → workers: packets are copied into per-worker batches (one contiguous buffer
+//! Capture threads → workers: packets are copied into per-worker batches (one contiguous buffer
 //! each), sent over bounded `crossbeam-channel` queues, and the emptied batches come back
 //! through a pool, so steady state allocates nothing per packet.
 //!
@@ -110,15 +110,21 @@ pub struct WorkerQueue {
     pub pool: Sender<Batch>,
 }
 
-/// Builds the queues for `workers` workers.
+/// Builds the queues for `workers` workers and one dispatcher per capture thread. Every
+/// dispatcher can reach every worker: a flow's packets all arrive through one capture thread
+/// (the kernel's fanout hash is symmetric) and go through that thread's dispatcher to one worker,
+/// so their order is kept; the queues themselves are multi-producer.
 pub fn channels(
+    capture_threads: usize,
     workers: usize,
     queue_batches: usize,
     batch_packets: usize,
     when_full: WhenFull,
-) -> (Dispatcher, Vec<WorkerQueue>) {
-    // Every batch is in a queue, being processed, or being filled: this many can ever exist.
-    let pool_cap = workers * (queue_batches + 2);
+) -> (Vec<Dispatcher>, Vec<WorkerQueue>) {
+    debug_assert!(capture_threads >= 1 && workers >= 1);
+    // Every batch is in a queue, being processed, or being filled by a dispatcher: this many
+    // can ever exist.
+    let pool_cap = workers * (queue_batches + 1 + capture_threads);
     let (pool_tx, pool_rx) = crossbeam_channel::bounded(pool_cap);
     let mut queues = Vec::with_capacity(workers);
     let mut ends = Vec::with_capacity(workers);
@@ -130,18 +136,17 @@ pub fn channels(
             pool: pool_tx.clone(),
         });
     }
-    let current = (0..workers).map(|_| Batch::with_capacity(batch_packets)).collect();
-    (
-        Dispatcher {
-            queues,
-            current,
-            pool: pool_rx,
+    let dispatchers = (0..capture_threads)
+        .map(|_| Dispatcher {
+            queues: queues.clone(),
+            current: (0..workers).map(|_| Batch::with_capacity(batch_packets)).collect(),
+            pool: pool_rx.clone(),
             batch_packets,
             when_full,
             dropped_packets: 0,
-        },
-        ends,
-    )
+        })
+        .collect();
+    (dispatchers, ends)
 }
 
 impl Dispatcher {
@@ -223,7 +228,8 @@ mod tests {
 
     #[test]
     fn batches_carry_packets_intact_and_come_back_through_the_pool() {
-        let (mut d, ends) = channels(2, 4, 3, WhenFull::Block);
+        let (mut d, ends) = channels(1, 2, 4, 3, WhenFull::Block);
+        let mut d = d.remove(0);
         for i in 0..7u8 {
             d.push(
                 (i % 2) as usize,
@@ -252,11 +258,64 @@ mod tests {
 
     #[test]
     fn live_mode_drops_and_counts_instead_of_blocking() {
-        let (mut d, _ends) = channels(1, 1, 2, WhenFull::Drop);
+        let (mut d, _ends) = channels(1, 1, 1, 2, WhenFull::Drop);
+        let mut d = d.remove(0);
         for i in 0..10u64 {
             d.push(0, Timestamp::from_micros(i), LinkType::RawIp, &[0; 10]);
         }
         // Queue holds one batch of 2; the rest (4 batches of 2) were dropped.
         assert_eq!(d.dropped_packets(), 8);
+    }
+
+    #[test]
+    fn several_dispatchers_feed_the_same_workers_and_workers_end_when_all_are_gone() {
+        let (ds, ends) = channels(3, 2, 8, 4, WhenFull::Block);
+        assert_eq!(ds.len(), 3);
+        let mut handles = Vec::new();
+        for (c, mut d) in ds.into_iter().enumerate() {
+            handles.push(std::thread::spawn(move || {
+                // Each capture thread sends its own "flow" (worker c % 2) in order.
+                for i in 0..40u64 {
+                    d.push(
+                        c % 2,
+                        Timestamp::from_micros(c as u64 * 1000 + i),
+                        LinkType::RawIp,
+                        &[c as u8; 3],
+                    );
+                }
+                d.flush();
+            }));
+        }
+        let readers: Vec<_> = ends
+            .into_iter()
+            .enumerate()
+            .map(|(w, end)| {
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    // recv ends with an error only once every dispatcher (sender) is dropped.
+                    while let Ok(mut b) = end.rx.recv() {
+                        for (ts, _, bytes) in b.iter() {
+                            assert_eq!(bytes[0] as usize % 2, w, "packet reached the worker its sender chose");
+                            got.push((bytes[0] as usize, ts.as_micros() - u64::from(bytes[0]) * 1000));
+                        }
+                        b.clear();
+                        let _ = end.pool.try_send(b);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut per_thread: Vec<Vec<u64>> = vec![Vec::new(); 3];
+        for r in readers {
+            for (c, i) in r.join().unwrap() {
+                per_thread[c].push(i);
+            }
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        for seq in per_thread {
+            assert_eq!(seq, (0..40).collect::<Vec<_>>(), "each sender's order is kept");
+        }
     }
 }
