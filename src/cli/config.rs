@@ -112,6 +112,9 @@ struct ReassemblySection {
     max_ooo_segments_per_stream: Option<usize>,
     gap_timeout_secs: Option<u64>,
     memcap_mb: Option<usize>,
+    // ---- fuzz ----
+    overlap_policy: Option<String>,
+    // ---- end fuzz ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -445,6 +448,13 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             "reassembly.max_ooo_segments_per_stream",
         )?,
         gap_timeout: secs(file.reassembly.gap_timeout_secs, 10, "reassembly.gap_timeout_secs")?,
+        // ---- fuzz ----
+        overlap_policy: match (common.overlap_policy, &file.reassembly.overlap_policy) {
+            (Some(p), _) => p,
+            (None, Some(p)) => p.parse().map_err(|e| anyhow::anyhow!("config reassembly.overlap_policy: {e}"))?,
+            (None, None) => Default::default(),
+        },
+        // ---- end fuzz ----
     };
     let reassembly_memcap = positive(file.reassembly.memcap_mb, 256, "reassembly.memcap_mb")? * MIB / workers;
     let defrag = DefragConfig {

@@ -161,6 +161,12 @@ pub struct CommonArgs {
     #[arg(long = "known-values", value_name = "FILE")]
     pub known_values: Vec<PathBuf>,
     // ---- end judgement ----
+    // ---- fuzz ----
+    /// Which copy of overlapping TCP bytes that differ is kept: `first` (default) or `last`
+    /// (config `reassembly.overlap_policy`). Conflicts raise an evasion alert either way.
+    #[arg(long, value_name = "POLICY")]
+    pub overlap_policy: Option<crate::reassembly::OverlapPolicy>,
+    // ---- end fuzz ----
 }
 
 /// Log output format.

@@ -6,6 +6,7 @@ use super::{Batch, WorkerQueue};
 use crate::alert::{
     self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, MessageContext, Observer, PendingBatch, PiiMatch,
 };
+use crate::alert::Evasion; // ---- fuzz ----
 use crate::cli::HomeNet;
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
@@ -73,6 +74,11 @@ struct Flow {
     peer_fin: bool,
     /// Listed in `Engine::pending_flows` (see [`Flow::needs_housekeeping`]).
     listed_pending: bool,
+    // ---- fuzz ----
+    /// An evasion alert was raised for this flow: later conflicts are only counted, so one
+    /// hostile flow cannot flood the SIEM.
+    evasion_alerted: bool,
+    // ---- end fuzz ----
 }
 
 /// What turns the egress direction's reassembled bytes into findings.
@@ -154,6 +160,10 @@ struct Engine {
     local: Local,
     published: Local,
     handles: Handles,
+    // ---- fuzz ----
+    /// Offset of an overlap conflict reported during the current segment (see `ScanSink`).
+    overlap_conflict: Option<u64>,
+    // ---- end fuzz ----
 }
 
 /// One worker thread's state.
@@ -263,6 +273,9 @@ impl ContentSink for ScanContent<'_> {
 struct ScanSink<'a> {
     app: &'a mut AppDecoder,
     content: ScanContent<'a>,
+    /// Set to the offset of the first conflicting byte when the reassembler reports an overlap
+    /// conflict; the worker raises the evasion alert after the segment. (fuzz)
+    conflict: &'a mut Option<u64>,
 }
 
 impl ScanSink<'_> {
@@ -280,6 +293,9 @@ impl StreamSink for ScanSink<'_> {
     }
     fn gap(&mut self, missing: u64) {
         self.app.gap(missing, &mut self.content);
+    }
+    fn overlap_conflict(&mut self, at: u64) {
+        self.conflict.get_or_insert(at);
     }
 }
 
@@ -355,6 +371,7 @@ impl Worker {
             published: zeroed(),
             handles,
             shared: Arc::clone(&shared),
+            overlap_conflict: None, // ---- fuzz ----
         };
         // Fragments are reassembled by the capture thread; workers never hold any.
         let decoder = Decoder::new(DefragConfig {
@@ -510,6 +527,7 @@ impl Worker {
                 leaks: None,
                 peer_fin: false,
                 listed_pending: false,
+                evasion_alerted: false, // ---- fuzz ----
             };
             match key.proto() {
                 Proto::Tcp => engine.local.flows_tcp += 1,
@@ -548,6 +566,11 @@ impl Worker {
                 }
             }
         }
+        // ---- fuzz ----
+        if let Some(offset) = engine.overlap_conflict.take() {
+            engine.raise_evasion(&key, flow, ts, Evasion::TcpOverlapConflict { offset });
+        }
+        // ---- end fuzz ----
         if !engine.findings.is_empty() {
             engine.record_findings(&key, flow, ts);
         }
@@ -589,6 +612,7 @@ impl Engine {
                 found: &mut self.found,
                 events: &mut self.local.l7_events,
             },
+            conflict: &mut self.overlap_conflict,
         };
         (&mut self.reassembler, sink)
     }
@@ -737,6 +761,29 @@ impl Engine {
             }
         }
     }
+
+    // ---- fuzz ----
+    /// Raises an evasion alert for `flow`, once per flow (later ones are counted by the
+    /// reassembler only).
+    fn raise_evasion(&mut self, key: &FlowKey, flow: &mut Flow, now: Timestamp, evasion: Evasion) {
+        if std::mem::replace(&mut flow.evasion_alerted, true) {
+            return;
+        }
+        let (sender, receiver) = key.endpoints(flow.egress);
+        let community_id = key.community_id();
+        let ctx = FlowContext {
+            sender,
+            receiver,
+            proto: key.proto(),
+            community_id: &community_id,
+        };
+        let line = alert::render_evasion(now, evasion, &ctx, flow.scan.app.protocol(), &self.shared.observer);
+        self.shared.metrics.alerts.with_label_values(&[evasion.rule_id()]).inc();
+        if self.shared.alerts.send(line).is_err() {
+            self.shared.metrics.alert_write_errors.inc();
+        }
+    }
+    // ---- end fuzz ----
 
     /// A flow left the table: finish its streams, raise everything pending.
     fn end_flow(&mut self, key: FlowKey, mut flow: Flow, reason: EndReason, now: Option<Timestamp>) {
