@@ -209,7 +209,7 @@ impl CaptureLoop {
     fn new(dispatcher: Dispatcher, settings: &Settings, metrics: Arc<Metrics>) -> CaptureLoop {
         CaptureLoop {
             dispatcher,
-            decoder: Decoder::new(settings.defrag.clone()),
+            decoder: Decoder::new(settings.defrag.clone()).with_checksums(settings.checksum_validation), // ---- fuzz ----
             hasher: ShardHasher::default(),
             home_net: settings.home_net.clone(),
             metrics,
@@ -339,6 +339,10 @@ impl CaptureLoop {
         for (skip, n) in self.skips.drain(..) {
             m.decode_skipped.with_label_values(&[skip.as_label()]).inc_by(n);
         }
+        // ---- fuzz ----
+        let errors = self.decoder.checksum_errors();
+        m.checksum_errors.inc_by(errors.saturating_sub(m.checksum_errors.get()));
+        // ---- end fuzz ----
         for (w, depth) in self.dispatcher.queue_depths().enumerate() {
             m.queue_depth.with_label_values(&[&w.to_string()]).set(depth as i64);
         }

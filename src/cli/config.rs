@@ -87,6 +87,9 @@ struct CaptureSection {
     interface: Option<String>,
     bpf: Option<String>,
     buffer_mb: Option<u32>,
+    // ---- fuzz ----
+    checksum_validation: Option<String>,
+    // ---- end fuzz ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,6 +330,10 @@ pub struct Settings {
     pub reassembly_memcap: usize,
     /// IPv4 defragmentation limits (capture thread).
     pub defrag: DefragConfig,
+    // ---- fuzz ----
+    /// Checksum verification in the capture thread's decoder.
+    pub checksum_validation: crate::decode::ChecksumMode,
+    // ---- end fuzz ----
     /// Alert batching.
     pub alert: AlertPolicy,
     /// Decode application protocols (HTTP, SMTP/MIME, DNS) before matching; `false` scans every
@@ -492,6 +499,13 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         reassembly,
         reassembly_memcap,
         defrag,
+        // ---- fuzz ----
+        checksum_validation: match (common.checksum_validation, &file.capture.checksum_validation) {
+            (Some(m), _) => m,
+            (None, Some(m)) => m.parse().map_err(|e| anyhow::anyhow!("config capture.checksum_validation: {e}"))?,
+            (None, None) => Default::default(),
+        },
+        // ---- end fuzz ----
         alert,
         decode_l7: file.l7.decode.unwrap_or(true),
         judge,

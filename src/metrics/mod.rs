@@ -49,6 +49,11 @@ pub struct Metrics {
     pub reassembly_duplicate_bytes: IntCounter,
     /// Segments refused because a reassembly cap was hit.
     pub reassembly_segments_dropped: IntCounter,
+    // ---- fuzz ----
+    /// Packets whose IPv4/TCP/UDP checksum failed verification (dropped or, in `auto` mode on
+    /// offloaded traffic, kept).
+    pub checksum_errors: IntCounter,
+    // ---- end fuzz ----
     /// IPv4 datagrams reassembled from fragments.
     pub defrag_reassembled: IntCounter,
     /// Fragments given up (timeout, memory cap, bad offsets).
@@ -220,6 +225,13 @@ impl Metrics {
                 "nigehban_reassembly_duplicate_bytes_total",
                 "Retransmitted TCP bytes discarded.",
             ),
+            // ---- fuzz ----
+            checksum_errors: counter(
+                &r,
+                "nigehban_checksum_errors_total",
+                "Packets whose IPv4, TCP or UDP checksum was wrong (dropped unless auto mode saw offload).",
+            ),
+            // ---- end fuzz ----
             reassembly_segments_dropped: counter(
                 &r,
                 "nigehban_reassembly_segments_dropped_total",
