@@ -82,7 +82,9 @@ fn truncated_global_header_is_named() {
 #[test]
 fn garbage_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let p = write(dir.path(), "junk.bin", &junk);
     let r = read(dir.path(), &p, &[]);
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
@@ -124,7 +126,11 @@ fn truncated_record_header_processes_what_came_before() {
     std::fs::write(&p, &bytes).unwrap();
     let r = read(dir.path(), &p, &[]);
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    assert!(r.stdout.contains("35202-*******-2"), "flows before the damage are flushed: {}", r.stderr);
+    assert!(
+        r.stdout.contains("35202-*******-2"),
+        "flows before the damage are flushed: {}",
+        r.stderr
+    );
     if !r.status.success() {
         assert!(error_line(&r).contains("cut.pcap"));
     }
@@ -182,7 +188,10 @@ fn bad_overlap_policy_names_the_choices() {
     let r = read(dir.path(), &cap, &["--config", cfg.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
     let line = error_line(&r);
-    assert!(line.contains("reassembly.overlap_policy") && line.contains("first, last"), "{line}");
+    assert!(
+        line.contains("reassembly.overlap_policy") && line.contains("first, last"),
+        "{line}"
+    );
 }
 
 #[test]

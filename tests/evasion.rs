@@ -32,7 +32,13 @@ fn evasion_alerts(run: &Run) -> Vec<&Value> {
 }
 
 fn conn(port: u16) -> TcpConn {
-    TcpConn::new(sa(&format!("10.0.0.5:{port}")), sa("203.0.113.10:80"), ISN, 9_000, t(1_000_000))
+    TcpConn::new(
+        sa(&format!("10.0.0.5:{port}")),
+        sa("203.0.113.10:80"),
+        ISN,
+        9_000,
+        t(1_000_000),
+    )
 }
 
 /// Handshake, then the 20 bytes from offset 10 twice (`first`, then `second`), then the first 10
@@ -61,7 +67,10 @@ fn overlap_with_conflicting_data_first_policy_scans_the_first_copy_and_alerts_on
     assert_eq!(ev[0]["rule"]["id"], "NGB-EVASION-001");
     assert_eq!(ev[0]["source"]["ip"], "10.0.0.5");
     assert_eq!(ev[0]["source"]["port"], 41000);
-    assert_eq!(ev[0]["nigehban"]["evasion"]["stream_offset"], 14, "first differing byte");
+    assert_eq!(
+        ev[0]["nigehban"]["evasion"]["stream_offset"], 14,
+        "first differing byte"
+    );
     assert!(ev[0].get("pii").is_none());
     assert!(!run.stdout.contains("1234567"), "no clear digits in alerts");
 }
@@ -125,7 +134,15 @@ fn rst_with_a_bad_sequence_number_does_not_blind_the_sensor() {
     // the connection up again at its next data segment, so the value is still found.
     let mut c = conn(41030);
     let mut f = c.handshake();
-    f.push(c.frame_at(true, ISN + 500_000, Flags { rst: true, ..Flags::default() }, b""));
+    f.push(c.frame_at(
+        true,
+        ISN + 500_000,
+        Flags {
+            rst: true,
+            ..Flags::default()
+        },
+        b"",
+    ));
     f.extend(c.segments(true, REAL, &[REAL.len()]));
     f.extend(c.close());
     let run = read_frames(&f, &[]);

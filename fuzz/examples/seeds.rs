@@ -3,7 +3,7 @@
 //! `cargo run --example seeds` in `fuzz/`. The seeds are committed; rerun after the generators
 //! change.
 
-use nigehban::decode::{DefragConfig, Decoder, LinkType, Transport};
+use nigehban::decode::{Decoder, DefragConfig, LinkType, Transport};
 use nigehban::synth::{self, Frame};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,12 +23,17 @@ fn streams(frames: &[Frame]) -> (BTreeMap<(u16, u16), Vec<u8>>, Vec<Vec<u8>>) {
     let mut tcp: BTreeMap<(u16, u16), Vec<u8>> = BTreeMap::new();
     let mut udp = Vec::new();
     for f in frames {
-        let Ok(p) = d.decode(LinkType::Ethernet, f.ts, &f.data) else { continue };
+        let Ok(p) = d.decode(LinkType::Ethernet, f.ts, &f.data) else {
+            continue;
+        };
         if p.payload.is_empty() {
             continue;
         }
         match p.transport {
-            Transport::Tcp(_) => tcp.entry((p.dst_port, p.src_port)).or_default().extend_from_slice(p.payload),
+            Transport::Tcp(_) => tcp
+                .entry((p.dst_port, p.src_port))
+                .or_default()
+                .extend_from_slice(p.payload),
             Transport::Udp => udp.push(p.payload.to_vec()),
         }
     }
@@ -54,16 +59,26 @@ fn main() {
         for ((server, _), bytes) in tcp {
             let stream = &bytes[..bytes.len().min(16 << 10)];
             if (server == 80 || server == 8080) && n[1] < 24 {
-                put(&root.join("http"), &format!("{:02}", n[1]), &[&[0u8, 0][..], stream].concat());
+                put(
+                    &root.join("http"),
+                    &format!("{:02}", n[1]),
+                    &[&[0u8, 0][..], stream].concat(),
+                );
                 n[1] += 1;
             }
             if server == 25 || server == 587 {
                 // The message between DATA and the final dot.
-                let Some(start) = find(stream, b"DATA\r\n") else { continue };
+                let Some(start) = find(stream, b"DATA\r\n") else {
+                    continue;
+                };
                 let body = &stream[start + 6..];
                 let end = find(body, b"\r\n.\r\n").unwrap_or(body.len());
                 if n[2] < 16 {
-                    put(&root.join("mime"), &format!("{:02}", n[2]), &[&[0u8, 0][..], &body[..end]].concat());
+                    put(
+                        &root.join("mime"),
+                        &format!("{:02}", n[2]),
+                        &[&[0u8, 0][..], &body[..end]].concat(),
+                    );
                     n[2] += 1;
                 }
             }
@@ -92,10 +107,17 @@ fn main() {
             let text = std::fs::read(&p).unwrap();
             let name = p.file_stem().unwrap().to_string_lossy().into_owned();
             put(&root.join("rules"), &name, &text);
-            put(&root.join("rules"), &format!("plus-{name}"), &[b"+".as_slice(), &text].concat());
+            put(
+                &root.join("rules"),
+                &format!("plus-{name}"),
+                &[b"+".as_slice(), &text].concat(),
+            );
         }
     }
-    eprintln!("seeds: decode {} http {} mime {} dns {}+{}", n[0], n[1], n[2], n[3], n[4]);
+    eprintln!(
+        "seeds: decode {} http {} mime {} dns {}+{}",
+        n[0], n[1], n[2], n[3], n[4]
+    );
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nigehban::clock::Timestamp;
-use nigehban::decode::{DefragConfig, Decoder, LinkType};
+use nigehban::decode::{Decoder, DefragConfig, LinkType};
 use std::time::Duration;
 
 const DLTS: [i32; 9] = [0, 1, 12, 101, 108, 113, 228, 229, 276];
@@ -46,13 +46,20 @@ fuzz_target!(|input: &[u8]| {
                         .decode(LinkType::RawIp, ts, whole)
                         .expect("a reassembled datagram decodes again");
                     assert!(q.reassembled.is_none());
-                    assert_eq!((q.src, q.dst, q.src_port, q.dst_port), (p.src, p.dst, p.src_port, p.dst_port));
+                    assert_eq!(
+                        (q.src, q.dst, q.src_port, q.dst_port),
+                        (p.src, p.dst, p.src_port, p.dst_port)
+                    );
                     assert_eq!(q.transport, p.transport);
                     assert_eq!(q.payload, p.payload);
                 }
             }
         }
         let stats = decoder.defrag_stats();
-        assert!(stats.held_bytes <= memcap, "defrag holds {} > memcap {memcap}", stats.held_bytes);
+        assert!(
+            stats.held_bytes <= memcap,
+            "defrag holds {} > memcap {memcap}",
+            stats.held_bytes
+        );
     }
 });

@@ -8,7 +8,7 @@
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use nigehban::clock::Timestamp;
-use nigehban::decode::{DefragConfig, Decoder, LinkType};
+use nigehban::decode::{Decoder, DefragConfig, LinkType};
 use std::time::Duration;
 
 const MEMCAP: usize = 16 << 10;
@@ -83,7 +83,11 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     // Any frame an hour later expires whatever is still held.
     let _ = decoder.decode(LinkType::RawIp, Timestamp::from_secs_micros(secs + 3600, 0), &[]);
     let stats = decoder.defrag_stats();
-    assert_eq!((stats.held_bytes, stats.held_datagrams), (0, 0), "held after every timeout");
+    assert_eq!(
+        (stats.held_bytes, stats.held_datagrams),
+        (0, 0),
+        "held after every timeout"
+    );
     Ok(())
 }
 

@@ -34,7 +34,11 @@ impl StreamSink for Oracle {
         if let Some(base) = self.base {
             for (i, &b) in bytes.iter().enumerate() {
                 let want = pattern(base.wrapping_add((self.pos + i as u64) as u32));
-                assert!(b == want || b == want ^ FLIP, "byte at offset {} was never sent", self.pos + i as u64);
+                assert!(
+                    b == want || b == want ^ FLIP,
+                    "byte at offset {} was never sent",
+                    self.pos + i as u64
+                );
             }
         }
         self.pos += bytes.len() as u64;
@@ -97,15 +101,26 @@ fn run(u: &mut Unstructured<'_>, reasm: &mut Reassembler, sides: &mut [Side; 2],
                 side.max_end = side.max_end.max(end);
                 reasm.segment(&mut side.stream, &hdr, &payload, now, &mut side.oracle);
                 if side.oracle.base.is_some() {
-                    assert!(side.stream.offset() <= side.max_end, "delivered past the furthest byte sent");
+                    assert!(
+                        side.stream.offset() <= side.max_end,
+                        "delivered past the furthest byte sent"
+                    );
                 }
             }
         }
         for s in sides.iter() {
-            assert_eq!(s.oracle.pos, s.stream.offset(), "sink saw a different amount than the stream advanced");
+            assert_eq!(
+                s.oracle.pos,
+                s.stream.offset(),
+                "sink saw a different amount than the stream advanced"
+            );
         }
         let sum: usize = sides.iter().map(|s| s.stream.held_bytes()).sum();
-        assert_eq!(sum, reasm.held_bytes(), "worker budget differs from the streams' held bytes");
+        assert_eq!(
+            sum,
+            reasm.held_bytes(),
+            "worker budget differs from the streams' held bytes"
+        );
         assert!(reasm.held_bytes() <= memcap, "memcap exceeded");
     }
     Ok(())
@@ -121,7 +136,12 @@ fuzz_target!(|input: &[u8]| {
             ..ReassemblyConfig::default()
         };
         let memcap = usize::from(u.int_in_range(1..=12000u16)?);
-        Ok((cfg, memcap, [u.arbitrary()?, u.arbitrary()?], [u.arbitrary()?, u.arbitrary()?]))
+        Ok((
+            cfg,
+            memcap,
+            [u.arbitrary()?, u.arbitrary()?],
+            [u.arbitrary()?, u.arbitrary()?],
+        ))
     })() else {
         return;
     };
@@ -136,8 +156,21 @@ fuzz_target!(|input: &[u8]| {
     for (i, side) in sides.iter_mut().enumerate() {
         if syn_start[i] {
             // Opening with a SYN fixes offset 0 at ISN+1, which lets the oracle check every byte.
-            let syn = TcpHeader { seq: side.isn, ack_num: 0, syn: true, ack: false, fin: false, rst: false };
-            reasm.segment(&mut side.stream, &syn, &[], Timestamp::from_secs_micros(1, 0), &mut side.oracle);
+            let syn = TcpHeader {
+                seq: side.isn,
+                ack_num: 0,
+                syn: true,
+                ack: false,
+                fin: false,
+                rst: false,
+            };
+            reasm.segment(
+                &mut side.stream,
+                &syn,
+                &[],
+                Timestamp::from_secs_micros(1, 0),
+                &mut side.oracle,
+            );
             side.oracle.base = Some(side.isn.wrapping_add(1));
         }
     }

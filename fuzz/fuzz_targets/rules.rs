@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 /// One directory per process, reused: creating one per input would dominate the run time.
 fn dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory")).path()
+    DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"))
+        .path()
 }
 
 fuzz_target!(|input: &[u8]| {

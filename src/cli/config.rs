@@ -458,7 +458,9 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         // ---- fuzz ----
         overlap_policy: match (common.overlap_policy, &file.reassembly.overlap_policy) {
             (Some(p), _) => p,
-            (None, Some(p)) => p.parse().map_err(|e| anyhow::anyhow!("config reassembly.overlap_policy: {e}"))?,
+            (None, Some(p)) => p
+                .parse()
+                .map_err(|e| anyhow::anyhow!("config reassembly.overlap_policy: {e}"))?,
             (None, None) => Default::default(),
         },
         // ---- end fuzz ----
@@ -502,7 +504,9 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         // ---- fuzz ----
         checksum_validation: match (common.checksum_validation, &file.capture.checksum_validation) {
             (Some(m), _) => m,
-            (None, Some(m)) => m.parse().map_err(|e| anyhow::anyhow!("config capture.checksum_validation: {e}"))?,
+            (None, Some(m)) => m
+                .parse()
+                .map_err(|e| anyhow::anyhow!("config capture.checksum_validation: {e}"))?,
             (None, None) => Default::default(),
         },
         // ---- end fuzz ----

@@ -3,10 +3,10 @@
 //! are plain fields published to Prometheus once per batch.
 
 use super::{Batch, WorkerQueue};
+use crate::alert::Evasion; // ---- fuzz ----
 use crate::alert::{
     self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, MessageContext, Observer, PendingBatch, PiiMatch,
 };
-use crate::alert::Evasion; // ---- fuzz ----
 use crate::cli::HomeNet;
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
