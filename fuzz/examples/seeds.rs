@@ -14,13 +14,16 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
 }
 
-/// Egress payload streams (client → server) of a capture, keyed by (server port, client port).
-fn streams(frames: &[Frame]) -> (BTreeMap<(u16, u16), Vec<u8>>, Vec<Vec<u8>>) {
+/// TCP payload streams keyed by (receiver port, sender port).
+type TcpStreams = BTreeMap<(u16, u16), Vec<u8>>;
+
+/// Payload streams of a capture (TCP, by direction) and its UDP datagrams.
+fn streams(frames: &[Frame]) -> (TcpStreams, Vec<Vec<u8>>) {
     let mut d = Decoder::new(DefragConfig {
         memcap: 1 << 20,
         timeout: Duration::from_secs(30),
     });
-    let mut tcp: BTreeMap<(u16, u16), Vec<u8>> = BTreeMap::new();
+    let mut tcp = TcpStreams::new();
     let mut udp = Vec::new();
     for f in frames {
         let Ok(p) = d.decode(LinkType::Ethernet, f.ts, &f.data) else {
