@@ -12,6 +12,10 @@ for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool ti
   curl bind9-dnsutils dnsmasq-base python3-aiosmtpd; do
   have_pkg "$p" || need+=("$p")
 done
+# ---- fuzz ----
+# libFuzzer, which libfuzzer-sys compiles for deploy/fuzz-smoke.sh, is C++.
+have_pkg g++ || need+=(g++)
+# ---- end fuzz ----
 if ((${#need[@]})); then
   echo "nigehban setup: installing ${need[*]}" >&2
   SUDO=""
