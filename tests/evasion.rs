@@ -101,6 +101,27 @@ fn overlap_policy_from_the_config_file() {
 }
 
 #[test]
+fn many_conflicts_in_one_flow_raise_one_evasion_alert() {
+    let (real, decoy) = ([REAL, REAL].concat(), [DECOY, DECOY].concat());
+    let mut c = conn(41004);
+    let data = ISN + 1;
+    let mut f = c.handshake();
+    for (lo, hi) in [(10, 30), (48, 68)] {
+        f.push(c.frame_at(true, data + lo, Flags::ACK, &real[lo as usize..hi as usize]));
+        f.push(c.frame_at(true, data + lo, Flags::ACK, &decoy[lo as usize..hi as usize]));
+    }
+    for (lo, hi) in [(0, 10), (30, 48), (68, real.len() as u32)] {
+        f.push(c.frame_at(true, data + lo, Flags::ACK, &real[lo as usize..hi as usize]));
+    }
+    f.push(c.frame_at(true, data + real.len() as u32, Flags::FIN_ACK, b""));
+    f.push(c.frame_at(false, 9_001, Flags::FIN_ACK, b""));
+    let run = read_frames(&f, &[]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(pii_hashes(&run), vec![expected_hash(CNIC)]);
+    assert_eq!(evasion_alerts(&run).len(), 1, "rate-limited to one per flow");
+}
+
+#[test]
 fn identical_retransmissions_raise_no_evasion_alert() {
     let run = read_frames(&overlapping(41003, REAL, REAL), &[]);
     assert_eq!(pii_hashes(&run), vec![expected_hash(CNIC)]);
