@@ -342,6 +342,14 @@ impl CaptureLoop {
         // ---- fuzz ----
         let errors = self.decoder.checksum_errors();
         m.checksum_errors.inc_by(errors.saturating_sub(m.checksum_errors.get()));
+        // Defragmentation counters were defined but never published.
+        let d = self.decoder.defrag_stats();
+        let dropped = d.timed_out + d.memcap_dropped + d.too_many_fragments + d.invalid;
+        m.defrag_reassembled
+            .inc_by(d.reassembled.saturating_sub(m.defrag_reassembled.get()));
+        m.defrag_dropped.inc_by(dropped.saturating_sub(m.defrag_dropped.get()));
+        m.defrag_conflicts
+            .inc_by(d.conflicts.saturating_sub(m.defrag_conflicts.get()));
         // ---- end fuzz ----
         for (w, depth) in self.dispatcher.queue_depths().enumerate() {
             m.queue_depth.with_label_values(&[&w.to_string()]).set(depth as i64);

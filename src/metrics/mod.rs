@@ -53,6 +53,8 @@ pub struct Metrics {
     /// Packets whose IPv4/TCP/UDP checksum failed verification (dropped or, in `auto` mode on
     /// offloaded traffic, kept).
     pub checksum_errors: IntCounter,
+    /// IP fragments whose bytes disagreed with bytes already held (first copy kept).
+    pub defrag_conflicts: IntCounter,
     // ---- end fuzz ----
     /// IPv4 datagrams reassembled from fragments.
     pub defrag_reassembled: IntCounter,
@@ -230,6 +232,11 @@ impl Metrics {
                 &r,
                 "nigehban_checksum_errors_total",
                 "Packets whose IPv4, TCP or UDP checksum was wrong (dropped unless auto mode saw offload).",
+            ),
+            defrag_conflicts: counter(
+                &r,
+                "nigehban_defrag_conflicts_total",
+                "IP fragments overlapping held bytes with different content (the first copy is kept).",
             ),
             // ---- end fuzz ----
             reassembly_segments_dropped: counter(
