@@ -991,7 +991,7 @@ fn bad_checksums_are_dropped_only_when_verified() {
         assert!(checking().decode(LinkType::RawIp, at(1), ip).is_ok());
     }
     // The last payload byte (TCP/UDP checksum) and the IPv4 TTL (header checksum).
-    let mut bad: Vec<Vec<u8>> = good.iter().cloned().collect();
+    let mut bad = good.to_vec();
     for b in &mut bad {
         *b.last_mut().unwrap() ^= 0x01;
     }
