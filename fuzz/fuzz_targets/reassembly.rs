@@ -12,7 +12,7 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use nigehban::clock::Timestamp;
 use nigehban::decode::TcpHeader;
-use nigehban::reassembly::{Reassembler, ReassemblyConfig, StreamSink, TcpStream};
+use nigehban::reassembly::{OverlapPolicy, Reassembler, ReassemblyConfig, StreamSink, TcpStream};
 use std::time::Duration;
 
 const FLIP: u8 = 0x5a;
@@ -133,7 +133,11 @@ fuzz_target!(|input: &[u8]| {
             max_ooo_bytes_per_stream: usize::from(u.int_in_range(1..=8192u16)?),
             max_ooo_segments_per_stream: usize::from(u.int_in_range(1..=16u8)?),
             gap_timeout: Duration::from_secs(u.int_in_range(1..=20)?),
-            ..ReassemblyConfig::default()
+            overlap_policy: if u.arbitrary()? {
+                OverlapPolicy::Last
+            } else {
+                OverlapPolicy::First
+            },
         };
         let memcap = usize::from(u.int_in_range(1..=12000u16)?);
         Ok((
