@@ -20,6 +20,10 @@ have_pkg logrotate || need+=(logrotate)   # tests/ops.rs runs the shipped logrot
 # tcpreplay feeds benches/live_rate.rs (live capture rate and packet-to-alert latency).
 have_pkg tcpreplay || need+=(tcpreplay)
 # ---- end capture ----
+# ---- fuzz ----
+# libFuzzer, which libfuzzer-sys compiles for deploy/fuzz-smoke.sh, is C++.
+have_pkg g++ || need+=(g++)
+# ---- end fuzz ----
 if ((${#need[@]})); then
   echo "nigehban setup: installing ${need[*]}" >&2
   SUDO=""

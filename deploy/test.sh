@@ -21,6 +21,10 @@ cargo test -- --test-threads 2 2>&1 | tee "$log" || status=$?
 cp "$log" "$audit/cargo-test.log"
 cargo test --quiet --test pii_audit -- --ignored 2>&1 | tee -a "$log" || status=$?
 # ---- end pii audit ----
+# ---- fuzz ----
+# Every fuzz target builds and survives a short run from its seeds (deploy/fuzz-smoke.sh).
+deploy/fuzz-smoke.sh || status=$?
+# ---- end fuzz ----
 # One closing line over every test binary, for people and CI alike.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

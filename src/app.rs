@@ -401,7 +401,7 @@ impl CaptureLoop {
             thread: thread.to_string(),
             published_packets: 0,
             published_freezes: 0,
-            decoder: Decoder::new(settings.defrag.clone()),
+            decoder: Decoder::new(settings.defrag.clone()).with_checksums(settings.checksum_validation), // ---- fuzz ----
             hasher: ShardHasher::default(),
             home_net: settings.home_net.clone(),
             metrics,
@@ -539,6 +539,18 @@ impl CaptureLoop {
         for (skip, n) in self.skips.drain(..) {
             m.decode_skipped.with_label_values(&[skip.as_label()]).inc_by(n);
         }
+        // ---- fuzz ----
+        let errors = self.decoder.checksum_errors();
+        m.checksum_errors.inc_by(errors.saturating_sub(m.checksum_errors.get()));
+        // Defragmentation counters were defined but never published.
+        let d = self.decoder.defrag_stats();
+        let dropped = d.timed_out + d.memcap_dropped + d.too_many_fragments + d.invalid;
+        m.defrag_reassembled
+            .inc_by(d.reassembled.saturating_sub(m.defrag_reassembled.get()));
+        m.defrag_dropped.inc_by(dropped.saturating_sub(m.defrag_dropped.get()));
+        m.defrag_conflicts
+            .inc_by(d.conflicts.saturating_sub(m.defrag_conflicts.get()));
+        // ---- end fuzz ----
         for (w, depth) in self.dispatcher.queue_depths().enumerate() {
             m.queue_depth.with_label_values(&[&w.to_string()]).set(depth as i64);
         }

@@ -328,6 +328,120 @@ pub fn render(
     serde_json::to_string(&doc).expect("alert documents always serialise")
 }
 
+// ---- fuzz ----
+/// An evasion technique the sensor noticed in a flow: an alert of its own, carrying no personal
+/// data (nothing of the payload, only where in the stream it happened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evasion {
+    /// TCP segments overlapping held bytes with different content, first differing byte at this
+    /// offset of the egress stream.
+    TcpOverlapConflict {
+        /// Stream offset of the first differing byte.
+        offset: u64,
+    },
+}
+
+impl Evasion {
+    /// Rule id in alerts (and the `rule` label of `nigehban_alerts_total`).
+    pub fn rule_id(self) -> &'static str {
+        match self {
+            Evasion::TcpOverlapConflict { .. } => "NGB-EVASION-001",
+        }
+    }
+
+    fn rule_name(self) -> &'static str {
+        match self {
+            Evasion::TcpOverlapConflict { .. } => "TCP overlap with conflicting data",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EvasionDoc<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    message: String,
+    event: EventDoc,
+    rule: RuleDoc<'a>,
+    source: EndpointDoc,
+    destination: EndpointDoc,
+    network: NetworkDoc<'a>,
+    observer: &'a Observer,
+    nigehban: EvasionDetail,
+}
+
+#[derive(Serialize)]
+struct EvasionDetail {
+    evasion: EvasionFields,
+}
+
+#[derive(Serialize)]
+struct EvasionFields {
+    technique: &'static str,
+    stream_offset: u64,
+}
+
+/// Renders an evasion alert as one JSON line: same ECS envelope as a PII alert (flow, observer,
+/// rule), dataset `nigehban.evasion`, and no `pii` object.
+pub fn render_evasion(
+    ts: Timestamp,
+    evasion: Evasion,
+    flow: &FlowContext<'_>,
+    protocol: Protocol,
+    observer: &Observer,
+) -> String {
+    let Evasion::TcpOverlapConflict { offset } = evasion;
+    let doc = EvasionDoc {
+        timestamp: rfc3339(ts),
+        message: format!(
+            "{} from {} to {}: the receiver may see other bytes than were scanned",
+            evasion.rule_name(),
+            fmt_endpoint(&flow.sender),
+            fmt_endpoint(&flow.receiver),
+        ),
+        event: EventDoc {
+            id: random_id(),
+            kind: "alert",
+            category: ["intrusion_detection"],
+            kind_type: ["info"],
+            severity: Severity::Medium.as_number(),
+            created: rfc3339(Timestamp::now()),
+            dataset: "nigehban.evasion",
+            module: "nigehban",
+        },
+        rule: RuleDoc {
+            id: evasion.rule_id(),
+            name: evasion.rule_name(),
+            category: "evasion",
+            ruleset: "nigehban",
+        },
+        source: EndpointDoc {
+            ip: flow.sender.ip.to_string(),
+            port: flow.sender.port,
+        },
+        destination: EndpointDoc {
+            ip: flow.receiver.ip.to_string(),
+            port: flow.receiver.port,
+        },
+        network: NetworkDoc {
+            transport: flow.proto.as_str(),
+            ip_version: if flow.sender.ip.is_ipv4() { "ipv4" } else { "ipv6" },
+            direction: "egress",
+            community_id: flow.community_id,
+            protocol: protocol.as_str(),
+        },
+        observer,
+        nigehban: EvasionDetail {
+            evasion: EvasionFields {
+                technique: "tcp_overlap_conflict",
+                stream_offset: offset,
+            },
+        },
+    };
+    serde_json::to_string(&doc).expect("alert documents always serialise")
+}
+// ---- end fuzz ----
+
 fn fmt_endpoint(e: &Endpoint) -> String {
     match e.ip {
         std::net::IpAddr::V4(ip) => format!("{ip}:{}", e.port),
@@ -447,4 +561,45 @@ mod tests {
             "1 CNIC sent in clear text from 10.1.2.3:443 to 203.0.113.9:50000 over http"
         );
     }
+
+    // ---- fuzz ----
+    #[test]
+    fn evasion_alert_has_flow_context_and_no_pii_object() {
+        let flow = FlowContext {
+            sender: Endpoint {
+                ip: "10.1.2.3".parse().unwrap(),
+                port: 40000,
+            },
+            receiver: Endpoint {
+                ip: "203.0.113.9".parse().unwrap(),
+                port: 80,
+            },
+            proto: Proto::Tcp,
+            community_id: "1:abc=",
+        };
+        let line = render_evasion(
+            Timestamp::from_micros(1_700_000_000_000_000),
+            Evasion::TcpOverlapConflict { offset: 1234 },
+            &flow,
+            Protocol::Http,
+            &Observer::new("s1".into()),
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["rule"]["id"], "NGB-EVASION-001");
+        assert_eq!(v["rule"]["name"], "TCP overlap with conflicting data");
+        assert_eq!(v["event"]["dataset"], "nigehban.evasion");
+        assert_eq!(v["event"]["kind"], "alert");
+        assert_eq!(v["source"]["ip"], "10.1.2.3");
+        assert_eq!(v["destination"]["port"], 80);
+        assert_eq!(v["network"]["community_id"], "1:abc=");
+        assert_eq!(v["network"]["protocol"], "http");
+        assert_eq!(v["nigehban"]["evasion"]["stream_offset"], 1234);
+        assert!(v.get("pii").is_none(), "an evasion alert carries no pii object: {line}");
+        assert_eq!(
+            v["message"],
+            "TCP overlap with conflicting data from 10.1.2.3:40000 to 203.0.113.9:80: the receiver may see other \
+             bytes than were scanned"
+        );
+    }
+    // ---- end fuzz ----
 }

@@ -99,6 +99,9 @@ struct CaptureSection {
     backend: Option<String>,
     threads: Option<usize>,
     // ---- end capture ----
+    // ---- fuzz ----
+    checksum_validation: Option<String>,
+    // ---- end fuzz ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +130,9 @@ struct ReassemblySection {
     max_ooo_segments_per_stream: Option<usize>,
     gap_timeout_secs: Option<u64>,
     memcap_mb: Option<usize>,
+    // ---- fuzz ----
+    overlap_policy: Option<String>,
+    // ---- end fuzz ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -345,6 +351,10 @@ pub struct Settings {
     pub reassembly_memcap: usize,
     /// IPv4 defragmentation limits (capture thread).
     pub defrag: DefragConfig,
+    // ---- fuzz ----
+    /// Checksum verification in the capture thread's decoder.
+    pub checksum_validation: crate::decode::ChecksumMode,
+    // ---- end fuzz ----
     /// Alert batching.
     pub alert: AlertPolicy,
     /// Decode application protocols (HTTP, SMTP/MIME, DNS) before matching; `false` scans every
@@ -489,6 +499,15 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             "reassembly.max_ooo_segments_per_stream",
         )?,
         gap_timeout: secs(file.reassembly.gap_timeout_secs, 10, "reassembly.gap_timeout_secs")?,
+        // ---- fuzz ----
+        overlap_policy: match (common.overlap_policy, &file.reassembly.overlap_policy) {
+            (Some(p), _) => p,
+            (None, Some(p)) => p
+                .parse()
+                .map_err(|e| anyhow::anyhow!("config reassembly.overlap_policy: {e}"))?,
+            (None, None) => Default::default(),
+        },
+        // ---- end fuzz ----
     };
     let reassembly_memcap = positive(file.reassembly.memcap_mb, 256, "reassembly.memcap_mb")? * MIB / workers;
     let defrag = DefragConfig {
@@ -555,6 +574,15 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         reassembly,
         reassembly_memcap,
         defrag,
+        // ---- fuzz ----
+        checksum_validation: match (common.checksum_validation, &file.capture.checksum_validation) {
+            (Some(m), _) => m,
+            (None, Some(m)) => m
+                .parse()
+                .map_err(|e| anyhow::anyhow!("config capture.checksum_validation: {e}"))?,
+            (None, None) => Default::default(),
+        },
+        // ---- end fuzz ----
         alert,
         decode_l7: file.l7.decode.unwrap_or(true),
         judge,

@@ -205,6 +205,17 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     pub metrics_bearer_token_file: Option<PathBuf>,
     // ---- end ops ----
+    // ---- fuzz ----
+    /// Which copy of overlapping TCP bytes that differ is kept: `first` (default) or `last`
+    /// (config `reassembly.overlap_policy`). Conflicts raise an evasion alert either way.
+    #[arg(long, value_name = "POLICY")]
+    pub overlap_policy: Option<crate::reassembly::OverlapPolicy>,
+    /// Verify IPv4/TCP/UDP checksums and drop packets that fail, as the receiver does: `on`,
+    /// `off`, or `auto` (default: verify unless most packets fail, i.e. checksum offload;
+    /// config `capture.checksum_validation`).
+    #[arg(long, value_name = "MODE")]
+    pub checksum_validation: Option<crate::decode::ChecksumMode>,
+    // ---- end fuzz ----
 }
 
 /// Log output format.

@@ -35,10 +35,21 @@ mod proto {
 
 /// What the IP layer found.
 pub(super) enum Parsed<'a> {
-    /// A complete TCP/UDP packet.
-    Whole(Packet<'a>),
+    /// A complete TCP/UDP packet, with the bytes its checksums cover.
+    Whole(Packet<'a>, Wire<'a>),
     /// One fragment of a larger datagram.
     Fragment(Fragment<'a>),
+}
+
+/// The bytes a packet's checksums cover (fuzz: checksum verification).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Wire<'a> {
+    /// The IPv4 header; `None` for IPv6, which has no header checksum.
+    pub(super) ip_header: Option<&'a [u8]>,
+    /// TCP or UDP.
+    pub(super) proto: u8,
+    /// The TCP/UDP header and payload.
+    pub(super) segment: &'a [u8],
 }
 
 /// Parses the IP datagram at the start of `bytes` (trailing bytes are link padding).
@@ -98,7 +109,12 @@ fn ipv4(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
     } else {
         (protocol, payload)
     };
-    transport(src, dst, protocol, payload).map(Parsed::Whole)
+    let wire = Wire {
+        ip_header: Some(header.slice()),
+        proto: protocol,
+        segment: payload,
+    };
+    transport(src, dst, protocol, payload).map(|p| Parsed::Whole(p, wire))
 }
 
 fn ipv6(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
@@ -154,7 +170,14 @@ fn ipv6(bytes: &[u8]) -> Result<Parsed<'_>, Skip> {
                     max_end: MAX_DATAGRAM_LEN, // jumbograms are not reassembled
                 }));
             }
-            _ => return transport(src, dst, next, rest).map(Parsed::Whole),
+            _ => {
+                let wire = Wire {
+                    ip_header: None,
+                    proto: next,
+                    segment: rest,
+                };
+                return transport(src, dst, next, rest).map(|p| Parsed::Whole(p, wire));
+            }
         }
     }
     Err(Skip::MalformedIp)

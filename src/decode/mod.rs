@@ -15,13 +15,18 @@
 //! Anything that is not a usable TCP/UDP packet is a [`Skip`], a closed set of reasons, each with a
 //! stable metric label.
 //!
-//! **Checksums are not verified.** The sensor is passive: it cannot know whether the receiver's NIC
-//! offloads checksums (captures taken on a sending host routinely carry zero or partial checksums),
-//! and an attacker who wants to hide data gains nothing from a bad checksum the receiver drops, while
-//! dropping packets the receiver *accepts* would blind us. We therefore decode what is on the wire.
+//! **Checksums** are verified by [`checksum`] in the mode the capture loop sets
+//! ([`Decoder::with_checksums`]): a receiver drops a packet whose checksum is wrong, so the sensor
+//! must too, or a decoy with a bad checksum hides the real bytes. `auto` stops dropping while
+//! most packets fail, which is what captures of checksum-offloading hosts look like. A decoder
+//! made with [`Decoder::new`] does not verify (workers decode frames the capture loop accepted).
 //!
 //! The non-fragment path allocates nothing: it only slices the frame.
 
+// ---- fuzz ----
+mod checksum;
+pub use checksum::ChecksumMode;
+// ---- end fuzz ----
 mod defrag;
 
 pub(crate) use defrag::ipv4_checksum;
@@ -149,11 +154,14 @@ pub enum Skip {
     /// A fragment was discarded: bad offset or length, conflicting end, too many fragments, memory
     /// cap. (Datagrams dropped on timeout or memory cap are counted in [`DefragStats`].)
     FragmentDropped,
+    /// An IPv4 header or TCP/UDP checksum is wrong, so the receiver drops the packet too (only
+    /// when checksums are verified, see [`ChecksumMode`]).
+    BadChecksum,
 }
 
 impl Skip {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [Skip; 9] = [
+    pub const ALL: [Skip; 10] = [
         Skip::Truncated,
         Skip::UnsupportedLink,
         Skip::NotIp,
@@ -163,6 +171,7 @@ impl Skip {
         Skip::MalformedUdp,
         Skip::FragmentHeld,
         Skip::FragmentDropped,
+        Skip::BadChecksum,
     ];
 
     /// Metric label (stable snake_case).
@@ -177,6 +186,7 @@ impl Skip {
             Skip::MalformedUdp => "malformed_udp",
             Skip::FragmentHeld => "fragment_held",
             Skip::FragmentDropped => "fragment_dropped",
+            Skip::BadChecksum => "bad_checksum",
         }
     }
 }
@@ -196,6 +206,7 @@ pub struct DefragConfig {
 /// Stateful decoder (holds the IPv4/IPv6 fragment reassembly table). One per capture thread.
 pub struct Decoder {
     defrag: defrag::Defrag,
+    checksums: checksum::Checker,
 }
 
 impl Decoder {
@@ -203,7 +214,19 @@ impl Decoder {
     pub fn new(cfg: DefragConfig) -> Decoder {
         Decoder {
             defrag: defrag::Defrag::new(cfg),
+            checksums: checksum::Checker::new(ChecksumMode::Off),
         }
+    }
+
+    /// Verifies checksums in `mode` from now on (a new decoder does not verify).
+    pub fn with_checksums(mut self, mode: ChecksumMode) -> Decoder {
+        self.checksums = checksum::Checker::new(mode);
+        self
+    }
+
+    /// Packets whose checksums failed verification so far, dropped or not.
+    pub fn checksum_errors(&self) -> u64 {
+        self.checksums.errors
     }
 
     /// Decodes one frame captured at `ts` (packet time, which also drives fragment expiry).
@@ -211,11 +234,19 @@ impl Decoder {
         self.defrag.expire(ts);
         let (l3, bytes) = link::strip(link, frame)?;
         match ip::parse(l3, bytes)? {
-            ip::Parsed::Whole(p) => Ok(p),
+            ip::Parsed::Whole(p, w) => {
+                if self.checksums.drop(p.src, p.dst, w.ip_header, w.proto, w.segment) {
+                    return Err(Skip::BadChecksum);
+                }
+                Ok(p)
+            }
             ip::Parsed::Fragment(f) => {
                 let whole = self.defrag.add(f, ts)?;
                 match ip::parse(link::L3::Either, whole)? {
-                    ip::Parsed::Whole(mut p) => {
+                    ip::Parsed::Whole(mut p, w) => {
+                        if self.checksums.drop(p.src, p.dst, w.ip_header, w.proto, w.segment) {
+                            return Err(Skip::BadChecksum);
+                        }
                         p.reassembled = Some(whole);
                         Ok(p)
                     }

@@ -980,3 +980,46 @@ fn the_non_fragment_path_does_not_allocate() {
     assert_eq!(alloc_count::count() - before, 0);
     assert!(bytes > 0);
 }
+
+// ---------------------------------------------------------------- checksums (fuzz)
+
+#[test]
+fn bad_checksums_are_dropped_only_when_verified() {
+    let checking = || decoder().with_checksums(ChecksumMode::On);
+    let good = [ipv4_tcp(TEXT), ipv4_udp(TEXT), ipv6_tcp(TEXT)];
+    for ip in &good {
+        assert!(checking().decode(LinkType::RawIp, at(1), ip).is_ok());
+    }
+    // The last payload byte (TCP/UDP checksum) and the IPv4 TTL (header checksum).
+    let mut bad = good.to_vec();
+    for b in &mut bad {
+        *b.last_mut().unwrap() ^= 0x01;
+    }
+    let mut ttl = good[0].clone();
+    ttl[8] -= 1;
+    bad.push(ttl);
+    for ip in &bad {
+        let mut d = checking();
+        assert_eq!(d.decode(LinkType::RawIp, at(1), ip).err(), Some(Skip::BadChecksum));
+        assert_eq!(d.checksum_errors(), 1);
+        assert!(
+            decoder().decode(LinkType::RawIp, at(1), ip).is_ok(),
+            "a new decoder does not verify"
+        );
+    }
+}
+
+#[test]
+fn a_reassembled_datagram_is_verified_whole() {
+    let mut d = big_v4(7);
+    let last = d.len() - 1;
+    d[last] ^= 0x01; // TCP checksum now wrong; each fragment's IPv4 header is still right
+    let mut dec = decoder().with_checksums(ChecksumMode::On);
+    let frags = fragment_v4(&fragmentable(d), 1008);
+    let outcomes: Vec<_> = frags
+        .iter()
+        .map(|f| dec.decode(LinkType::RawIp, at(1), f).err())
+        .collect();
+    assert_eq!(outcomes.last(), Some(&Some(Skip::BadChecksum)), "{outcomes:?}");
+    assert_eq!(dec.checksum_errors(), 1);
+}

@@ -51,6 +51,13 @@ pub struct Metrics {
     pub reassembly_duplicate_bytes: IntCounter,
     /// Segments refused because a reassembly cap was hit.
     pub reassembly_segments_dropped: IntCounter,
+    // ---- fuzz ----
+    /// Packets whose IPv4/TCP/UDP checksum failed verification (dropped or, in `auto` mode on
+    /// offloaded traffic, kept).
+    pub checksum_errors: IntCounter,
+    /// IP fragments whose bytes disagreed with bytes already held (first copy kept).
+    pub defrag_conflicts: IntCounter,
+    // ---- end fuzz ----
     /// IPv4 datagrams reassembled from fragments.
     pub defrag_reassembled: IntCounter,
     /// Fragments given up (timeout, memory cap, bad offsets).
@@ -256,6 +263,18 @@ impl Metrics {
                 "nigehban_reassembly_duplicate_bytes_total",
                 "Retransmitted TCP bytes discarded.",
             ),
+            // ---- fuzz ----
+            checksum_errors: counter(
+                &r,
+                "nigehban_checksum_errors_total",
+                "Packets whose IPv4, TCP or UDP checksum was wrong (dropped unless auto mode saw offload).",
+            ),
+            defrag_conflicts: counter(
+                &r,
+                "nigehban_defrag_conflicts_total",
+                "IP fragments overlapping held bytes with different content (the first copy is kept).",
+            ),
+            // ---- end fuzz ----
             reassembly_segments_dropped: counter(
                 &r,
                 "nigehban_reassembly_segments_dropped_total",

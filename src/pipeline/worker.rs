@@ -3,6 +3,7 @@
 //! are plain fields published to Prometheus once per batch.
 
 use super::{Batch, WorkerQueue};
+use crate::alert::Evasion; // ---- fuzz ----
 use crate::alert::{
     self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, MessageContext, Observer, PendingBatch, PiiMatch,
 };
@@ -82,6 +83,11 @@ struct Flow {
     /// Set once the egress direction is no longer inspected (see `crate::flow::bypass`).
     bypass: Option<Bypassed>,
     // ---- end bypass ----
+    // ---- fuzz ----
+    /// An evasion alert was raised for this flow: later conflicts are only counted, so one
+    /// hostile flow cannot flood the SIEM.
+    evasion_alerted: bool,
+    // ---- end fuzz ----
 }
 
 /// What turns the egress direction's reassembled bytes into findings.
@@ -173,6 +179,10 @@ struct Engine {
     local: Local,
     published: Local,
     handles: Handles,
+    // ---- fuzz ----
+    /// Offset of an overlap conflict reported during the current segment (see `ScanSink`).
+    overlap_conflict: Option<u64>,
+    // ---- end fuzz ----
 }
 
 /// One worker thread's state.
@@ -282,6 +292,9 @@ impl ContentSink for ScanContent<'_> {
 struct ScanSink<'a> {
     app: &'a mut AppDecoder,
     content: ScanContent<'a>,
+    /// Set to the offset of the first conflicting byte when the reassembler reports an overlap
+    /// conflict; the worker raises the evasion alert after the segment. (fuzz)
+    conflict: &'a mut Option<u64>,
 }
 
 impl ScanSink<'_> {
@@ -299,6 +312,9 @@ impl StreamSink for ScanSink<'_> {
     }
     fn gap(&mut self, missing: u64) {
         self.app.gap(missing, &mut self.content);
+    }
+    fn overlap_conflict(&mut self, at: u64) {
+        self.conflict.get_or_insert(at);
     }
 }
 
@@ -359,6 +375,7 @@ impl Worker {
             published,
             handles,
             shared: Arc::clone(&shared),
+            overlap_conflict: None, // ---- fuzz ----
         };
         // Fragments are reassembled by the capture thread; workers never hold any.
         let decoder = Decoder::new(DefragConfig {
@@ -525,6 +542,7 @@ impl Worker {
                 peer_fin: false,
                 listed_pending: false,
                 bypass: None,
+                evasion_alerted: false, // ---- fuzz ----
             };
             match key.proto() {
                 Proto::Tcp => engine.local.flows_tcp += 1,
@@ -585,6 +603,11 @@ impl Worker {
             }
         }
         // ---- end bypass ----
+        // ---- fuzz ----
+        if let Some(offset) = engine.overlap_conflict.take() {
+            engine.raise_evasion(&key, flow, ts, Evasion::TcpOverlapConflict { offset });
+        }
+        // ---- end fuzz ----
         if !engine.findings.is_empty() {
             engine.record_findings(&key, flow, ts);
         }
@@ -694,6 +717,7 @@ impl Engine {
                 found: &mut self.found,
                 events: &mut self.local.l7_events,
             },
+            conflict: &mut self.overlap_conflict,
         };
         (&mut self.reassembler, sink)
     }
@@ -847,6 +871,29 @@ impl Engine {
             }
         }
     }
+
+    // ---- fuzz ----
+    /// Raises an evasion alert for `flow`, once per flow (later ones are counted by the
+    /// reassembler only).
+    fn raise_evasion(&mut self, key: &FlowKey, flow: &mut Flow, now: Timestamp, evasion: Evasion) {
+        if std::mem::replace(&mut flow.evasion_alerted, true) {
+            return;
+        }
+        let (sender, receiver) = key.endpoints(flow.egress);
+        let community_id = key.community_id();
+        let ctx = FlowContext {
+            sender,
+            receiver,
+            proto: key.proto(),
+            community_id: &community_id,
+        };
+        let line = alert::render_evasion(now, evasion, &ctx, flow.scan.app.protocol(), &self.shared.observer);
+        self.shared.metrics.alerts.with_label_values(&[evasion.rule_id()]).inc();
+        if self.shared.alerts.send(line).is_err() {
+            self.shared.metrics.alert_write_errors.inc();
+        }
+    }
+    // ---- end fuzz ----
 
     /// A flow left the table: finish its streams, raise everything pending.
     fn end_flow(&mut self, key: FlowKey, mut flow: Flow, reason: EndReason, now: Option<Timestamp>) {

@@ -14,11 +14,14 @@
 //!   past it ([`Reassembler::peer_ack`]), it has been open longer than
 //!   [`ReassemblyConfig::gap_timeout`] of packet time, the stream's caps are reached, or the
 //!   worker's memcap is. The next expected segment is always accepted, whatever the caps.
-//! * **First seen wins.** When segments overlap, the bytes seen first are kept and later ones
-//!   are dropped (counted as duplicates; differing content is counted as a conflict). Delivered
-//!   bytes cannot be taken back from the matcher anyway, and a fixed policy makes the outcome
-//!   independent of how the later copy was cut. Delivered bytes are not kept for comparison, so a
-//!   conflict is only detected against bytes still held out of order.
+//! * **Overlaps follow a policy.** When segments overlap with different bytes, [`OverlapPolicy`]
+//!   says which copy is kept: the first seen (default, as Linux and the BSDs do for most overlaps)
+//!   or the last (as Windows does for some). Either way the conflict is counted and reported to the
+//!   sink ([`StreamSink::overlap_conflict`]), which raises an evasion alert: different bytes for the
+//!   same offset mean the sensor and the receiver may have seen different data.
+//!   Delivered bytes cannot be taken back from the matcher, and they are not kept for comparison
+//!   (a window of them would cost every stream memory all the time), so a conflict is only
+//!   detected against bytes still held out of order.
 //!
 //! # Budget
 //!
@@ -52,6 +55,38 @@ pub trait StreamSink {
     /// `missing` bytes will never arrive; what follows is not contiguous with what came before.
     /// Always more than zero.
     fn gap(&mut self, missing: u64);
+    /// A segment carried bytes that differ from bytes held for the same offsets, starting at stream
+    /// offset `at` (a possible evasion: the receiver may keep the other copy). Called at most once
+    /// per segment; the [`OverlapPolicy`] already chose the copy that will be delivered.
+    fn overlap_conflict(&mut self, at: u64) {
+        let _ = at;
+    }
+}
+
+/// Which copy of overlapping bytes the reassembler keeps when they differ.
+///
+/// Receivers disagree (Ptacek & Newsham, 1998; Novak, 2005): a sensor can only mirror one of
+/// them, so it follows the protected hosts' stack and alerts on every conflict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OverlapPolicy {
+    /// The bytes seen first are kept (Linux, BSD, macOS for overlaps with queued data).
+    #[default]
+    First,
+    /// Bytes seen last replace held ones (Windows and older Solaris/HP-UX for some overlaps).
+    /// Only out-of-order bytes can be replaced: delivered bytes were scanned already.
+    Last,
+}
+
+impl std::str::FromStr for OverlapPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "first" => Ok(OverlapPolicy::First),
+            "last" => Ok(OverlapPolicy::Last),
+            _ => Err(format!("overlap policy {s:?} is not one of: first, last")),
+        }
+    }
 }
 
 /// Limits, all per worker thread.
@@ -65,6 +100,8 @@ pub struct ReassemblyConfig {
     /// A hole older than this (packet time) is skipped. Checked whenever the stream sees a segment
     /// or an acknowledgement, or on [`Reassembler::expire`]. Default 10 s.
     pub gap_timeout: std::time::Duration,
+    /// Which copy of overlapping, differing bytes is kept. Default [`OverlapPolicy::First`].
+    pub overlap_policy: OverlapPolicy,
 }
 
 impl Default for ReassemblyConfig {
@@ -73,6 +110,7 @@ impl Default for ReassemblyConfig {
             max_ooo_bytes_per_stream: 256 * 1024,
             max_ooo_segments_per_stream: 64,
             gap_timeout: std::time::Duration::from_secs(10),
+            overlap_policy: OverlapPolicy::First,
         }
     }
 }
@@ -84,7 +122,7 @@ pub struct ReassemblyCounters {
     pub gaps: u64,
     /// Bytes never seen because of skipped holes (the sum of the `gap` lengths).
     pub gap_bytes: u64,
-    /// Overlaps whose bytes differed from what was seen first: one per held run a later segment
+    /// Overlaps whose bytes differed from what was held: one per held run a later segment
     /// contradicts. Bytes already delivered are not kept, so overlaps with them are not compared.
     pub overlap_conflicts: u64,
     /// Retransmitted or duplicate bytes discarded: already delivered, already held, or from before
@@ -382,11 +420,16 @@ impl Reassembler {
         }
         let (s, e) = (lo as u64, hi as u64);
         let bytes = |a: u64, b: u64| &payload[(a as i64 - start) as usize..(b as i64 - start) as usize];
-        // Held bytes were seen first: the new copy of them is a duplicate, maybe a conflicting one.
-        if let Some(store) = &stream.ooo {
-            let (overlap, conflicts) = store.compare(s, bytes(s, e));
-            self.counters.duplicate_bytes += overlap;
-            self.counters.overlap_conflicts += conflicts;
+        // The new copy of held bytes is a duplicate, maybe a conflicting one; the policy decides
+        // which copy stays.
+        if let Some(store) = stream.ooo.as_mut() {
+            let last_wins = self.cfg.overlap_policy == OverlapPolicy::Last;
+            let o = store.overlap(s, bytes(s, e), last_wins);
+            self.counters.duplicate_bytes += o.bytes;
+            if let Some(at) = o.first_conflict {
+                self.counters.overlap_conflicts += o.conflicts;
+                sink.overlap_conflict(at);
+            }
         }
         // Deliver or hold what falls into holes, left to right.
         let mut cur = s;

@@ -24,6 +24,17 @@ impl Run {
     }
 }
 
+/// How a new segment met the bytes already held.
+#[derive(Debug, Default)]
+pub(super) struct Overlap {
+    /// Bytes of the segment that were held already.
+    pub(super) bytes: u64,
+    /// Held runs whose overlapping bytes differ from the segment's.
+    pub(super) conflicts: u64,
+    /// Stream offset of the first differing byte.
+    pub(super) first_conflict: Option<u64>,
+}
+
 /// Held runs of one stream.
 #[derive(Debug)]
 pub(super) struct OooStore {
@@ -89,25 +100,33 @@ impl OooStore {
         idx > 0 && self.runs[idx - 1].end() == start
     }
 
-    /// Compares `bytes` (at stream offset `start`) with every held byte they overlap.
-    /// Returns (overlapping bytes, runs whose overlapping bytes differ).
-    pub(super) fn compare(&self, start: u64, bytes: &[u8]) -> (u64, u64) {
+    /// Compares `bytes` (at stream offset `start`) with every held byte they overlap and, when
+    /// `replace`, overwrites the held bytes with them (the last copy wins).
+    pub(super) fn overlap(&mut self, start: u64, bytes: &[u8], replace: bool) -> Overlap {
         let end = start + bytes.len() as u64;
-        let (mut overlap, mut conflicts) = (0, 0);
-        for run in &self.runs[self.find(start)..] {
+        let mut o = Overlap::default();
+        let from = self.find(start);
+        for run in &mut self.runs[from..] {
             if run.start >= end {
                 break;
             }
             let lo = run.start.max(start);
             let hi = run.end().min(end);
-            let held = &run.data[(lo - run.start) as usize..(hi - run.start) as usize];
+            let held = &mut run.data[(lo - run.start) as usize..(hi - run.start) as usize];
             let new = &bytes[(lo - start) as usize..(hi - start) as usize];
-            overlap += hi - lo;
+            o.bytes += hi - lo;
             if held != new {
-                conflicts += 1;
+                o.conflicts += 1;
+                if o.first_conflict.is_none() {
+                    let differs = held.iter().zip(new).position(|(a, b)| a != b).unwrap_or(0);
+                    o.first_conflict = Some(lo + differs as u64);
+                }
+                if replace {
+                    held.copy_from_slice(new);
+                }
             }
         }
-        (overlap, conflicts)
+        o
     }
 
     /// Holds `bytes` at `start`, where `idx` is `find(start)` and `start..start+len` lies entirely

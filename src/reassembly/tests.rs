@@ -12,6 +12,8 @@ enum Ev {
 #[derive(Debug, Default)]
 struct Rec {
     evs: Vec<Ev>,
+    /// Offsets reported through `overlap_conflict`.
+    conflicts: Vec<u64>,
 }
 
 impl StreamSink for Rec {
@@ -28,6 +30,9 @@ impl StreamSink for Rec {
             Some(Ev::Gap(g)) => *g += missing,
             _ => self.evs.push(Ev::Gap(missing)),
         }
+    }
+    fn overlap_conflict(&mut self, at: u64) {
+        self.conflicts.push(at);
     }
 }
 
@@ -81,6 +86,7 @@ fn big() -> ReassemblyConfig {
         max_ooo_bytes_per_stream: 1 << 20,
         max_ooo_segments_per_stream: 1 << 10,
         gap_timeout: Duration::from_secs(3600),
+        overlap_policy: OverlapPolicy::First,
     }
 }
 
@@ -251,7 +257,41 @@ fn overlapping_retransmission_with_conflicting_bytes_first_wins() {
     t.seg(h(ISN + 1), b"ZZZZ");
     assert_eq!(t.c().overlap_conflicts, 2);
     assert_eq!(t.c().duplicate_bytes, 12);
+    // The sink heard of each conflicting segment once, at its first differing byte.
+    assert_eq!(t.out.conflicts, vec![6, 4]);
     t.finish();
+}
+
+#[test]
+fn overlapping_retransmission_with_conflicting_bytes_last_wins() {
+    let cfg = ReassemblyConfig {
+        overlap_policy: OverlapPolicy::Last,
+        ..big()
+    };
+    let mut t = H::new(cfg, 1 << 20);
+    t.seg(syn(ISN), b"");
+    t.seg(h(ISN + 1 + 4), b"EFGH");
+    t.seg(h(ISN + 1 + 6), b"xxyy"); // "xx" replaces the held "GH"
+    assert_eq!(t.c().overlap_conflicts, 1);
+    assert_eq!(t.r.held_bytes(), 6);
+    t.seg(h(ISN + 1 + 4), b"EFxx"); // same as held now: no conflict
+    assert_eq!(t.c().overlap_conflicts, 1);
+    t.seg(h(ISN + 1), b"abcdefgh"); // replaces 4..8 once more, then delivers
+    assert_eq!(t.out.evs, vec![Ev::Data(b"abcdefghyy".to_vec())]);
+    assert_eq!(t.c().overlap_conflicts, 2);
+    assert_eq!(t.out.conflicts, vec![6, 4]);
+    // Delivered bytes are gone: a later copy cannot replace them.
+    t.seg(h(ISN + 1), b"ZZZZ");
+    assert_eq!(t.c().overlap_conflicts, 2);
+    t.finish();
+}
+
+#[test]
+fn overlap_policy_parses_its_two_names_only() {
+    assert_eq!("first".parse(), Ok(OverlapPolicy::First));
+    assert_eq!("last".parse(), Ok(OverlapPolicy::Last));
+    let err = "windows".parse::<OverlapPolicy>().unwrap_err();
+    assert!(err.contains("first, last"), "{err}");
 }
 
 #[test]
@@ -676,7 +716,7 @@ proptest! {
         timeout_ms in 1u64..50,
         acks in proptest::collection::vec(any::<bool>(), 24),
     ) {
-        let cfg = ReassemblyConfig { max_ooo_bytes_per_stream: max_bytes, max_ooo_segments_per_stream: max_segs, gap_timeout: Duration::from_millis(timeout_ms) };
+        let cfg = ReassemblyConfig { max_ooo_bytes_per_stream: max_bytes, max_ooo_segments_per_stream: max_segs, gap_timeout: Duration::from_millis(timeout_ms), overlap_policy: OverlapPolicy::First };
         let mut r = Reassembler::new(cfg, memcap);
         let mut streams = [TcpStream::default(), TcpStream::default()];
         let mut outs = [Rec::default(), Rec::default()];

@@ -41,19 +41,23 @@ impl Base64 {
         for &c in input {
             let v = B64[usize::from(c)];
             if v == SKIP {
-                if c == b'=' {
-                    len += self.flush(&mut buf[len..]);
+                if c != b'=' {
+                    continue;
                 }
-                continue;
-            }
-            self.quantum[usize::from(self.n)] = v;
-            self.n += 1;
-            if self.n == 4 {
                 len += self.flush(&mut buf[len..]);
-                if len > OUT - 3 {
-                    out(&buf[..len]);
-                    len = 0;
+            } else {
+                self.quantum[usize::from(self.n)] = v;
+                self.n += 1;
+                if self.n < 4 {
+                    continue;
                 }
+                len += self.flush(&mut buf[len..]);
+            }
+            // Every flush may add up to 3 bytes, padding-terminated partial quanta included
+            // (fuzz: "QQ=" repeated filled the buffer past its end).
+            if len > OUT - 3 {
+                out(&buf[..len]);
+                len = 0;
             }
         }
         debug_assert!(self.n < 4);
@@ -354,6 +358,18 @@ mod tests {
             );
             assert!(got == plain, "split at {cut}");
         }
+    }
+
+    #[test]
+    fn base64_of_many_padded_quanta_in_one_piece() {
+        // Each `QQ=` is a padding-terminated quantum of one byte: thousands of them in one piece
+        // once overran the output buffer (found by the mime fuzz target).
+        let mut enc = b"QQ=".repeat(3 * OUT);
+        enc.extend_from_slice(b"QUJD");
+        let got = run(&mut Leaf::new(Encoding::Base64, false), &[&enc]);
+        let mut want = b"A".repeat(3 * OUT);
+        want.extend_from_slice(b"ABC");
+        assert!(got == want, "decoded {} bytes, want {}", got.len(), want.len());
     }
 
     #[test]
