@@ -445,6 +445,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, "live-rate-bench-key\n").unwrap();
+    // The sensor refuses a key file others can read.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let _lab = Lab::new();
     let size = std::fs::metadata(&pcap).map(|m| m.len()).unwrap_or(0);
     println!(
@@ -508,7 +510,9 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let leaks = 200;
     for (name, flags, best) in &zero_drop {
-        for load in [None, Some((pcap.as_path(), (best * 0.8).max(1.0)))] {
+        // Half the highest zero-drop rate: at 80 % the replay filled the veth path so that the
+        // leak sender's own connections could not get through (0 of 200 sent, on a quiet machine).
+        for load in [None, Some((pcap.as_path(), (best * 0.5).max(1.0)))] {
             let (created, captured, missed, d) = run_latency(flags, load, leaks, 20, dir.path(), &key);
             let bg = match load {
                 None => "idle".to_string(),
