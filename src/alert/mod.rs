@@ -217,6 +217,28 @@ struct NetworkDoc<'a> {
     protocol: &'static str,
 }
 
+impl EndpointDoc {
+    fn of(e: &crate::flow::Endpoint) -> EndpointDoc {
+        EndpointDoc {
+            ip: e.ip.to_string(),
+            port: e.port,
+        }
+    }
+}
+
+impl<'a> NetworkDoc<'a> {
+    /// The flow's network fields; alerts are only raised for egress.
+    fn of(flow: &FlowContext<'a>, protocol: Protocol) -> NetworkDoc<'a> {
+        NetworkDoc {
+            transport: flow.proto.as_str(),
+            ip_version: if flow.sender.ip.is_ipv4() { "ipv4" } else { "ipv6" },
+            direction: "egress",
+            community_id: flow.community_id,
+            protocol: protocol.as_str(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct PiiDoc<'a> {
     /// Values in this alert.
@@ -277,21 +299,9 @@ pub fn render(
             category: "pii",
             ruleset: "nigehban",
         },
-        source: EndpointDoc {
-            ip: flow.sender.ip.to_string(),
-            port: flow.sender.port,
-        },
-        destination: EndpointDoc {
-            ip: flow.receiver.ip.to_string(),
-            port: flow.receiver.port,
-        },
-        network: NetworkDoc {
-            transport: flow.proto.as_str(),
-            ip_version: if flow.sender.ip.is_ipv4() { "ipv4" } else { "ipv6" },
-            direction: "egress",
-            community_id: flow.community_id,
-            protocol: protocol.as_str(),
-        },
+        source: EndpointDoc::of(&flow.sender),
+        destination: EndpointDoc::of(&flow.receiver),
+        network: NetworkDoc::of(flow, protocol),
         observer,
         http: ev
             .filter(|e| !e.http_method.is_empty() || e.http_status.is_some())
@@ -415,21 +425,9 @@ pub fn render_evasion(
             category: "evasion",
             ruleset: "nigehban",
         },
-        source: EndpointDoc {
-            ip: flow.sender.ip.to_string(),
-            port: flow.sender.port,
-        },
-        destination: EndpointDoc {
-            ip: flow.receiver.ip.to_string(),
-            port: flow.receiver.port,
-        },
-        network: NetworkDoc {
-            transport: flow.proto.as_str(),
-            ip_version: if flow.sender.ip.is_ipv4() { "ipv4" } else { "ipv6" },
-            direction: "egress",
-            community_id: flow.community_id,
-            protocol: protocol.as_str(),
-        },
+        source: EndpointDoc::of(&flow.sender),
+        destination: EndpointDoc::of(&flow.receiver),
+        network: NetworkDoc::of(flow, protocol),
         observer,
         nigehban: EvasionDetail {
             evasion: EvasionFields {

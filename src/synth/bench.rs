@@ -131,16 +131,7 @@ struct Out {
 impl Out {
     fn frames(&mut self, frames: Vec<Frame>) {
         for f in frames {
-            let micros = f.ts.as_micros();
-            let header = pcap::PacketHeader {
-                ts: libc::timeval {
-                    tv_sec: (micros / 1_000_000) as libc::time_t,
-                    tv_usec: (micros % 1_000_000) as libc::suseconds_t,
-                },
-                caplen: f.data.len() as u32,
-                len: f.data.len() as u32,
-            };
-            self.file.write(&pcap::Packet::new(&header, &f.data));
+            self.file.write(&pcap::Packet::new(&f.pcap_header(), &f.data));
             self.stats.packets += 1;
             self.stats.file_bytes += PCAP_RECORD_HEADER + f.data.len() as u64;
         }

@@ -28,21 +28,27 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
+impl Frame {
+    /// The pcap record header of this frame, captured whole.
+    pub fn pcap_header(&self) -> pcap::PacketHeader {
+        let micros = self.ts.as_micros();
+        pcap::PacketHeader {
+            ts: libc::timeval {
+                tv_sec: (micros / 1_000_000) as libc::time_t,
+                tv_usec: (micros % 1_000_000) as libc::suseconds_t,
+            },
+            caplen: self.data.len() as u32,
+            len: self.data.len() as u32,
+        }
+    }
+}
+
 /// Writes frames as a classic pcap file (link type Ethernet) with libpcap.
 pub fn write_pcap(path: &Path, frames: &[Frame]) -> Result<(), pcap::Error> {
     let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)?;
     let mut out = dead.savefile(path)?;
     for f in frames {
-        let micros = f.ts.as_micros();
-        let header = pcap::PacketHeader {
-            ts: libc::timeval {
-                tv_sec: (micros / 1_000_000) as libc::time_t,
-                tv_usec: (micros % 1_000_000) as libc::suseconds_t,
-            },
-            caplen: f.data.len() as u32,
-            len: f.data.len() as u32,
-        };
-        out.write(&pcap::Packet::new(&header, &f.data));
+        out.write(&pcap::Packet::new(&f.pcap_header(), &f.data));
     }
     out.flush()
 }
