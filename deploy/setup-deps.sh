@@ -12,18 +12,13 @@ for p in libpcap-dev libhyperscan-dev pkg-config gcc iproute2 python3 ethtool ti
   curl bind9-dnsutils dnsmasq-base python3-aiosmtpd; do
   have_pkg "$p" || need+=("$p")
 done
-# ---- ops ---- prometheus (and its promtool) scrapes the sensor in tests/prometheus.rs
+# prometheus (and its promtool) scrapes the sensor in tests/prometheus.rs
 have_pkg prometheus || need+=(prometheus)
 have_pkg logrotate || need+=(logrotate)   # tests/ops.rs runs the shipped logrotate snippet
-# ---- end ops ----
-# ---- capture ----
 # tcpreplay feeds benches/live_rate.rs (live capture rate and packet-to-alert latency).
 have_pkg tcpreplay || need+=(tcpreplay)
-# ---- end capture ----
-# ---- fuzz ----
 # libFuzzer, which libfuzzer-sys compiles for deploy/fuzz-smoke.sh, is C++.
 have_pkg g++ || need+=(g++)
-# ---- end fuzz ----
 if ((${#need[@]})); then
   echo "nigehban setup: installing ${need[*]}" >&2
   SUDO=""

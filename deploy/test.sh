@@ -8,23 +8,17 @@ cargo build --benches --quiet
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-# ---- pii audit ----
 # Every run of the binary keeps what it wrote (tests/audit/nigehban-audit.sh); afterwards
 # tests/pii_audit.rs checks those copies and this log for values in clear.
 audit=$(mktemp -d)
 trap 'rm -f "$log"; rm -rf "$audit"' EXIT
 export NIGEHBAN_TEST_AUDIT_DIR=$audit
 export NIGEHBAN_AUDIT_REAL_BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/nigehban"
-# ---- end pii audit ----
 cargo test -- --test-threads 2 2>&1 | tee "$log" || status=$?
-# ---- pii audit ----
 cp "$log" "$audit/cargo-test.log"
 cargo test --quiet --test pii_audit -- --ignored 2>&1 | tee -a "$log" || status=$?
-# ---- end pii audit ----
-# ---- fuzz ----
 # Every fuzz target builds and survives a short run from its seeds (deploy/fuzz-smoke.sh).
 deploy/fuzz-smoke.sh || status=$?
-# ---- end fuzz ----
 # One closing line over every test binary, for people and CI alike.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -56,11 +56,9 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     let metrics = Arc::new(Metrics::new());
     let _server = match settings.metrics_listen {
         Some(addr) => {
-            // ---- ops ----
             let s = MetricsServer::start(addr, Arc::clone(&metrics), &settings.metrics_security)?;
             let auth = settings.metrics_security.bearer_token_file.is_some();
             tracing::info!(addr = %s.addr(), tls = s.is_tls(), bearer_token = auth, "serving Prometheus metrics on /metrics");
-            // ---- end ops ----
             Some(s)
         }
         None => None,
@@ -79,13 +77,10 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     }
     let (alert_tx, alert_rx) = crossbeam_channel::bounded(crate::sink::QUEUE);
     let sink = crate::sink::start(outputs, &out.delivery, alert_rx, Arc::clone(&metrics))?;
-    // ---- ops ----
     // Everything privileged is open (capture handle, metrics listener, alert file, spool): drop
     // root before the first packet is read. No worker thread exists yet, and the threads that do
     // (metrics, outputs) change ids with us: glibc applies set*id to every thread.
     drop_privileges(&settings)?;
-    // ---- end ops ----
-    // ---- reload ----
     // SIGHUP also reloads the rules (own flag, own thread); the packet path only sees a new
     // generation number at its next batch.
     let live_rules = Arc::new(pipeline::LiveRules::new(matcher));
@@ -94,7 +89,6 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         Arc::clone(&live_rules),
         Arc::clone(&metrics),
     )?;
-    // ---- end reload ----
     let shared = Arc::new(WorkerShared {
         rules: live_rules,
         key: Arc::new(key),
@@ -165,7 +159,6 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     })
 }
 
-// ---- ops ----
 /// Switches to `--user` if given (handing it the alert file and spool first); warns when the
 /// sensor would otherwise read packets as root. A failed drop is an error: never run on as root.
 fn drop_privileges(settings: &Settings) -> anyhow::Result<()> {
@@ -188,7 +181,6 @@ fn drop_privileges(settings: &Settings) -> anyhow::Result<()> {
     tracing::info!(user = %user.name, uid = user.uid, gid = user.gid, "dropped root privileges");
     Ok(())
 }
-// ---- end ops ----
 
 /// The packet source for this run.
 enum Source {
@@ -401,7 +393,7 @@ impl CaptureLoop {
             thread: thread.to_string(),
             published_packets: 0,
             published_freezes: 0,
-            decoder: Decoder::new(settings.defrag.clone()).with_checksums(settings.checksum_validation), // ---- fuzz ----
+            decoder: Decoder::new(settings.defrag.clone()).with_checksums(settings.checksum_validation),
             hasher: ShardHasher::default(),
             home_net: settings.home_net.clone(),
             metrics,
@@ -539,7 +531,6 @@ impl CaptureLoop {
         for (skip, n) in self.skips.drain(..) {
             m.decode_skipped.with_label_values(&[skip.as_label()]).inc_by(n);
         }
-        // ---- fuzz ----
         let errors = self.decoder.checksum_errors();
         m.checksum_errors.inc_by(errors.saturating_sub(m.checksum_errors.get()));
         // Defragmentation counters were defined but never published.
@@ -550,7 +541,6 @@ impl CaptureLoop {
         m.defrag_dropped.inc_by(dropped.saturating_sub(m.defrag_dropped.get()));
         m.defrag_conflicts
             .inc_by(d.conflicts.saturating_sub(m.defrag_conflicts.get()));
-        // ---- end fuzz ----
         for (w, depth) in self.dispatcher.queue_depths().enumerate() {
             m.queue_depth.with_label_values(&[&w.to_string()]).set(depth as i64);
         }

@@ -25,9 +25,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod pii;
 pub mod pipeline;
-// ---- ops ----
 pub mod privilege;
-// ---- end ops ----
 pub mod reassembly;
 pub mod rules;
 pub mod sink;

@@ -59,7 +59,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: {report}", dir.display());
             return Ok(ExitCode::SUCCESS);
         }
-        // ---- ops ----
         Command::CheckConfig(a) => {
             let report = cli::check_config::run(&a);
             for line in &report.problems {
@@ -74,27 +73,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::from(1));
         }
-        // ---- end ops ----
         Command::HashList(a) => {
             println!("{}", cli::hash_list::run(&a)?);
             return Ok(ExitCode::SUCCESS);
         }
-        // ---- perf ----
         Command::BenchGen(a) => {
             println!("{}", cli::bench_gen::run(&a)?);
             return Ok(ExitCode::SUCCESS);
         }
-        // ---- end perf ----
         Command::Read(a) => (InputArgs::Files(a.files), a.common),
         Command::Capture(a) => (
             InputArgs::Live {
                 interface: a.interface,
                 bpf: a.bpf,
                 buffer_mb: a.buffer_mb,
-                // ---- capture ----
                 backend: a.capture_backend,
                 threads: a.capture_threads,
-                // ---- end capture ----
             },
             a.common,
         ),

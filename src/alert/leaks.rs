@@ -174,7 +174,6 @@ impl DirLeaks {
         }
     }
 
-    // ---- reload ----
     /// Renumbers rules after a rule reload: `map` gives a rule's index in the new set, or `None`
     /// when the new set no longer has it. Values of a removed rule waiting to be raised are
     /// handed to `gone` at once (to be raised under the old rule), and its batch is dropped.
@@ -209,7 +208,6 @@ impl DirLeaks {
             }
         }
     }
-    // ---- end reload ----
 
     /// True when some value waits to be raised.
     pub fn has_pending(&self) -> bool {
@@ -346,7 +344,6 @@ mod tests {
         );
     }
 
-    // ---- reload ----
     #[test]
     fn remap_renumbers_kept_rules_and_hands_over_removed_ones() {
         let p = AlertPolicy::default();
@@ -373,5 +370,4 @@ mod tests {
         l.take_due(t(2), &p, true, &mut |b| v.push((b.rule, b.batch, b.matches.len())));
         assert_eq!(v, vec![(5, 2, 1)], "rule 0's batch continues as rule 5");
     }
-    // ---- end reload ----
 }

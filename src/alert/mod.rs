@@ -338,7 +338,6 @@ pub fn render(
     serde_json::to_string(&doc).expect("alert documents always serialise")
 }
 
-// ---- fuzz ----
 /// An evasion technique the sensor noticed in a flow: an alert of its own, carrying no personal
 /// data (nothing of the payload, only where in the stream it happened).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,7 +437,6 @@ pub fn render_evasion(
     };
     serde_json::to_string(&doc).expect("alert documents always serialise")
 }
-// ---- end fuzz ----
 
 fn fmt_endpoint(e: &Endpoint) -> String {
     match e.ip {
@@ -560,7 +558,6 @@ mod tests {
         );
     }
 
-    // ---- fuzz ----
     #[test]
     fn evasion_alert_has_flow_context_and_no_pii_object() {
         let flow = FlowContext {
@@ -599,5 +596,4 @@ mod tests {
              bytes than were scanned"
         );
     }
-    // ---- end fuzz ----
 }

@@ -44,19 +44,15 @@ struct FileConfig {
     alert: AlertSection,
     #[serde(default)]
     l7: L7Section,
-    // ---- judgement (judge helper) ----
     #[serde(default)]
     judge: JudgeSection,
     #[serde(default)]
     allow: AllowSection,
-    // ---- end judgement ----
     #[serde(default)]
     output: OutputSection,
-    // ---- ops ----
     metrics_tls_cert: Option<PathBuf>,
     metrics_tls_key: Option<PathBuf>,
     metrics_bearer_token_file: Option<PathBuf>,
-    // ---- end ops ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,16 +88,10 @@ struct CaptureSection {
     interface: Option<String>,
     bpf: Option<String>,
     buffer_mb: Option<u32>,
-    // ---- ops ----
     user: Option<String>,
-    // ---- end ops ----
-    // ---- capture ----
     backend: Option<String>,
     threads: Option<usize>,
-    // ---- end capture ----
-    // ---- fuzz ----
     checksum_validation: Option<String>,
-    // ---- end fuzz ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,9 +108,7 @@ struct FlowSection {
     udp_idle_timeout_secs: Option<u64>,
     lifetime_secs: Option<u64>,
     memcap_mb: Option<usize>,
-    // ---- bypass ----
     stream_depth: Option<u64>,
-    // ---- end bypass ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,9 +118,7 @@ struct ReassemblySection {
     max_ooo_segments_per_stream: Option<usize>,
     gap_timeout_secs: Option<u64>,
     memcap_mb: Option<usize>,
-    // ---- fuzz ----
     overlap_policy: Option<String>,
-    // ---- end fuzz ----
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,7 +142,6 @@ struct AlertSection {
     max_distinct_per_direction: Option<usize>,
 }
 
-// ---- judgement (judge helper) ----
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JudgeSection {
@@ -215,7 +200,6 @@ fn judge_settings(
         builtin_test_cards: file.allow.builtin_test_cards.unwrap_or(defaults.builtin_test_cards),
     })
 }
-// ---- end judgement ----
 
 /// Where packets come from.
 #[derive(Debug, Clone)]
@@ -228,12 +212,10 @@ pub enum InputMode {
         bpf: Option<String>,
         /// Kernel buffer in MiB (af-packet: ring per capture thread).
         buffer_mb: u32,
-        // ---- capture ----
         /// How packets are read.
         backend: crate::capture::CaptureBackend,
         /// Capture threads (1 unless `backend` is af-packet).
         capture_threads: usize,
-        // ---- end capture ----
     },
     /// Offline files, in order.
     Files(Vec<PathBuf>),
@@ -351,27 +333,21 @@ pub struct Settings {
     pub reassembly_memcap: usize,
     /// IPv4 defragmentation limits (capture thread).
     pub defrag: DefragConfig,
-    // ---- fuzz ----
     /// Checksum verification in the capture thread's decoder.
     pub checksum_validation: crate::decode::ChecksumMode,
-    // ---- end fuzz ----
     /// Alert batching.
     pub alert: AlertPolicy,
     /// Decode application protocols (HTTP, SMTP/MIME, DNS) before matching; `false` scans every
     /// stream's raw bytes (for measuring what decoding costs; detection suffers).
     pub decode_l7: bool,
-    // ---- judgement (judge helper) ----
     /// Judgement: minimum confidence, known values, allow-lists.
     pub judge: crate::judge::JudgeSettings,
-    // ---- end judgement ----
     /// Syslog and HTTP outputs, rotation, spool.
     pub outputs: OutputSettings,
-    // ---- ops ----
     /// Unprivileged user to switch to once the capture handle and outputs are open.
     pub user: Option<String>,
     /// TLS and bearer token for the metrics endpoint.
     pub metrics_security: crate::metrics::EndpointSecurity,
-    // ---- end ops ----
 }
 
 /// Reads the config file (if any) and merges flags over it.
@@ -398,10 +374,8 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             interface,
             bpf,
             buffer_mb,
-            // ---- capture ----
             backend,
             threads,
-            // ---- end capture ----
         }) => {
             let interface = interface
                 .or(file.capture.interface.clone())
@@ -410,9 +384,7 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             if buffer_mb == 0 {
                 bail!("--buffer-mb must be at least 1");
             }
-            // ---- capture ----
             let (backend, capture_threads) = capture_backend(backend, threads, &file.capture)?;
-            // ---- end capture ----
             InputMode::Live {
                 interface,
                 bpf: bpf.or(file.capture.bpf.clone()),
@@ -478,14 +450,12 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         udp_idle_timeout: secs(file.flow.udp_idle_timeout_secs, 60, "flow.udp_idle_timeout_secs")?,
         lifetime: secs(file.flow.lifetime_secs, 3600, "flow.lifetime_secs")?,
         memcap: positive(file.flow.memcap_mb, 1024, "flow.memcap_mb")? * MIB / workers,
-        // ---- bypass ----
         stream_depth: match common.stream_depth.or(file.flow.stream_depth) {
             Some(0) => {
                 bail!("--stream-depth (config flow.stream_depth) must be at least 1 byte; leave it out for no limit")
             }
             d => d,
         },
-        // ---- end bypass ----
     };
     let reassembly = ReassemblyConfig {
         max_ooo_bytes_per_stream: positive(
@@ -499,7 +469,6 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             "reassembly.max_ooo_segments_per_stream",
         )?,
         gap_timeout: secs(file.reassembly.gap_timeout_secs, 10, "reassembly.gap_timeout_secs")?,
-        // ---- fuzz ----
         overlap_policy: match (common.overlap_policy, &file.reassembly.overlap_policy) {
             (Some(p), _) => p,
             (None, Some(p)) => p
@@ -507,7 +476,6 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
                 .map_err(|e| anyhow::anyhow!("config reassembly.overlap_policy: {e}"))?,
             (None, None) => Default::default(),
         },
-        // ---- end fuzz ----
     };
     let reassembly_memcap = positive(file.reassembly.memcap_mb, 256, "reassembly.memcap_mb")? * MIB / workers;
     let defrag = DefragConfig {
@@ -523,11 +491,8 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
             "alert.max_distinct_per_direction",
         )?,
     };
-    // ---- judgement (judge helper) ----
     let judge = judge_settings(common, &file, &rel)?;
-    // ---- end judgement ----
     let outputs = output_settings(common, &file.output, &base, &observer_name)?;
-    // ---- ops ----
     let user = common.user.clone().or(file.capture.user.clone());
     if let Some(u) = &user {
         if u.is_empty() || u.contains(['\0', ':', '/']) || u.chars().any(char::is_whitespace) {
@@ -555,7 +520,6 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
     if metrics_listen.is_none() && (metrics_security.tls.is_some() || metrics_security.bearer_token_file.is_some()) {
         bail!("--metrics-tls-* and --metrics-bearer-token-file need a metrics endpoint, but --metrics-listen is off");
     }
-    // ---- end ops ----
     if alerts == AlertOutput::Off && outputs.syslog.is_none() && outputs.http.is_empty() {
         bail!("--alerts off leaves no alert output: add --syslog or an HTTP output, or write alerts to a file");
     }
@@ -574,7 +538,6 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
         reassembly,
         reassembly_memcap,
         defrag,
-        // ---- fuzz ----
         checksum_validation: match (common.checksum_validation, &file.capture.checksum_validation) {
             (Some(m), _) => m,
             (None, Some(m)) => m
@@ -582,15 +545,12 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
                 .map_err(|e| anyhow::anyhow!("config capture.checksum_validation: {e}"))?,
             (None, None) => Default::default(),
         },
-        // ---- end fuzz ----
         alert,
         decode_l7: file.l7.decode.unwrap_or(true),
         judge,
         outputs,
-        // ---- ops ----
         user,
         metrics_security,
-        // ---- end ops ----
     })
 }
 
@@ -681,16 +641,13 @@ pub enum InputArgs {
         bpf: Option<String>,
         /// `--buffer-mb`
         buffer_mb: Option<u32>,
-        // ---- capture ----
         /// `--capture-backend`
         backend: Option<String>,
         /// `--capture-threads`
         threads: Option<usize>,
-        // ---- end capture ----
     },
 }
 
-// ---- capture ----
 /// Most capture threads: more than cores is never useful, and the label stays bounded.
 const MAX_CAPTURE_THREADS: usize = 64;
 
@@ -718,7 +675,6 @@ fn capture_backend(
     };
     Ok((backend, threads))
 }
-// ---- end capture ----
 
 fn positive(v: Option<usize>, default: usize, name: &str) -> anyhow::Result<usize> {
     match v.unwrap_or(default) {
@@ -727,13 +683,11 @@ fn positive(v: Option<usize>, default: usize, name: &str) -> anyhow::Result<usiz
     }
 }
 
-// ---- ops ----
 /// Deserializes a config text exactly as [`settings`] does, for `check-config` to locate
 /// syntax errors and unknown keys by their span.
 pub(super) fn parse_config_text(text: &str) -> Result<(), toml::de::Error> {
     toml::from_str::<FileConfig>(text).map(|_| ())
 }
-// ---- end ops ----
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -840,7 +794,6 @@ mod tests {
     }
 }
 
-// ---- judgement (judge helper) ----
 #[cfg(test)]
 mod judge_config_tests {
     use super::*;
@@ -915,7 +868,6 @@ mod judge_config_tests {
         assert!(e.contains("sure") && !e.contains('\n'), "{e}");
     }
 }
-// ---- end judgement ----
 
 #[cfg(test)]
 mod output_tests {

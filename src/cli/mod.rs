@@ -1,16 +1,10 @@
 //! Command line (clap) and TOML configuration, merged and validated into [`Settings`], which the
 //! rest of the program trusts. Flags override the file; the file overrides defaults.
 
-mod config;
-// ---- ops ----
-pub mod check_config;
-// ---- end ops ----
-// ---- perf ----
 pub mod bench_gen;
-// ---- end perf ----
-// ---- judgement (judge helper) ----
+pub mod check_config;
+mod config;
 pub mod hash_list;
-// ---- end judgement ----
 
 pub use config::{AlertOutput, HomeNet, InputMode, OutputSettings, PipelineConfig, Settings};
 pub use LogFormatArg as LogFormat;
@@ -41,19 +35,13 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    // ---- judgement (judge helper) ----
     /// Make a known-values file (keyed hashes) from a CSV of customers' CNICs, cards or IBANs.
     HashList(hash_list::HashListArgs),
-    // ---- end judgement ----
-    // ---- ops ----
     /// Validate a config file and its rule set without capturing; one line per problem, exit 1 if any.
     CheckConfig(check_config::CheckConfigArgs),
-    // ---- end ops ----
-    // ---- perf ----
     /// Write a benchmark capture (cleartext, isp or small mix) of a given size.
     #[command(hide = true)]
     BenchGen(bench_gen::BenchGenArgs),
-    // ---- end perf ----
 }
 
 /// `rules` sub-commands.
@@ -78,14 +66,12 @@ pub struct CaptureArgs {
     /// Kernel capture buffer size in MiB (default 64); with af-packet, the ring of each capture thread.
     #[arg(long, value_name = "N")]
     pub buffer_mb: Option<u32>,
-    // ---- capture ----
     /// Capture backend: `pcap` (libpcap, default, portable) or `af-packet` (Linux TPACKET_V3 ring).
     #[arg(long, value_name = "NAME")]
     pub capture_backend: Option<String>,
     /// Capture threads sharing the interface by flow hash (af-packet only; default 1).
     #[arg(long, value_name = "N")]
     pub capture_threads: Option<usize>,
-    // ---- end capture ----
     /// Options shared with `read`.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -176,21 +162,16 @@ pub struct CommonArgs {
     /// Sensor name in alerts (default: host name).
     #[arg(long, value_name = "NAME")]
     pub observer_name: Option<String>,
-    // ---- judgement (judge helper) ----
     /// Lowest confidence that alerts (default medium; config `judge.min_confidence`).
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub min_confidence: Option<crate::pii::Confidence>,
     /// Known-values file made by `nigehban hash-list`, repeatable (config `judge.known_values`).
     #[arg(long = "known-values", value_name = "FILE")]
     pub known_values: Vec<PathBuf>,
-    // ---- end judgement ----
-    // ---- bypass ----
     /// Egress bytes of a TCP flow inspected before the rest is bypassed (default: no limit;
     /// config `flow.stream_depth`).
     #[arg(long, value_name = "BYTES")]
     pub stream_depth: Option<u64>,
-    // ---- end bypass ----
-    // ---- ops ----
     /// After opening the capture handle, metrics listener and outputs as root, switch to this
     /// unprivileged user before reading any packet (config `capture.user`).
     #[arg(long, value_name = "NAME")]
@@ -204,8 +185,6 @@ pub struct CommonArgs {
     /// File holding a bearer token /metrics requires (`Authorization: Bearer TOKEN`); others get 401.
     #[arg(long, value_name = "FILE")]
     pub metrics_bearer_token_file: Option<PathBuf>,
-    // ---- end ops ----
-    // ---- fuzz ----
     /// Which copy of overlapping TCP bytes that differ is kept: `first` (default) or `last`
     /// (config `reassembly.overlap_policy`). Conflicts raise an evasion alert either way.
     #[arg(long, value_name = "POLICY")]
@@ -215,7 +194,6 @@ pub struct CommonArgs {
     /// config `capture.checksum_validation`).
     #[arg(long, value_name = "MODE")]
     pub checksum_validation: Option<crate::decode::ChecksumMode>,
-    // ---- end fuzz ----
 }
 
 /// Log output format.

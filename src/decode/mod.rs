@@ -23,10 +23,8 @@
 //!
 //! The non-fragment path allocates nothing: it only slices the frame.
 
-// ---- fuzz ----
 mod checksum;
 pub use checksum::ChecksumMode;
-// ---- end fuzz ----
 mod defrag;
 
 pub(crate) use defrag::ipv4_checksum;

@@ -1,9 +1,7 @@
 //! Flows: the bidirectional 5-tuple key, the per-worker flow table with its timeouts and memory
 //! cap, and Community ID hashing for alerts.
 
-// ---- bypass ----
 pub mod bypass;
-// ---- end bypass ----
 pub mod community_id;
 mod table;
 

@@ -235,7 +235,6 @@ impl<V> FlowTable<V> {
         }
     }
 
-    // ---- reload ----
     /// Visits every flow's state without changing its recency or its memory charge, for rare
     /// whole-table updates (renumbering rules after a rule reload).
     pub fn for_each_mut(&mut self, f: &mut impl FnMut(&FlowKey, &mut V)) {
@@ -243,7 +242,6 @@ impl<V> FlowTable<V> {
             f(k, &mut e.value);
         }
     }
-    // ---- end reload ----
 
     /// Ends every flow (shutdown, end of input).
     pub fn drain(&mut self, on_end: &mut impl FnMut(FlowKey, V, EndReason)) {

@@ -441,7 +441,6 @@ fn thread_safety_contract() {
     send::<Finding>();
 }
 
-// ---- reload ----
 // Rule reload: a stream opened by one matcher continues under another (see `Active::switch`).
 
 /// The bundled rules, compiled again: same rules, a different matcher (as after a reload).
@@ -566,4 +565,3 @@ fn a_rule_removed_by_the_reload_no_longer_fires_after_the_switch() {
     let got = run_switching(&[&text, b" end"], &[a, b]);
     assert_eq!(got.iter().filter(|s| is_card(s)).count(), 2);
 }
-// ---- end reload ----

@@ -4,9 +4,7 @@
 
 mod server;
 
-// ---- ops ----
 pub use server::{check_security, EndpointSecurity, MetricsServer, MetricsServerError};
-// ---- end ops ----
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -51,13 +49,11 @@ pub struct Metrics {
     pub reassembly_duplicate_bytes: IntCounter,
     /// Segments refused because a reassembly cap was hit.
     pub reassembly_segments_dropped: IntCounter,
-    // ---- fuzz ----
     /// Packets whose IPv4/TCP/UDP checksum failed verification (dropped or, in `auto` mode on
     /// offloaded traffic, kept).
     pub checksum_errors: IntCounter,
     /// IP fragments whose bytes disagreed with bytes already held (first copy kept).
     pub defrag_conflicts: IntCounter,
-    // ---- end fuzz ----
     /// IPv4 datagrams reassembled from fragments.
     pub defrag_reassembled: IntCounter,
     /// Fragments given up (timeout, memory cap, bad offsets).
@@ -82,12 +78,10 @@ pub struct Metrics {
     pub l7_protocol: IntCounterVec,
     /// Decoder limits hit and decoding stops, by event.
     pub l7_events: IntCounterVec,
-    // ---- bypass ----
     /// Egress payload bytes not inspected because their flow was bypassed, by protocol and reason.
     pub bypassed_bytes: IntCounterVec,
     /// Flows bypassed, by protocol and reason.
     pub flows_bypassed: IntCounterVec,
-    // ---- end bypass ----
 
     // ---- Alert outputs (src/sink): one series per configured output, label `output` = its
     // fixed name (`file`, `stdout`, `syslog`, `http-0`, …), so cardinality is bounded by config.
@@ -109,7 +103,6 @@ pub struct Metrics {
     /// 1 while the output's last delivery attempt succeeded (connected), 0 while it fails.
     pub output_connected: IntGaugeVec,
 
-    // ---- reload ----
     /// Rule reloads (SIGHUP), by result (`ok`, `failed`).
     pub rule_reloads: IntCounterVec,
     /// Generation of the rule set in use: 1 at start, +1 per successful reload.
@@ -120,23 +113,18 @@ pub struct Metrics {
     pub rules_last_reload_timestamp: IntGauge,
     /// 1 if the last reload attempt succeeded (or none was made), 0 if it was refused.
     pub rules_last_reload_successful: IntGauge,
-    // ---- end reload ----
-    // ---- capture ----
     /// Packets read by each capture thread (label `thread`, 0 … capture threads − 1): shows how
     /// evenly the af-packet fanout spreads the interface.
     pub capture_thread_packets: IntCounterVec,
     /// af-packet: times the kernel found a ring full and froze its queue (`tp_freeze_q_cnt`).
     pub capture_ring_freezes: IntCounter,
-    // ---- end capture ----
 }
 
-// ---- reload ----
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric definition");
     r.register(Box::new(g.clone())).expect("metric registered once");
     g
 }
-// ---- end reload ----
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
@@ -263,7 +251,6 @@ impl Metrics {
                 "nigehban_reassembly_duplicate_bytes_total",
                 "Retransmitted TCP bytes discarded.",
             ),
-            // ---- fuzz ----
             checksum_errors: counter(
                 &r,
                 "nigehban_checksum_errors_total",
@@ -274,7 +261,6 @@ impl Metrics {
                 "nigehban_defrag_conflicts_total",
                 "IP fragments overlapping held bytes with different content (the first copy is kept).",
             ),
-            // ---- end fuzz ----
             reassembly_segments_dropped: counter(
                 &r,
                 "nigehban_reassembly_segments_dropped_total",
@@ -343,7 +329,6 @@ impl Metrics {
                 "Application decoder limits hit (decompression bombs, nesting, oversized headers) and decoding stops, by event.",
                 &["event"],
             ),
-            // ---- bypass ----
             bypassed_bytes: counter_vec(
                 &r,
                 "nigehban_bypassed_bytes_total",
@@ -356,7 +341,6 @@ impl Metrics {
                 "Flows whose egress direction stopped being inspected, by protocol and reason (encrypted, depth).",
                 &["protocol", "reason"],
             ),
-            // ---- end bypass ----
             // ---- Alert outputs (src/sink).
             output_delivered: counter_vec(
                 &r,
@@ -406,7 +390,6 @@ impl Metrics {
                 "1 while an output's last delivery succeeded, 0 while it fails.",
                 &["output"],
             ),
-            // ---- reload ----
             rule_reloads: counter_vec(
                 &r,
                 "nigehban_rule_reloads_total",
@@ -429,8 +412,6 @@ impl Metrics {
                 "nigehban_rules_last_reload_successful",
                 "1 if the last rule reload succeeded or none was attempted, 0 if it was refused.",
             ),
-            // ---- end reload ----
-            // ---- capture ----
             capture_thread_packets: counter_vec(
                 &r,
                 "nigehban_capture_thread_packets_total",
@@ -442,7 +423,6 @@ impl Metrics {
                 "nigehban_capture_ring_freezes_total",
                 "Times an af-packet ring was full and the kernel froze its queue (tp_freeze_q_cnt).",
             ),
-            // ---- end capture ----
             registry: r,
         }
     }

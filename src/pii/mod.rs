@@ -215,7 +215,6 @@ impl PiiKey {
     /// test guesses against alert hashes, and CNICs are few enough to enumerate. A group-readable
     /// file is accepted with a loud warning (a dedicated service group is a legitimate setup).
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Self> {
-        // ---- ops ----
         match key_file_access(path)? {
             KeyFileAccess::Private => {}
             KeyFileAccess::GroupReadable(mode) => tracing::warn!(
@@ -225,7 +224,6 @@ impl PiiKey {
             ),
             KeyFileAccess::WorldReadable(mode) => return Err(world_readable(path, mode)),
         }
-        // ---- end ops ----
         let bytes = std::fs::read(path)?;
         let end = bytes
             .iter()
@@ -264,7 +262,6 @@ impl PiiKey {
     }
 }
 
-// ---- ops ----
 /// Who besides the owner may read a key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyFileAccess {
@@ -298,7 +295,6 @@ fn world_readable(path: &std::path::Path, mode: u32) -> std::io::Error {
         ),
     )
 }
-// ---- end ops ----
 
 #[cfg(test)]
 mod tests {
@@ -398,7 +394,6 @@ mod tests {
         assert_ne!(PiiKey::random().hash(&v), PiiKey::random().hash(&v));
     }
 
-    // ---- ops ----
     fn set_mode(p: &std::path::Path, mode: u32) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -424,5 +419,4 @@ mod tests {
         assert_eq!(key_file_access(&p).unwrap(), KeyFileAccess::Private);
         assert!(PiiKey::from_file(&p).is_ok());
     }
-    // ---- end ops ----
 }

@@ -5,11 +5,9 @@
 //! Live capture must never block: when a worker's queue is full the batch is dropped and
 //! counted. Offline reading blocks instead (backpressure) and loses nothing.
 
-mod worker;
-// ---- reload ----
 mod reload;
+mod worker;
 pub use reload::{reload, LiveRules, ReloadError, Reloader};
-// ---- end reload ----
 
 pub use worker::{Worker, WorkerShared};
 

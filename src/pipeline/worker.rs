@@ -3,17 +3,15 @@
 //! are plain fields published to Prometheus once per batch.
 
 use super::{Batch, WorkerQueue};
-use crate::alert::Evasion; // ---- fuzz ----
+use crate::alert::Evasion;
 use crate::alert::{
     self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, MessageContext, Observer, PendingBatch, PiiMatch,
 };
 use crate::cli::HomeNet;
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
-use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
-// ---- bypass ----
 use crate::flow::bypass::{self, BypassKind, BypassReason, Bypassed};
-// ---- end bypass ----
+use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
 use crate::judge::{Facts, Judge, Suppression, Verdict};
 use crate::l7::{
     self, AppDecoder, ContentSink, Evidence, L7Event, Location, MessageLog, Protocol, SectionLog, MAX_SECTION_NAME,
@@ -29,10 +27,8 @@ use std::time::Duration;
 
 /// Read-only state every worker shares.
 pub struct WorkerShared {
-    // ---- reload ----
     /// Compiled rules; replaced by a SIGHUP reload, picked up by each worker at its next batch.
     pub rules: Arc<super::LiveRules>,
-    // ---- end reload ----
     /// Keyed-hash secret.
     pub key: Arc<PiiKey>,
     /// Inside networks.
@@ -79,15 +75,11 @@ struct Flow {
     peer_fin: bool,
     /// Listed in `Engine::pending_flows` (see [`Flow::needs_housekeeping`]).
     listed_pending: bool,
-    // ---- bypass ----
     /// Set once the egress direction is no longer inspected (see `crate::flow::bypass`).
     bypass: Option<Bypassed>,
-    // ---- end bypass ----
-    // ---- fuzz ----
     /// An evasion alert was raised for this flow: later conflicts are only counted, so one
     /// hostile flow cannot flood the SIEM.
     evasion_alerted: bool,
-    // ---- end fuzz ----
 }
 
 /// What turns the egress direction's reassembled bytes into findings.
@@ -135,11 +127,9 @@ struct Local {
     below_min: Vec<u64>,
     protocols: [u64; Protocol::ALL.len()],
     l7_events: [u64; L7Event::ALL.len()],
-    // ---- bypass ----
     /// Per `BypassKind::PROTOCOLS` index, per `BypassReason::ALL` index.
     bypassed_bytes: [[u64; BypassReason::ALL.len()]; BypassKind::PROTOCOLS.len()],
     bypassed_flows: [[u64; BypassReason::ALL.len()]; BypassKind::PROTOCOLS.len()],
-    // ---- end bypass ----
 }
 
 /// Prometheus handles resolved once per worker.
@@ -157,11 +147,9 @@ struct Handles {
 /// Everything a worker owns except the flow table (split so both can be borrowed at once).
 struct Engine {
     shared: Arc<WorkerShared>,
-    // ---- reload ----
     /// The rules in use by this worker, and their generation in `shared.rules`.
     matcher: Matcher,
     generation: u64,
-    // ---- end reload ----
     reassembler: Reassembler,
     scratch: WorkerScratch,
     findings: Vec<Finding>,
@@ -179,10 +167,8 @@ struct Engine {
     local: Local,
     published: Local,
     handles: Handles,
-    // ---- fuzz ----
     /// Offset of an overlap conflict reported during the current segment (see `ScanSink`).
     overlap_conflict: Option<u64>,
-    // ---- end fuzz ----
 }
 
 /// One worker thread's state.
@@ -375,7 +361,7 @@ impl Worker {
             published,
             handles,
             shared: Arc::clone(&shared),
-            overlap_conflict: None, // ---- fuzz ----
+            overlap_conflict: None,
         };
         // Fragments are reassembled by the capture thread; workers never hold any.
         let decoder = Decoder::new(DefragConfig {
@@ -408,11 +394,9 @@ impl Worker {
 
     /// Processes one batch.
     pub fn batch(&mut self, batch: &Batch) {
-        // ---- reload ----
         if self.engine.shared.rules.generation() != self.engine.generation {
             self.adopt_rules();
         }
-        // ---- end reload ----
         for (ts, link, frame) in batch.iter() {
             // Housekeeping first, so a quiet flow's waiting hit is decided with the time of its
             // own last packet, not that of whatever packet came next.
@@ -517,11 +501,9 @@ impl Worker {
                 return;
             }
         }
-        // ---- bypass ----
         if exists && bypassed_packet(table, engine, &key, pkt.transport, pkt.payload.len(), is_egress, ts) {
             return;
         }
-        // ---- end bypass ----
         if !exists {
             let egress = if is_egress { dir } else { dir.reverse() };
             let (sender, receiver) = key.endpoints(egress);
@@ -542,7 +524,7 @@ impl Worker {
                 peer_fin: false,
                 listed_pending: false,
                 bypass: None,
-                evasion_alerted: false, // ---- fuzz ----
+                evasion_alerted: false,
             };
             match key.proto() {
                 Proto::Tcp => engine.local.flows_tcp += 1,
@@ -576,18 +558,16 @@ impl Worker {
                 closed = h.rst || (flow.stream.is_closed() && flow.peer_fin);
             }
             Transport::Udp => {
-                // ---- bypass ---- (QUIC is recognised from its first egress datagram)
+                // (QUIC is recognised from its first egress datagram)
                 let quic = is_egress && engine.shared.decode_l7 && bypass::is_quic_long_header(pkt.payload);
                 if quic {
                     engine.bypass_quic(flow, pkt.payload.len());
                 }
-                // ---- end bypass ----
                 if is_egress && !quic {
                     engine.datagram(&key, flow, pkt.payload, ts);
                 }
             }
         }
-        // ---- bypass ----
         if is_egress && !closed && key.proto() == Proto::Tcp && flow.bypass.is_none() {
             let kind = match flow.scan.app.bypass_ready() {
                 Some(p) => Some(BypassKind::tcp(p, BypassReason::Encrypted)),
@@ -602,12 +582,9 @@ impl Worker {
                 engine.bypass_tcp(&key, flow, kind, ts);
             }
         }
-        // ---- end bypass ----
-        // ---- fuzz ----
         if let Some(offset) = engine.overlap_conflict.take() {
             engine.raise_evasion(&key, flow, ts, Evasion::TcpOverlapConflict { offset });
         }
-        // ---- end fuzz ----
         if !engine.findings.is_empty() {
             engine.record_findings(&key, flow, ts);
         }
@@ -633,7 +610,6 @@ impl Worker {
     }
 }
 
-// ---- bypass ----
 /// A packet of a bypassed flow: only counted, and its FIN or RST followed so the flow still
 /// ends. Returns `false` (doing nothing) when the flow is not bypassed.
 fn bypassed_packet(
@@ -699,7 +675,6 @@ impl Engine {
         self.local.bypassed_bytes[kind.protocol_index()][kind.reason_index()] += len as u64;
     }
 }
-// ---- end bypass ----
 
 impl Engine {
     /// The reassembler and a sink that decodes and scans into `flow`'s egress state, borrowed
@@ -872,7 +847,6 @@ impl Engine {
         }
     }
 
-    // ---- fuzz ----
     /// Raises an evasion alert for `flow`, once per flow (later ones are counted by the
     /// reassembler only).
     fn raise_evasion(&mut self, key: &FlowKey, flow: &mut Flow, now: Timestamp, evasion: Evasion) {
@@ -893,7 +867,6 @@ impl Engine {
             self.shared.metrics.alert_write_errors.inc();
         }
     }
-    // ---- end fuzz ----
 
     /// A flow left the table: finish its streams, raise everything pending.
     fn end_flow(&mut self, key: FlowKey, mut flow: Flow, reason: EndReason, now: Option<Timestamp>) {
@@ -990,7 +963,6 @@ impl Engine {
                 m.l7_events.with_label_values(&[event.as_str()]).inc_by(d);
             }
         }
-        // ---- bypass ----
         for (i, proto) in BypassKind::PROTOCOLS.iter().enumerate() {
             for (j, reason) in BypassReason::ALL.iter().enumerate() {
                 let d = delta(l.bypassed_flows[i][j], &mut p.bypassed_flows[i][j]);
@@ -1007,7 +979,6 @@ impl Engine {
                 }
             }
         }
-        // ---- end bypass ----
         self.handles.flows_active.set(table.len() as i64);
         self.handles.flow_memory.set(table.mem_used() as i64);
         self.handles.ooo_bytes.set(self.reassembler.held_bytes() as i64);
@@ -1018,7 +989,6 @@ fn protocol_index(p: Protocol) -> usize {
     Protocol::ALL.iter().position(|q| *q == p).unwrap_or(0)
 }
 
-// ---- reload ----
 impl Handles {
     /// Resolves the per-rule counters for `matcher`'s rules.
     fn per_rule(&mut self, m: &Metrics, matcher: &Matcher) {
@@ -1088,4 +1058,3 @@ impl Worker {
         engine.matcher = new;
     }
 }
-// ---- end reload ----

@@ -353,7 +353,6 @@ impl Reassembler {
         stream.flags |= CLOSED;
     }
 
-    // ---- bypass ----
     /// Gives up `stream` for good: what it holds out of order is dropped undelivered (its budget
     /// returned), a FIN still awaited is forgotten, and the stream is closed, so later segments
     /// are ignored. For a direction that will not be inspected again (bypassed).
@@ -364,7 +363,6 @@ impl Reassembler {
         stream.fin_end = NO_FIN;
         stream.flags |= CLOSED;
     }
-    // ---- end bypass ----
 
     /// Counters since start.
     pub fn counters(&self) -> &ReassemblyCounters {

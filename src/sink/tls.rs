@@ -173,7 +173,7 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsConfigError>
     })
 }
 
-// ---- ops ---- pub(crate): the metrics endpoint loads its certificate chain here too. ---- end ops ----
+// pub(crate): the metrics endpoint loads its certificate chain here too.
 pub(crate) fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     let pem = read_file(what, path)?;
     let no_cert = |reason: String| TlsConfigError::NoCertificate {

@@ -75,9 +75,8 @@ impl Run {
 pub fn write_key(dir: &Path) -> PathBuf {
     let p = dir.join("key");
     std::fs::write(&p, [KEY, b"\n"].concat()).unwrap();
-    // ---- ops ---- the sensor refuses world-readable key files
+    // the sensor refuses world-readable key files
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    // ---- end ops ----
     p
 }
 

@@ -262,8 +262,6 @@ impl MimeDecoder {
             + self.part.field.as_ref().map_or(0, Vec::capacity)
     }
 
-    // ---- header block ----
-
     /// Consumes header bytes up to the end of one line; returns how many.
     fn header_bytes(&mut self, bytes: &[u8], sink: &mut dyn ContentSink) -> usize {
         let nl = memchr(b'\n', bytes);
@@ -433,8 +431,6 @@ impl MimeDecoder {
         };
         self.body = BodySection::new(location, redact_digits(&String::from_utf8_lossy(name)).into_bytes());
     }
-
-    // ---- bodies and delimiters ----
 
     /// Feeds `bytes` through the body path entirely (they may end the body and start headers).
     fn body_bytes_all(&mut self, bytes: &[u8], sink: &mut dyn ContentSink) {

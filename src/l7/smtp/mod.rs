@@ -183,12 +183,10 @@ impl SmtpDecoder {
         let _ = bytes;
     }
 
-    // ---- bypass ----
     /// True once STARTTLS took effect: nothing cleartext follows in this direction.
     pub fn is_encrypted(&self) -> bool {
         matches!(self.state, State::Encrypted)
     }
-    // ---- end bypass ----
 
     /// Evidence (envelope domains) of the current message.
     pub fn evidence(&self) -> &Evidence {
@@ -210,8 +208,6 @@ impl SmtpDecoder {
                 .map(String::capacity)
                 .sum::<usize>()
     }
-
-    // ---- command phase ----
 
     /// Consumes command bytes up to the end of one line; returns how many.
     fn command_bytes(&mut self, bytes: &[u8], sink: &mut dyn ContentSink) -> usize {
@@ -317,8 +313,6 @@ impl SmtpDecoder {
             self.state = State::TlsPending;
         }
     }
-
-    // ---- message content ----
 
     /// Consumes DATA bytes: dot-unstuffing, up to and including the terminator.
     fn data_bytes(&mut self, mut dot: Unstuff, bytes: &[u8], sink: &mut dyn ContentSink) -> usize {
