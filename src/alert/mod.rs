@@ -463,6 +463,22 @@ pub fn rfc3339(ts: Timestamp) -> String {
 mod tests {
     use super::*;
 
+    /// TCP from inside 10.1.2.3 to outside 203.0.113.9.
+    fn tcp_flow(sender_port: u16, receiver_port: u16) -> FlowContext<'static> {
+        FlowContext {
+            sender: Endpoint {
+                ip: "10.1.2.3".parse().unwrap(),
+                port: sender_port,
+            },
+            receiver: Endpoint {
+                ip: "203.0.113.9".parse().unwrap(),
+                port: receiver_port,
+            },
+            proto: Proto::Tcp,
+            community_id: "1:abc=",
+        }
+    }
+
     #[test]
     fn timestamp_format() {
         assert_eq!(
@@ -479,18 +495,7 @@ mod tests {
             pii: PiiKind::Cnic,
             severity: Severity::High,
         };
-        let flow = FlowContext {
-            sender: Endpoint {
-                ip: "10.1.2.3".parse().unwrap(),
-                port: 443,
-            },
-            receiver: Endpoint {
-                ip: "203.0.113.9".parse().unwrap(),
-                port: 50000,
-            },
-            proto: Proto::Tcp,
-            community_id: "1:abc=",
-        };
+        let flow = tcp_flow(443, 50000);
         let m = PiiMatch {
             kind: PiiKind::Cnic,
             masked: "35202-*******-1".into(),
@@ -560,18 +565,7 @@ mod tests {
 
     #[test]
     fn evasion_alert_has_flow_context_and_no_pii_object() {
-        let flow = FlowContext {
-            sender: Endpoint {
-                ip: "10.1.2.3".parse().unwrap(),
-                port: 40000,
-            },
-            receiver: Endpoint {
-                ip: "203.0.113.9".parse().unwrap(),
-                port: 80,
-            },
-            proto: Proto::Tcp,
-            community_id: "1:abc=",
-        };
+        let flow = tcp_flow(40000, 80);
         let line = render_evasion(
             Timestamp::from_micros(1_700_000_000_000_000),
             Evasion::TcpOverlapConflict { offset: 1234 },

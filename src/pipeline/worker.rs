@@ -827,23 +827,22 @@ impl Engine {
         if batches.is_empty() {
             return;
         }
-        let (sender, receiver) = key.endpoints(egress);
         let community_id = key.community_id();
-        let ctx = FlowContext {
-            sender,
-            receiver,
-            proto: key.proto(),
-            community_id: &community_id,
-        };
+        let ctx = flow_context(key, egress, &community_id);
         let rules = self.matcher.rules().rules();
         for b in batches {
             let rule = &rules[b.rule as usize];
             let severity = crate::judge::bulk_severity(rule.severity, b.distinct);
             let line = alert::render(now, AlertRule::from(rule), severity, &ctx, &self.shared.observer, &b);
             self.local.alerts[b.rule as usize] += 1;
-            if self.shared.alerts.send(line).is_err() {
-                self.shared.metrics.alert_write_errors.inc();
-            }
+            self.send_alert(line);
+        }
+    }
+
+    /// Hands a rendered alert to the outputs; a closed channel counts as a write error.
+    fn send_alert(&self, line: String) {
+        if self.shared.alerts.send(line).is_err() {
+            self.shared.metrics.alert_write_errors.inc();
         }
     }
 
@@ -853,19 +852,11 @@ impl Engine {
         if std::mem::replace(&mut flow.evasion_alerted, true) {
             return;
         }
-        let (sender, receiver) = key.endpoints(flow.egress);
         let community_id = key.community_id();
-        let ctx = FlowContext {
-            sender,
-            receiver,
-            proto: key.proto(),
-            community_id: &community_id,
-        };
+        let ctx = flow_context(key, flow.egress, &community_id);
         let line = alert::render_evasion(now, evasion, &ctx, flow.scan.app.protocol(), &self.shared.observer);
         self.shared.metrics.alerts.with_label_values(&[evasion.rule_id()]).inc();
-        if self.shared.alerts.send(line).is_err() {
-            self.shared.metrics.alert_write_errors.inc();
-        }
+        self.send_alert(line);
     }
 
     /// A flow left the table: finish its streams, raise everything pending.
@@ -982,6 +973,18 @@ impl Engine {
         self.handles.flows_active.set(table.len() as i64);
         self.handles.flow_memory.set(table.mem_used() as i64);
         self.handles.ooo_bytes.set(self.reassembler.held_bytes() as i64);
+    }
+}
+
+/// Alert context of `key`'s egress direction (`community_id` is `key.community_id()`, kept by
+/// the caller because the context borrows it).
+fn flow_context<'a>(key: &FlowKey, egress: Dir, community_id: &'a str) -> FlowContext<'a> {
+    let (sender, receiver) = key.endpoints(egress);
+    FlowContext {
+        sender,
+        receiver,
+        proto: key.proto(),
+        community_id,
     }
 }
 
