@@ -5,8 +5,10 @@
 //! false). Once the queue is full, or delivery failed, `spilling` is set and every new alert is
 //! appended to the spool. So whenever the spool holds anything, the alerts in memory (queue and
 //! the batch in hand) are *older* than all of it; on failure they are put in front of it
-//! ([`Spool::prepend`]). `spilling` is cleared only by the delivery thread, under the same lock,
-//! when the spool is empty.
+//! ([`Spool::prepend`]), together with the queue, drained under the lock `offer` takes. The
+//! delivery thread replays the spool only when, under that lock, the queue is empty.
+//! `spilling` is cleared only by the delivery thread, under the same lock, when the spool is
+//! empty.
 
 use super::output::{DeliveryError, Transport};
 use super::retry::Backoff;
@@ -165,15 +167,19 @@ impl Output {
         }
     }
 
-    fn has_spool(&self) -> bool {
-        self.side().spool.is_some()
-    }
-
-    /// Puts alerts held in memory (older than anything spooled) in front of the spool and turns
-    /// spilling on. Returns false when there is no spool (the caller keeps them in memory).
-    fn spill_front(&self, pending: &mut Vec<String>) -> bool {
+    /// Puts every alert held in memory (the batch in hand, then the queue) in front of the spool
+    /// and turns spilling on. Returns false when there is no spool (the caller keeps them).
+    ///
+    /// The queue is drained under the lock [`Output::offer`] takes: an alert offered between the
+    /// drain and `spilling = true` would otherwise stay queued while newer alerts go to the
+    /// spool, and be replayed after them.
+    fn spill_front(&self, rx: &Receiver<String>, pending: &mut Vec<String>) -> bool {
         let mut side = self.side();
         let Some(spool) = side.spool.as_mut() else { return false };
+        drain(rx, pending);
+        if pending.is_empty() {
+            return true;
+        }
         let n = pending.len();
         match spool.prepend(pending) {
             Ok(kept) => {
@@ -201,6 +207,8 @@ pub(super) type Deadline = Arc<OnceLock<Instant>>;
 enum Replay {
     /// Nothing spooled (spilling is now off).
     Empty,
+    /// The queue holds alerts older than the spool: they go first.
+    QueueFirst,
     Sent,
     Failed(DeliveryError),
 }
@@ -222,8 +230,9 @@ pub(super) fn run(mut t: Box<dyn Transport>, rx: Receiver<String>, out: Arc<Outp
             out.m.queue_depth.set(rx.len() as i64);
         }
         let result = if pending.is_empty() {
-            match replay(&mut *t, &out, max) {
+            match replay(&mut *t, &out, &rx, max) {
                 Replay::Sent => Ok(()),
+                Replay::QueueFirst => continue,
                 Replay::Failed(e) => Err(e),
                 Replay::Empty => {
                     if closed {
@@ -272,19 +281,20 @@ pub(super) fn run(mut t: Box<dyn Transport>, rx: Receiver<String>, out: Arc<Outp
                 } else {
                     tracing::debug!(output = %out.name, error = %e, "delivery retry failed");
                 }
-                if !pending.is_empty() && out.has_spool() {
+                if !pending.is_empty() {
                     // Everything still in memory is older than the spool: put it in front, so
                     // replay keeps the order and a crash during the outage loses nothing.
-                    closed |= drain(&rx, &mut pending);
-                    out.spill_front(&mut pending);
+                    out.spill_front(&rx, &mut pending);
                 }
                 sleep(backoff.fail(config), &deadline);
             }
         }
     }
     // Shutdown deadline passed or everything delivered: keep whatever is still in memory.
-    drain(&rx, &mut pending);
-    if !pending.is_empty() && !out.spill_front(&mut pending) {
+    if !out.spill_front(&rx, &mut pending) {
+        drain(&rx, &mut pending);
+    }
+    if !pending.is_empty() {
         out.m.dropped("shutdown", pending.len());
         tracing::error!(output = %out.name, lost = pending.len(), "shutdown: alerts not delivered in time and no --spool-dir to keep them; lost");
     }
@@ -315,11 +325,17 @@ fn drain(rx: &Receiver<String>, pending: &mut Vec<String>) -> bool {
 }
 
 /// Sends the oldest spooled batch, acknowledging it in the spool on success.
-fn replay(t: &mut dyn Transport, out: &Output, max: usize) -> Replay {
+fn replay(t: &mut dyn Transport, out: &Output, rx: &Receiver<String>, max: usize) -> Replay {
     let batch = {
         let mut side = out.side();
         if !side.spilling {
             return Replay::Empty;
+        }
+        // The queue may have filled up (and spilling begun) since the caller found it empty;
+        // what it holds is older than the spool. Once spilling is on under this lock, nothing
+        // more joins the queue, so an empty queue here means the spool is next.
+        if !rx.is_empty() {
+            return Replay::QueueFirst;
         }
         let Some(spool) = side.spool.as_mut() else {
             side.spilling = false;
