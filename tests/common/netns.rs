@@ -49,10 +49,12 @@ impl Netns {
         for (ns, dev) in [(&n.a, "ngbva"), (&n.b, "ngbvb")] {
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
-            // Offloads would hand libpcap 64 KiB super-frames; a SPAN port never does.
+            // Offloads would hand libpcap 64 KiB super-frames; a SPAN port never does. `tx off`:
+            // checksums computed in software, as a SPAN port sees them, so the sensor's checksum
+            // validation judges real checksums rather than partial ones.
             let _ = Command::new("ip")
                 .args([
-                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off",
                 ])
                 .output();
         }
