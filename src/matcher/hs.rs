@@ -75,6 +75,14 @@ pub(super) fn pattern(expr: &str, id: usize) -> Pattern {
     p
 }
 
+/// A keyword prefilter expression (see `Keywords::prefilter_expressions`): caseless, and without
+/// start of match, which a literal of known length does not need.
+pub(super) fn keyword_pattern(expr: &str, id: usize) -> Pattern {
+    let mut p = Pattern::with_flags(expr, PatternFlags::CASELESS).expect("Pattern::with_flags is infallible");
+    p.id = Some(id);
+    p
+}
+
 /// Hyperscan's message for an error, one line.
 pub(super) fn message(e: &hyperscan::Error) -> String {
     let s = match e {

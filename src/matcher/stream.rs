@@ -2,8 +2,8 @@
 
 use super::hs::HsStream;
 use super::{
-    Finding, Hit, Inner, Matcher, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW,
-    MAX_MATCH_WIDTH,
+    Finding, Hit, Inner, KeywordSets, Matcher, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_AFTER,
+    MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
 };
 use crate::pii::Confidence;
 use crate::validate::{Candidate, BEFORE_BYTES};
@@ -58,6 +58,78 @@ struct Pending {
     no_keyword_before: bool,
 }
 
+/// Keyword occurrences remembered per direction for the prefilter.
+pub(super) const KEYWORD_RING: usize = 8;
+
+/// Where the most recent keyword occurrences of this Hyperscan stream ended, and since when
+/// that record is complete. Answers "might a keyword of set S end in `(lo, hi]`?": "no" only
+/// when it knows, so the exact search is skipped only when it would find nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeywordRing {
+    /// Ascending end offsets (stream offsets of the current Hyperscan stream) and their sets.
+    ends: [u64; KEYWORD_RING],
+    sets: [KeywordSets; KEYWORD_RING],
+    /// Invariant: `len <= KEYWORD_RING`.
+    len: u8,
+    /// Every keyword occurrence ending at or after this offset is in the ring.
+    complete_from: u64,
+}
+
+impl KeywordRing {
+    const EMPTY: KeywordRing = KeywordRing {
+        ends: [0; KEYWORD_RING],
+        sets: [0; KEYWORD_RING],
+        len: 0,
+        complete_from: 0,
+    };
+
+    /// Records an occurrence. Ends nearly always arrive in ascending order (Hyperscan reports by
+    /// end offset); one that does not is put in its place.
+    fn push(&mut self, end: u64, sets: KeywordSets) {
+        if end < self.complete_from {
+            return; // already forgotten territory: `maybe` answers true there anyway
+        }
+        let mut n = usize::from(self.len);
+        let at = self.ends[..n].partition_point(|&e| e < end);
+        if at < n && self.ends[at] == end {
+            self.sets[at] |= sets;
+            return;
+        }
+        let mut at = at;
+        if n == KEYWORD_RING {
+            // Forget the oldest (possibly this one): occurrences ending at or before it are no
+            // longer all known.
+            if at == 0 {
+                self.complete_from = end + 1;
+                return;
+            }
+            self.complete_from = self.ends[0] + 1;
+            self.ends.copy_within(1.., 0);
+            self.sets.copy_within(1.., 0);
+            n -= 1;
+            at -= 1;
+        }
+        self.ends.copy_within(at..n, at + 1);
+        self.sets.copy_within(at..n, at + 1);
+        self.ends[at] = end;
+        self.sets[at] = sets;
+        self.len = (n + 1) as u8;
+    }
+
+    /// False only if certainly no keyword of `set` ends in `(lo, hi]`. A rule outside the
+    /// prefilter (`set` 0) always gets true.
+    fn maybe(&self, set: KeywordSets, lo: u64, hi: u64) -> bool {
+        if set == 0 || lo + 1 < self.complete_from {
+            return true;
+        }
+        let n = usize::from(self.len);
+        self.ends[..n]
+            .iter()
+            .zip(&self.sets[..n])
+            .any(|(&e, &s)| s & set != 0 && lo < e && e <= hi)
+    }
+}
+
 struct Active {
     /// Declared before `owner` so it is closed before the database it was opened from can be
     /// freed (fields drop in declaration order).
@@ -79,6 +151,7 @@ struct Active {
     n_pending: u8,
     tail: [u8; TAIL_LEN],
     pending: [Pending; MAX_PENDING],
+    keywords: KeywordRing,
 }
 
 /// Tail ++ chunk, addressed by Hyperscan stream offset.
@@ -218,6 +291,7 @@ impl Active {
             n_pending: 0,
             tail: [0; TAIL_LEN],
             pending: [Pending::default(); MAX_PENDING],
+            keywords: KeywordRing::EMPTY,
         }))
     }
 
@@ -262,6 +336,10 @@ impl Active {
                     a.n_pending += 1;
                 }
             }
+            for &(end, sets) in &w.keyword_hits {
+                a.keywords.push(end, sets);
+            }
+            w.keyword_hits.clear();
             w.hits.clear();
             a.push_tail(tail);
         }
@@ -280,17 +358,24 @@ impl Active {
         let WorkerScratch {
             scratch,
             hits,
+            keyword_hits,
             counters,
             ..
         } = w;
         hits.clear();
+        keyword_hits.clear();
         let map = &inner.pattern_rule;
+        let first_keyword = inner.first_keyword_pattern;
         let on_match = |id: u32, from: u64, to: u64, _flags: u32| {
-            hits.push(Hit {
-                rule: map[id as usize],
-                start: from,
-                end: to,
-            });
+            if id < first_keyword {
+                hits.push(Hit {
+                    rule: map[id as usize],
+                    start: from,
+                    end: to,
+                });
+            } else {
+                keyword_hits.push((to, inner.keyword_sets[(id - first_keyword) as usize]));
+            }
             Matching::Continue
         };
         let r = match data {
@@ -315,6 +400,7 @@ impl Active {
         self.base += self.pos;
         self.pos = 0;
         self.tail_len = 0;
+        self.keywords = KeywordRing::EMPTY;
         debug_assert_eq!(self.n_pending, 0);
     }
 
@@ -327,6 +413,13 @@ impl Active {
             pos: self.pos,
         };
         let seen = view.end();
+        // Every keyword occurrence ending in the bytes seen so far is known before any hit is
+        // decided (a pending hit's window after it may end in this chunk).
+        for &(end, sets) in &w.keyword_hits {
+            self.keywords.push(end, sets);
+        }
+        w.keyword_hits.clear();
+        let keywords = self.keywords;
         let old = self.pending;
         let n_old = usize::from(self.n_pending);
         self.n_pending = 0;
@@ -392,14 +485,18 @@ impl Active {
             };
             let mut keyword = false;
             if let Some(ctx) = rule.context.as_ref().filter(|_| rule.confidence < Confidence::High) {
-                keyword = !no_keyword_before && ctx.keywords().before(&c, ctx.window);
+                let set = inner.rule_keyword_set[h.rule as usize];
+                keyword = !no_keyword_before
+                    && keywords.maybe(set, h.start.saturating_sub(ctx.window as u64), h.start)
+                    && ctx.keywords().before(&c, ctx.window);
                 if !keyword && after_wait > 0 {
                     if !eos && h.end + after_wait > seen {
                         // Valid, but a keyword may still follow: decide when the window is in.
                         pend(h, true, counters);
                         continue;
                     }
-                    keyword = ctx.keywords().after(&c, ctx.window_after);
+                    keyword = keywords.maybe(set, h.end, h.end + ctx.window_after as u64)
+                        && ctx.keywords().after(&c, ctx.window_after);
                 }
             }
             let confidence = if keyword {
@@ -446,5 +543,50 @@ fn raise(c: Confidence) -> Confidence {
     match c {
         Confidence::Low => Confidence::Medium,
         Confidence::Medium | Confidence::High => Confidence::High,
+    }
+}
+
+#[cfg(test)]
+mod ring_tests {
+    use super::*;
+
+    fn ring(ends: &[u64]) -> KeywordRing {
+        let mut r = KeywordRing::EMPTY;
+        for &e in ends {
+            r.push(e, 1);
+        }
+        r
+    }
+
+    #[test]
+    fn answers_no_only_when_it_knows() {
+        let r = ring(&[10, 20]);
+        assert!(r.maybe(1, 5, 10) && r.maybe(1, 15, 25));
+        assert!(!r.maybe(1, 10, 19), "(10, 19] holds no end");
+        assert!(!r.maybe(2, 0, 100), "another keyword set");
+        assert!(r.maybe(0, 0, 1), "a rule outside the prefilter always searches");
+    }
+
+    #[test]
+    fn out_of_order_and_repeated_ends_are_kept_sorted() {
+        let mut r = ring(&[10, 30]);
+        r.push(20, 2);
+        r.push(30, 4);
+        assert_eq!(&r.ends[..3], &[10, 20, 30]);
+        assert_eq!(&r.sets[..3], &[1, 2, 5]);
+    }
+
+    #[test]
+    fn eviction_makes_the_forgotten_range_unknown() {
+        let ends: Vec<u64> = (1..=KEYWORD_RING as u64 + 2).map(|i| i * 10).collect();
+        let r = ring(&ends);
+        assert_eq!(r.complete_from, 21, "10 and 20 were forgotten");
+        assert!(r.maybe(1, 0, 5), "before the record: unknown, so maybe");
+        assert!(!r.maybe(1, 20, 29));
+        // One older than everything kept is forgotten at once.
+        let mut r2 = r;
+        r2.push(25, 1);
+        assert_eq!(r2.complete_from, 26);
+        assert_eq!(r2.ends, r.ends);
     }
 }

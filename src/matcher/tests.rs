@@ -44,9 +44,22 @@ fn alerting(v: Vec<Seen>) -> Vec<Seen> {
         .collect()
 }
 
+/// The bundled rules with the keyword search always run (the prefilter's oracle).
+fn exact_keywords() -> &'static Matcher {
+    static M: OnceLock<Matcher> = OnceLock::new();
+    M.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        Matcher::without_keyword_prefilter(RuleSet::load_dir(&dir).expect("bundled rules load"))
+            .expect("matcher builds")
+    })
+}
+
 /// Feeds `chunks` in order (`None` = gap), then finishes. Findings sorted.
 fn run(chunks: &[Option<&[u8]>]) -> Vec<Seen> {
-    let m = matcher();
+    run_with(matcher(), chunks)
+}
+
+fn run_with(m: &Matcher, chunks: &[Option<&[u8]>]) -> Vec<Seen> {
     let mut w = m.worker().unwrap();
     let mut s = DirScanner::default();
     let mut v = Vec::new();
@@ -428,6 +441,68 @@ proptest! {
         prop_assert_eq!(run(&chunks), want.clone());
         prop_assert_eq!(bytewise(&text), want);
     }
+}
+
+/// Keyword-dense text: more keyword occurrences than the prefilter remembers, on both sides of
+/// values, in every case and separator spelling.
+fn dense_token() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        token(),
+        Just(b"card ".to_vec()),
+        Just(b"CC ".to_vec()),
+        Just(b"Pan-".to_vec()),
+        Just(b"nic,".to_vec()),
+        Just(b"ID_Card ".to_vec()),
+        Just(b"identity-card: ".to_vec()),
+        Just(b"NADRA ".to_vec()),
+        Just(b"accc".to_vec()),
+        Just(b"cardNumber=".to_vec()),
+        Just(b" (Mastercard)".to_vec()),
+        Just("کارڈ ".as_bytes().to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Skipping the keyword search where Hyperscan saw no keyword changes no finding or
+    /// confidence, however the stream is cut and however many keywords crowd it.
+    #[test]
+    fn keyword_prefilter_changes_nothing(
+        tokens in proptest::collection::vec(dense_token(), 1..40),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let text: Vec<u8> = tokens.concat();
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(text.len() + 1)).collect();
+        at.sort_unstable();
+        let mut chunks: Vec<Option<&[u8]>> = Vec::new();
+        let mut prev = 0;
+        for &c in &at {
+            chunks.push(Some(&text[prev..c]));
+            prev = c;
+        }
+        chunks.push(Some(&text[prev..]));
+        let want = run_with(exact_keywords(), &[Some(&text)]);
+        prop_assert_eq!(run(&chunks), want.clone());
+        prop_assert_eq!(run_with(exact_keywords(), &chunks), want);
+    }
+}
+
+#[test]
+fn keyword_prefilter_falls_back_when_keywords_crowd_the_ring() {
+    // The keyword before the value is pushed out of the ring by the many after it (all in one
+    // chunk); the exact search must still run and find it.
+    let mut text = b"cnic: 4210176543213 ".to_vec();
+    for _ in 0..(2 * stream::KEYWORD_RING) {
+        text.extend_from_slice(b"card ");
+    }
+    let got = whole(&text);
+    assert_eq!(got, run_with(exact_keywords(), &[Some(&text)]));
+    assert!(
+        got.iter()
+            .any(|s| s.rule == "NGB-CNIC-002" && s.confidence == Confidence::Medium),
+        "{:?}",
+        ids(&got)
+    );
 }
 
 #[test]

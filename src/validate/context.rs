@@ -127,6 +127,27 @@ impl Keywords {
         self.list.is_empty()
     }
 
+    /// Each keyword as a Hyperscan expression (to be compiled caseless) that matches every
+    /// occurrence [`Keywords::before`] and [`Keywords::after`] can accept, and possibly more:
+    /// ASCII letters compare caselessly, a separator is any of space, `_` or `-`, every other
+    /// byte is itself; word boundaries are left to the exact search. The matcher uses it to skip
+    /// that search when no keyword occurs near a hit.
+    pub fn prefilter_expressions(&self) -> impl Iterator<Item = String> + '_ {
+        self.list.iter().map(|k| {
+            let mut e = String::with_capacity(k.bytes.len() * 4);
+            for &b in k.bytes.iter() {
+                if is_sep(b) {
+                    e.push_str("[ _\\-]");
+                } else if b.is_ascii_alphanumeric() {
+                    e.push(char::from(b));
+                } else {
+                    e.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            e
+        })
+    }
+
     /// True if some keyword occurrence in `hay[from..]`, given as (start, end), satisfies `accept`.
     fn any(&self, hay: &[u8], from: usize, mut accept: impl FnMut(usize, usize) -> bool) -> bool {
         debug_assert!(self.list.is_empty() || self.starts.len() == 256);
