@@ -169,6 +169,21 @@ impl View<'_> {
     fn end(&self) -> u64 {
         self.pos + self.chunk.len() as u64
     }
+    /// Stream bytes `lo..hi` (inside the view, at most `VIEW_MAX` long): borrowed when they lie
+    /// in the tail or in the chunk alone, else copied into `buf`.
+    fn window<'b>(&'b self, lo: u64, hi: u64, buf: &'b mut [u8; VIEW_MAX]) -> &'b [u8] {
+        debug_assert!(self.first() <= lo && lo <= hi && hi <= self.end());
+        if lo >= self.pos {
+            &self.chunk[(lo - self.pos) as usize..(hi - self.pos) as usize]
+        } else if hi <= self.pos {
+            &self.tail[(lo - self.first()) as usize..(hi - self.first()) as usize]
+        } else {
+            let len = (hi - lo) as usize;
+            self.copy(lo, hi, &mut buf[..len]);
+            &buf[..len]
+        }
+    }
+
     /// Copies stream bytes `lo..hi` (inside the view) into `dst`.
     fn copy(&self, lo: u64, hi: u64, dst: &mut [u8]) {
         debug_assert!(self.first() <= lo && lo <= hi && hi <= self.end());
@@ -451,6 +466,8 @@ impl Active {
                 counters.pending_overflow += 1;
             }
         };
+        // Only for windows that straddle the tail and the chunk; the rest are borrowed in place.
+        let mut buf = [0u8; VIEW_MAX];
         for (h, no_keyword_before) in olds.chain(hits.iter().map(|&h| (h, false))) {
             if !eos && h.end + AFTER_BYTES as u64 > seen {
                 pend(h, false, counters);
@@ -467,12 +484,10 @@ impl Active {
                 .saturating_sub(u64::from(inner.before_needed[h.rule as usize]))
                 .max(view.first());
             let hi = (h.end + after_wait.max(AFTER_BYTES as u64)).min(seen);
-            let mut buf = [0u8; VIEW_MAX];
-            let len = (hi - lo) as usize;
-            view.copy(lo, hi, &mut buf[..len]);
+            let bytes = view.window(lo, hi, &mut buf);
             let start = (h.start - lo) as usize;
             let end = (h.end - lo) as usize;
-            let Some(c) = Candidate::new(&buf[..len], start, end) else {
+            let Some(c) = Candidate::new(bytes, start, end) else {
                 counters.window_overflow += 1;
                 continue;
             };
