@@ -449,3 +449,43 @@ fn stream_depth_bypasses_the_rest_of_a_flow() {
     );
     assert!(s.value("nigehban_bypassed_bytes_total{protocol=\"http\",reason=\"depth\"}") > 0.0);
 }
+
+/// Low-confidence findings (timestamps) are counted where the matcher reports them when the
+/// judge needs no facts to call them below the minimum. The counts and the alerts must be those
+/// the judge gives when it does need facts (an allow-list is configured, so every finding goes
+/// through it).
+#[test]
+fn below_minimum_findings_are_counted_the_same_with_or_without_the_judge() {
+    let mut body = String::from("[");
+    for i in 0..40u64 {
+        body.push_str(&format!("{{\"ts\":{},\"id\":{i}}},", 1_732_000_000_000u64 + i * 7_919));
+    }
+    body.push_str(&format!("{{\"cnic\":\"{CNIC}\"}}]"));
+    let request = format!(
+        "POST /events HTTP/1.1\r\nHost: x.example\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let frames = || {
+        let mut f = conn("10.7.0.1:40000", request.as_bytes(), 0);
+        f.push(Frame {
+            ts: t(30),
+            data: synth::udp_frame(
+                sa("10.7.0.2:50001"),
+                sa("203.0.113.10:5140"),
+                b"t=1732000000123 u=1732000000456",
+            ),
+        });
+        f
+    };
+    let series = "nigehban_pii_below_min_confidence_total{rule=\"NGB-CNIC-002\"}";
+    let mut results = Vec::new();
+    for toml in ["", "[allow]\ndestinations = [\"192.0.2.0/24\"]\n"] {
+        let mut s = Sensor::new(toml);
+        s.feed(frames());
+        let alerts = s.finish();
+        assert_leak_alerted(&alerts);
+        results.push((s.value(series), hashes(&alerts)));
+    }
+    assert_eq!(results[0].0, 42.0, "40 timestamps over TCP and 2 over UDP");
+    assert_eq!(results[0], results[1]);
+}

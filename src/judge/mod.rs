@@ -226,6 +226,16 @@ impl Judge {
         (self.known.is_empty() && confidence < self.min_confidence).then_some(Verdict::BelowMinimum(confidence))
     }
 
+    /// `Some(minimum)` when every finding whose confidence at its location is below `minimum`
+    /// is `BelowMinimum` whatever else is known of it: no allow-list and no known-value list is
+    /// configured. The worker then counts such findings where the matcher reports them, without
+    /// queueing them for the judge (on digit-heavy traffic nearly every finding is a
+    /// low-confidence timestamp).
+    pub fn below_minimum_needs_no_facts(&self) -> Option<Confidence> {
+        (self.allow_destinations.is_empty() && self.allow_http_hosts.is_empty() && self.known.is_empty())
+            .then_some(self.min_confidence)
+    }
+
     /// Suppression by destination or HTTP host.
     fn allowed(&self, facts: &Facts<'_>) -> Option<Verdict> {
         if self.allow_destinations.iter().any(|n| n.contains(&facts.receiver)) {
@@ -256,7 +266,12 @@ impl Judge {
 /// The finding's confidence after what its location says: a CNIC that was a DNS label of
 /// exactly 13 digits is at least medium.
 fn located(finding: &Finding, facts: &Facts<'_>) -> Confidence {
-    if facts.location == Some(Location::DnsCnicLabel) && finding.value.kind() == PiiKind::Cnic {
+    confidence_at(finding, facts.location)
+}
+
+/// The finding's confidence at `location` (see [`Judge::below_minimum_needs_no_facts`]).
+pub fn confidence_at(finding: &Finding, location: Option<Location>) -> Confidence {
+    if location == Some(Location::DnsCnicLabel) && finding.value.kind() == PiiKind::Cnic {
         finding.confidence.max(Confidence::Medium)
     } else {
         finding.confidence

@@ -12,13 +12,13 @@ use crate::clock::Timestamp;
 use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
 use crate::flow::bypass::{self, BypassKind, BypassReason, Bypassed};
 use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
-use crate::judge::{Facts, Judge, Suppression, Verdict};
+use crate::judge::{self, Facts, Judge, Suppression, Verdict};
 use crate::l7::{
     self, AppDecoder, ContentSink, Evidence, L7Event, Location, MessageLog, Protocol, SectionLog, MAX_SECTION_NAME,
 };
 use crate::matcher::{DirScanner, Finding, Matcher, WorkerScratch};
 use crate::metrics::Metrics;
-use crate::pii::PiiKey;
+use crate::pii::{Confidence, PiiKey};
 use crate::reassembly::{Reassembler, ReassemblyConfig, StreamSink, TcpStream};
 use crossbeam_channel::Sender;
 use prometheus::{IntCounter, IntGauge};
@@ -155,6 +155,8 @@ struct Engine {
     findings: Vec<Finding>,
     /// Where each finding of `findings` was (same index), captured when it was reported.
     found: Vec<FoundAt>,
+    /// Findings were counted below the minimum since the last judging (see `ScanContent`).
+    quiet_since_judged: bool,
     /// Matcher stream reused for every UDP datagram, with its sections.
     udp_scanner: DirScanner,
     udp_sections: Option<Box<SectionLog>>,
@@ -191,6 +193,16 @@ struct ScanContent<'a> {
     messages: &'a mut Option<Box<MessageLog>>,
     found: &'a mut Vec<FoundAt>,
     events: &'a mut [u64; L7Event::ALL.len()],
+    /// Findings decided where the matcher reports them: below the minimum confidence when the
+    /// judge needs no facts to say so (`quiet_below`, from
+    /// [`Judge::below_minimum_needs_no_facts`]). On digit-heavy traffic nearly every finding is
+    /// a low-confidence timestamp; they skip the queue, the location capture and the judge.
+    quiet_below: Option<Confidence>,
+    /// Per-rule count of those (`Local::below_min`).
+    below_min: &'a mut [u64],
+    /// Set when one was counted: the flow is then treated as having had findings, so what
+    /// follows findings (raising due alerts) happens exactly as before.
+    quiet_since_judged: &'a mut bool,
 }
 
 /// Where a finding was, captured the moment the matcher reports it: by the time the packet's
@@ -231,9 +243,18 @@ impl FoundAt {
 impl ScanContent<'_> {
     /// Runs `op` on the scanner with a callback that records each finding and where it was.
     fn scan(&mut self, op: impl FnOnce(&mut DirScanner, &Matcher, &mut WorkerScratch, &mut dyn FnMut(Finding))) {
-        let (findings, found) = (&mut *self.findings, &mut *self.found);
+        let (findings, found, quiet_below) = (&mut *self.findings, &mut *self.found, self.quiet_below);
+        let (below_min, quiet_since_judged) = (&mut *self.below_min, &mut *self.quiet_since_judged);
         let (sections, messages) = (self.sections.as_deref(), self.messages.as_deref());
         let mut out = |f: Finding| {
+            if let Some(min) = quiet_below.filter(|min| f.confidence < *min) {
+                let location = sections.map_or(Some(Location::Raw), |log| log.lookup(f.offset).map(|(l, _)| l));
+                if judge::confidence_at(&f, location) < min {
+                    below_min[f.rule as usize] += 1;
+                    *quiet_since_judged = true;
+                    return;
+                }
+            }
             found.push(FoundAt::of(sections, messages, f.offset));
             findings.push(f);
         };
@@ -354,6 +375,7 @@ impl Worker {
             udp_sections: None,
             udp_messages: None,
             found: Vec::with_capacity(64),
+            quiet_since_judged: false,
             udp_evidence: Evidence::default(),
             pending_flows: Default::default(),
             last_seen: Timestamp::default(),
@@ -433,7 +455,7 @@ impl Worker {
                 // A quiet stream with a hole: skip it once it is older than the gap timeout.
                 let (reassembler, mut sink) = engine.stream_parts(&mut flow.scan);
                 reassembler.expire(&mut flow.stream, now, &mut sink);
-                if !engine.findings.is_empty() {
+                if engine.has_findings() {
                     engine.record_findings(&key, flow, now);
                 }
             }
@@ -442,14 +464,14 @@ impl Worker {
                 // them as they are.
                 let (_, mut sink) = engine.stream_parts(&mut flow.scan);
                 sink.app.gap(0, &mut sink.content);
-                if !engine.findings.is_empty() {
+                if engine.has_findings() {
                     engine.record_findings(&key, flow, last_seen);
                 }
             }
             if flow.scan.scanner.has_pending() && now.since(last_seen) >= SETTLE_AFTER {
                 let (_, mut sink) = engine.stream_parts(&mut flow.scan);
                 sink.content.scan(|s, m, w, out| s.settle(m, w, out));
-                if !engine.findings.is_empty() {
+                if engine.has_findings() {
                     // The value was complete when the flow's last packet arrived.
                     engine.record_findings(&key, flow, last_seen);
                 }
@@ -585,7 +607,7 @@ impl Worker {
         if let Some(offset) = engine.overlap_conflict.take() {
             engine.raise_evasion(&key, flow, ts, Evasion::TcpOverlapConflict { offset });
         }
-        if !engine.findings.is_empty() {
+        if engine.has_findings() {
             engine.record_findings(&key, flow, ts);
         }
         if !flow.listed_pending && flow.needs_housekeeping() {
@@ -650,7 +672,7 @@ impl Engine {
         let (reassembler, mut sink) = self.stream_parts(&mut flow.scan);
         reassembler.abandon(&mut flow.stream);
         sink.finish();
-        if !self.findings.is_empty() {
+        if self.has_findings() {
             self.record_findings(key, flow, now);
         }
         flow.scan.app.release();
@@ -691,6 +713,9 @@ impl Engine {
                 messages: &mut scan.messages,
                 found: &mut self.found,
                 events: &mut self.local.l7_events,
+                quiet_below: self.shared.judge.below_minimum_needs_no_facts(),
+                below_min: &mut self.local.below_min,
+                quiet_since_judged: &mut self.quiet_since_judged,
             },
             conflict: &mut self.overlap_conflict,
         };
@@ -709,6 +734,9 @@ impl Engine {
             messages: &mut self.udp_messages,
             found: &mut self.found,
             events: &mut self.local.l7_events,
+            quiet_below: self.shared.judge.below_minimum_needs_no_facts(),
+            below_min: &mut self.local.below_min,
+            quiet_since_judged: &mut self.quiet_since_judged,
         };
         self.udp_evidence = Evidence::default();
         let (sender, receiver) = key.endpoints(flow.egress);
@@ -721,7 +749,7 @@ impl Engine {
         content.scan(|s, m, w, out| s.reset(m, w, out));
         let protocol = if dns { Protocol::Dns } else { Protocol::Unknown };
         self.local.protocols[protocol_index(protocol)] += 1;
-        if !self.findings.is_empty() {
+        if self.has_findings() {
             let evidence = std::mem::take(&mut self.udp_evidence);
             let src = Source {
                 protocol,
@@ -738,6 +766,12 @@ impl Engine {
     }
 
     /// Judges and de-duplicates the findings of one packet of a TCP flow, and raises what is due.
+    /// Findings were reported since they were last judged (some may have been counted
+    /// already, see `ScanContent::quiet_below`).
+    fn has_findings(&self) -> bool {
+        !self.findings.is_empty() || self.quiet_since_judged
+    }
+
     fn record_findings(&mut self, key: &FlowKey, flow: &mut Flow, now: Timestamp) {
         let src = Source::of(&flow.scan);
         self.judge_findings(key, flow.egress, &mut flow.leaks, src, now);
@@ -754,6 +788,7 @@ impl Engine {
         now: Timestamp,
     ) {
         let (_, receiver) = key.endpoints(egress);
+        self.quiet_since_judged = false;
         debug_assert_eq!(self.findings.len(), self.found.len());
         for (f, at) in self.findings.drain(..).zip(self.found.drain(..)) {
             let evidence = at
@@ -871,7 +906,7 @@ impl Engine {
             }
         }
         let now = now.unwrap_or(self.last_seen);
-        if !self.findings.is_empty() {
+        if self.has_findings() {
             self.record_findings(&key, &mut flow, now);
         }
         self.raise_due(&key, &mut flow, now, true);
