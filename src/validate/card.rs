@@ -41,7 +41,7 @@ pub fn card(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject
             if !run.luhn_ok() {
                 return Err(Reject::Luhn);
             }
-            if !schemes.contains(hit.len(), run.prefix8) {
+            if !schemes.contains(hit.len(), run.prefix8()) {
                 return Err(Reject::Scheme);
             }
             return PiiValue::new(PiiKind::Card, hit).ok_or(Reject::Shape);
@@ -56,8 +56,9 @@ pub fn card(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject
 struct DigitRun {
     /// Luhn sum of the run (mod 10 decides).
     sum: u32,
-    /// Value of the first [`MAX_PREFIX_DIGITS`] digits.
-    prefix8: u32,
+    /// Digit values (0–9 a byte) of the first eight digits, parsed only when Luhn passes (one
+    /// hit in ten on a random run).
+    first: u64,
 }
 
 /// `0x01` in every byte of a word.
@@ -98,12 +99,17 @@ impl DigitRun {
         }
         Some(Self {
             sum,
-            prefix8: parse8(digits(first)),
+            first: digits(first),
         })
     }
 
     fn luhn_ok(&self) -> bool {
         self.sum % 10 == 0
+    }
+
+    /// Value of the first [`MAX_PREFIX_DIGITS`] digits.
+    fn prefix8(&self) -> u32 {
+        parse8(self.first)
     }
 }
 
@@ -191,7 +197,7 @@ fn grouped(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject>
     if !run.luhn_ok() {
         return Err(Reject::Luhn);
     }
-    if !schemes.contains(n, run.prefix8) {
+    if !schemes.contains(n, run.prefix8()) {
         return Err(Reject::Scheme);
     }
     PiiValue::new(PiiKind::Card, digits).ok_or(Reject::Shape)
