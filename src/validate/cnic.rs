@@ -13,38 +13,50 @@ const DASHED_LEN: usize = 15;
 /// Context keywords are the rule's business (see [`super::Keywords`]).
 pub fn cnic(c: &Candidate<'_>) -> Result<PiiValue, Reject> {
     let hit = c.hit();
-    let mut digits = [0u8; CNIC_DIGITS];
-    match hit.len() {
-        CNIC_DIGITS => {
-            if !hit.iter().all(u8::is_ascii_digit) {
-                return Err(Reject::Shape);
-            }
-            digits.copy_from_slice(hit);
+    if let Ok(bare) = <&[u8; CNIC_DIGITS]>::try_from(hit) {
+        // The common case (and every 13-digit timestamp): validated in place, no copy.
+        if !all_digits(bare) {
+            return Err(Reject::Shape);
         }
-        DASHED_LEN => {
-            let mut n = 0;
-            for (i, &b) in hit.iter().enumerate() {
-                let dash = i == 5 || i == 13;
-                match (dash, b) {
-                    (true, b'-') => {}
-                    (false, b'0'..=b'9') => {
-                        digits[n] = b;
-                        n += 1;
-                    }
-                    _ => return Err(Reject::Shape),
-                }
-            }
-            debug_assert_eq!(n, CNIC_DIGITS);
-        }
-        _ => return Err(Reject::Length),
+        return finish(c, bare);
     }
+    let Ok(dashed) = <&[u8; DASHED_LEN]>::try_from(hit) else {
+        return Err(Reject::Length);
+    };
+    let mut digits = [0u8; CNIC_DIGITS];
+    let mut n = 0;
+    for (i, &b) in dashed.iter().enumerate() {
+        let dash = i == 5 || i == 13;
+        match (dash, b) {
+            (true, b'-') => {}
+            (false, b'0'..=b'9') => {
+                digits[n] = b;
+                n += 1;
+            }
+            _ => return Err(Reject::Shape),
+        }
+    }
+    debug_assert_eq!(n, CNIC_DIGITS);
+    finish(c, &digits)
+}
+
+/// The checks after the shape: province digit, then boundaries.
+#[inline]
+fn finish(c: &Candidate<'_>, digits: &[u8; CNIC_DIGITS]) -> Result<PiiValue, Reject> {
     if !(b'1'..=b'7').contains(&digits[0]) {
         return Err(Reject::FirstDigit);
     }
     if touches_digit(c) {
         return Err(Reject::Boundary);
     }
-    PiiValue::new(PiiKind::Cnic, &digits).ok_or(Reject::Shape)
+    PiiValue::new(PiiKind::Cnic, digits).ok_or(Reject::Shape)
+}
+
+/// True if every byte is an ASCII digit. Without an early exit, so a fixed-size array unrolls
+/// into straight-line code.
+#[inline]
+fn all_digits(bytes: &[u8; CNIC_DIGITS]) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -103,5 +115,81 @@ mod tests {
         // A 13-digit millisecond timestamp looks like a CNIC; only confidence keeps it out: rule
         // `NGB-CNIC-002` reports bare 13 digits at low confidence unless a keyword is near.
         assert!(whole("1732212345678").is_ok());
+    }
+
+    /// The validator as it was before the in-place fast path: the property test's oracle.
+    mod oracle {
+        use super::super::{touches_digit, Candidate, PiiKind, PiiValue, Reject, CNIC_DIGITS, DASHED_LEN};
+
+        pub(super) fn cnic(c: &Candidate<'_>) -> Result<PiiValue, Reject> {
+            let hit = c.hit();
+            let mut digits = [0u8; CNIC_DIGITS];
+            match hit.len() {
+                CNIC_DIGITS => {
+                    if !hit.iter().all(u8::is_ascii_digit) {
+                        return Err(Reject::Shape);
+                    }
+                    digits.copy_from_slice(hit);
+                }
+                DASHED_LEN => {
+                    let mut n = 0;
+                    for (i, &b) in hit.iter().enumerate() {
+                        let dash = i == 5 || i == 13;
+                        match (dash, b) {
+                            (true, b'-') => {}
+                            (false, b'0'..=b'9') => {
+                                digits[n] = b;
+                                n += 1;
+                            }
+                            _ => return Err(Reject::Shape),
+                        }
+                    }
+                }
+                _ => return Err(Reject::Length),
+            }
+            if !(b'1'..=b'7').contains(&digits[0]) {
+                return Err(Reject::FirstDigit);
+            }
+            if touches_digit(c) {
+                return Err(Reject::Boundary);
+            }
+            PiiValue::new(PiiKind::Cnic, &digits).ok_or(Reject::Shape)
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// Mostly digits, some dashes and letters: hits of 11-17 bytes, or the dashed shape with a
+    /// few bytes changed, between random neighbours.
+    fn cnic_input() -> impl Strategy<Value = (Vec<u8>, usize, usize)> {
+        let byte = || prop_oneof![8 => b'0'..=b'9', 1 => Just(b'-'), 1 => Just(b'x')];
+        let near = || proptest::collection::vec(prop_oneof![b'0'..=b'9', Just(b'x'), Just(b'-'), Just(b' ')], 0..3);
+        let free = proptest::collection::vec(byte(), 11..=17);
+        let dashed = (
+            proptest::collection::vec(b'0'..=b'9', 13),
+            proptest::collection::vec((0usize..15, byte()), 0..2),
+        )
+            .prop_map(|(d, edits)| {
+                let mut h = [&d[..5], b"-", &d[5..12], b"-", &d[12..]].concat();
+                for (i, b) in edits {
+                    h[i] = b;
+                }
+                h
+            });
+        (near(), prop_oneof![free, dashed], near()).prop_map(|(before, hit, after)| {
+            let start = before.len();
+            let end = start + hit.len();
+            ([before, hit, after].concat(), start, end)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn cnic_matches_oracle((bytes, start, end) in cnic_input()) {
+            let c = Candidate::new(&bytes, start, end).unwrap();
+            prop_assert_eq!(cnic(&c), oracle::cnic(&c));
+        }
     }
 }
