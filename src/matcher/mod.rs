@@ -21,8 +21,8 @@
 //!   [`DirScanner::settle`]), so the result does not depend on where segments were cut. A value
 //!   with a keyword before it, or at the highest confidence already, is reported at once.
 //!
-//! - Keyword prefilter: the same database also holds every rule's context keywords (caseless
-//!   literals, no start of match). Each direction remembers where the last few keyword
+//! - Keyword prefilter: the same database also holds the context keywords of rules whose
+//!   values have no check digits, i.e. CNICs (caseless literals, no start of match). Each direction remembers where the last few keyword
 //!   occurrences ended; the exact keyword search runs only when one ends inside a hit's window,
 //!   or when that record is incomplete. It changes no result (tested against a matcher without
 //!   it) and removed the largest cost on digit-heavy traffic.
@@ -306,9 +306,14 @@ impl Matcher {
     }
 }
 
-/// The keyword prefilter: each distinct keyword list of a rule that can be raised gets a bit
-/// (up to 32); each distinct keyword expression becomes one Hyperscan pattern carrying the bits
-/// of every list it is in. Returns the per-rule bit and the (expression, bits) list.
+/// The keyword prefilter: each distinct keyword list of a rule whose values carry no check
+/// digits gets a bit (up to 32); each distinct keyword expression becomes one Hyperscan pattern
+/// carrying the bits of every list it is in. Returns the per-rule bit and the (expression, bits)
+/// list.
+///
+/// Rules with check digits (cards, IBANs) are left out: Luhn or mod 97 rejects nearly every
+/// random digit run before its context is searched, so their keywords would cost Hyperscan more
+/// (short ones such as `cc` and `pan` occur often in text) than they save.
 ///
 /// Why: on digit-heavy traffic nearly every hit is a timestamp that passes the CNIC shape test,
 /// and searching its context windows byte by byte cost more than Hyperscan's scan. Hyperscan
@@ -319,7 +324,11 @@ fn keyword_prefilter(rules: &RuleSet) -> (Vec<KeywordSets>, Vec<(String, Keyword
     let mut per_rule = Vec::with_capacity(rules.rules().len());
     let mut exprs: Vec<(String, KeywordSets)> = Vec::new();
     for rule in rules.rules() {
-        let Some(ctx) = rule.context.as_ref().filter(|c| !c.keywords().is_empty()) else {
+        let Some(ctx) = rule
+            .context
+            .as_ref()
+            .filter(|c| !c.keywords().is_empty() && !rule.validator.has_check_digits())
+        else {
             per_rule.push(0);
             continue;
         };

@@ -55,6 +55,15 @@ impl Validator {
         }
     }
     /// Runs this validator (boundaries, shape, checksum, issuer; not the context keywords).
+    /// True when the value carries a checksum (Luhn, mod 97), so nearly every random digit run
+    /// of the right length is rejected before its context is looked at.
+    pub fn has_check_digits(self) -> bool {
+        match self {
+            Validator::Cnic => false,
+            Validator::Card | Validator::Iban => true,
+        }
+    }
+
     pub fn run(self, c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject> {
         match self {
             Validator::Cnic => cnic(c),
