@@ -520,7 +520,15 @@ impl Active {
                 rule.confidence
             };
             // Two patterns of one rule can report the same span; report a value once per rule.
-            if emitted.contains(&(h.rule, h.start)) {
+            // Hits are decided in order of their end and a match is at most MAX_MATCH_WIDTH
+            // wide, so a finding with this start is among the last ones whose start is at most
+            // that far back (a large decoded body can report thousands per call).
+            let duplicate = emitted
+                .iter()
+                .rev()
+                .take_while(|&&(_, s)| s + MAX_MATCH_WIDTH as u64 >= h.start)
+                .any(|&(r, s)| r == h.rule && s == h.start);
+            if duplicate {
                 continue;
             }
             emitted.push((h.rule, h.start));
