@@ -133,7 +133,8 @@ fn block_scan(db: &BlockDatabase, scratch: &hyperscan::Scratch, c: &Capture) -> 
     hits
 }
 
-fn sensor(path: &Path, workers: usize) -> u64 {
+/// Runs the sensor; returns (alerts, bytes scanned after application decoding).
+fn sensor(path: &Path, workers: usize) -> (u64, u64) {
     let common = CommonArgs {
         workers: Some(workers),
         metrics_listen: Some("off".into()),
@@ -142,9 +143,8 @@ fn sensor(path: &Path, workers: usize) -> u64 {
         ..CommonArgs::default()
     };
     let settings = cli::settings(Some(InputArgs::Files(vec![path.to_path_buf()])), &common).expect("settings");
-    nigehban::app::run(settings, Arc::new(AtomicBool::new(false)))
-        .expect("read the capture")
-        .alerts
+    let s = nigehban::app::run(settings, Arc::new(AtomicBool::new(false))).expect("read the capture");
+    (s.alerts, s.scanned_bytes)
 }
 
 /// Best of `runs` wall-clock times of `f`.
@@ -219,7 +219,7 @@ fn main() {
         }
         let mut one = None;
         for w in counts {
-            let (t, alerts) = best(runs, || sensor(&path, w));
+            let (t, (alerts, scanned)) = best(runs, || sensor(&path, w));
             let base = *one.get_or_insert(t);
             row(
                 &format!("sensor read, {w} worker{}", if w == 1 { "" } else { "s" }),
@@ -227,10 +227,12 @@ fn main() {
                 cap.packets,
                 t,
                 &format!(
-                    "sensor/floor(a) {:.2}, floor(b)/sensor {:.2}, speed-up {:.2}, {alerts} alerts",
+                    "sensor/floor(a) {:.2}, floor(b)/sensor {:.2}, speed-up {:.2}, {alerts} alerts, \
+                     {:.0} MiB scanned after decoding",
                     ta.as_secs_f64() / t.as_secs_f64(),
                     t.as_secs_f64() / tb.as_secs_f64(),
-                    base.as_secs_f64() / t.as_secs_f64()
+                    base.as_secs_f64() / t.as_secs_f64(),
+                    scanned as f64 / (1 << 20) as f64
                 ),
             );
         }

@@ -34,6 +34,9 @@ pub struct Summary {
     pub queue_drops: u64,
     /// The kernel's capture counters, summed over capture threads (live only).
     pub capture: CaptureStats,
+    /// Bytes the matcher scanned: egress payload after application decoding (a gzip'd body
+    /// counts inflated; bypassed encrypted bytes not at all).
+    pub scanned_bytes: u64,
 }
 
 /// Loads the rule set and compiles it, with the directory named in any error.
@@ -142,9 +145,11 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     // timeout) and spool the rest.
     let alerts = sink.finish();
     let capture = source.stats();
+    let scanned_bytes = metrics.scanned_bytes.get();
     tracing::info!(
         packets,
         alerts,
+        scanned_bytes,
         queue_drops,
         kernel_drops = capture.dropped,
         interface_drops = capture.if_dropped,
@@ -156,6 +161,7 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         alerts,
         queue_drops,
         capture,
+        scanned_bytes,
     })
 }
 

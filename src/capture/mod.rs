@@ -144,7 +144,21 @@ extern "C" {
     // libpcap: the stdio stream of a capture opened from a file. Used only to learn the byte
     // offset of the next record, never to read.
     fn pcap_file(p: *mut libc::c_void) -> *mut libc::FILE;
+    // libpcap: the snapshot length it enforces on the file's records.
+    fn pcap_snapshot(p: *mut libc::c_void) -> libc::c_int;
 }
+
+/// Magic numbers of classic pcap files (micro- and nanosecond, both byte orders), whose records
+/// are a 16-byte header and the captured bytes.
+const CLASSIC_PCAP_MAGIC: [[u8; 4]; 4] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+];
+/// Bytes of a classic pcap file header and record header.
+const PCAP_FILE_HEADER: u64 = 24;
+const PCAP_RECORD_HEADER: u64 = 16;
 
 /// A pcap or pcapng file.
 pub struct FileSource {
@@ -152,6 +166,15 @@ pub struct FileSource {
     path: PathBuf,
     link: LinkType,
     packets: u64,
+    /// Byte offset of the next record when it is known without asking the stream: classic
+    /// pcap, counted record by record. `None` (pcapng, or after a record libpcap may have
+    /// truncated to the snapshot length): ask the stream, which costs a system call (`ftell`
+    /// is an `lseek`), once per packet.
+    next_offset: Option<u64>,
+    /// Classic pcap: records are exactly header plus captured bytes.
+    classic: bool,
+    /// libpcap's snapshot length for this file.
+    snaplen: u64,
 }
 
 impl FileSource {
@@ -167,11 +190,21 @@ impl FileSource {
             dlt: dlt.0,
             name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
         })?;
+        let mut magic = [0u8; 4];
+        let classic = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+            && CLASSIC_PCAP_MAGIC.contains(&magic);
+        // SAFETY: the handle is a live offline capture; pcap_snapshot only reads a field.
+        let snaplen = unsafe { pcap_snapshot(cap.as_ptr().cast()) };
         Ok(FileSource {
             cap,
             path: path.to_path_buf(),
             link,
             packets: 0,
+            next_offset: classic.then_some(PCAP_FILE_HEADER),
+            classic,
+            snaplen: u64::try_from(snaplen).unwrap_or(0),
         })
     }
 
@@ -199,10 +232,15 @@ impl FileSource {
 
     /// The next packet, `End` at the end of the file, or where the file is damaged.
     pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
-        let offset = self.offset();
+        let offset = self.next_offset.unwrap_or_else(|| self.offset());
         match self.cap.next_packet() {
             Ok(p) => {
                 self.packets += 1;
+                let caplen = p.data.len() as u64;
+                // A record as long as the snapshot may have been longer in the file (libpcap
+                // reads and drops the excess): the stream is asked for the next offset.
+                self.next_offset =
+                    (self.classic && caplen < self.snaplen).then_some(offset + PCAP_RECORD_HEADER + caplen);
                 Ok(Next::Packet(RawPacket::from_pcap(&p)))
             }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
@@ -382,6 +420,39 @@ mod tests {
                 assert_eq!(packets, 2);
             }
             e => panic!("unexpected {e}"),
+        }
+    }
+
+    /// Offsets are counted, not asked of the stream, for classic pcap. Records as long as the
+    /// snapshot (or longer, which libpcap truncates) make it ask the stream again, so the offset
+    /// of the damage stays exact.
+    #[test]
+    fn counted_offsets_stay_exact_around_records_libpcap_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        for lens in [vec![60, 100, 30], vec![150, 20], vec![100, 100, 7], vec![1, 99, 150, 0]] {
+            let p = dir.path().join("s.pcap");
+            let mut bytes = pcap_header();
+            bytes[16..20].copy_from_slice(&100u32.to_le_bytes()); // snaplen 100
+            for &l in &lens {
+                bytes.extend(record(l));
+            }
+            let damaged_at = bytes.len();
+            bytes.extend(&record(40)[..20]);
+            std::fs::File::create(&p).unwrap().write_all(&bytes).unwrap();
+            let mut src = FileSource::open(&p).unwrap();
+            let mut n = 0;
+            let err = loop {
+                match src.next_packet() {
+                    Ok(Next::Packet(_)) => n += 1,
+                    Ok(_) => panic!("damage not reported"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(n, lens.len());
+            match err {
+                CaptureError::Damaged { offset, .. } => assert_eq!(offset, damaged_at as u64, "{lens:?}"),
+                e => panic!("unexpected {e}"),
+            }
         }
     }
 
