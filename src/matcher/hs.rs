@@ -75,12 +75,26 @@ pub(super) fn pattern(expr: &str, id: usize) -> Pattern {
     p
 }
 
-/// A keyword prefilter expression (see `Keywords::prefilter_expressions`): caseless, and without
-/// start of match, which a literal of known length does not need.
-pub(super) fn keyword_pattern(expr: &str, id: usize) -> Pattern {
-    let mut p = Pattern::with_flags(expr, PatternFlags::CASELESS).expect("Pattern::with_flags is infallible");
+/// A pattern without start of match (its width is fixed, or its start is found otherwise);
+/// `caseless` for keyword prefilter expressions (see `Keywords::prefilter_expressions`).
+pub(super) fn plain_pattern(expr: &str, id: usize, caseless: bool) -> Pattern {
+    let flags = if caseless {
+        PatternFlags::CASELESS
+    } else {
+        PatternFlags::empty()
+    };
+    let mut p = Pattern::with_flags(expr, flags).expect("Pattern::with_flags is infallible");
     p.id = Some(id);
     p
+}
+
+/// The width of every match of `expr`, if it is fixed (and fits a byte); `None` if it varies
+/// or Hyperscan cannot tell (the pattern then keeps start of match).
+pub(super) fn fixed_width(expr: &str) -> Option<u8> {
+    let info = pattern(expr, 0).info().ok()?;
+    (info.min_width() == info.max_width())
+        .then(|| u8::try_from(info.min_width()).ok())
+        .flatten()
 }
 
 /// Hyperscan's message for an error, one line.

@@ -2,8 +2,8 @@
 
 use super::hs::HsStream;
 use super::{
-    Finding, Hit, Inner, KeywordSets, Matcher, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_AFTER,
-    MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
+    DigitRuns, Finding, Hit, Inner, KeywordSets, Matcher, PatternKind, RuleIdx, WorkerScratch, AFTER_BYTES,
+    DIGIT_RUN_HIT, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
 };
 use crate::pii::Confidence;
 use crate::validate::{Candidate, BEFORE_BYTES};
@@ -181,6 +181,16 @@ impl View<'_> {
             let len = (hi - lo) as usize;
             self.copy(lo, hi, &mut buf[..len]);
             &buf[..len]
+        }
+    }
+
+    /// The stream byte at `offset` (inside the view).
+    fn byte(&self, offset: u64) -> u8 {
+        debug_assert!(self.first() <= offset && offset < self.end());
+        if offset >= self.pos {
+            self.chunk[(offset - self.pos) as usize]
+        } else {
+            self.tail[(offset - self.first()) as usize]
         }
     }
 
@@ -374,22 +384,24 @@ impl Active {
             scratch,
             hits,
             keyword_hits,
+            spare_hits,
             counters,
             ..
         } = w;
         hits.clear();
         keyword_hits.clear();
-        let map = &inner.pattern_rule;
-        let first_keyword = inner.first_keyword_pattern;
+        let kinds = &inner.pattern_kind;
+        let mut digit_runs = false;
         let on_match = |id: u32, from: u64, to: u64, _flags: u32| {
-            if id < first_keyword {
-                hits.push(Hit {
-                    rule: map[id as usize],
-                    start: from,
-                    end: to,
-                });
-            } else {
-                keyword_hits.push((to, inner.keyword_sets[(id - first_keyword) as usize]));
+            let hit = |rule, start| Hit { rule, start, end: to };
+            match kinds[id as usize] {
+                PatternKind::Som(rule) => hits.push(hit(rule, from)),
+                PatternKind::Fixed(rule, width) => hits.push(hit(rule, to - u64::from(width))),
+                PatternKind::DigitRun => {
+                    digit_runs = true;
+                    hits.push(hit(DIGIT_RUN_HIT, to));
+                }
+                PatternKind::Keyword(sets) => keyword_hits.push((to, sets)),
             }
             Matching::Continue
         };
@@ -399,6 +411,14 @@ impl Active {
         };
         if r.is_err() {
             counters.scan_errors += 1;
+        }
+        if digit_runs {
+            let view = View {
+                tail: &self.tail[..usize::from(self.tail_len)],
+                chunk: data.unwrap_or(&[]),
+                pos: self.pos,
+            };
+            expand_digit_runs(&view, &inner.digit_runs, hits, spare_hits);
         }
         if count {
             for h in hits.iter() {
@@ -559,6 +579,37 @@ impl Active {
         self.pos += chunk.len() as u64;
         debug_assert!(usize::from(self.tail_len) <= TAIL_LEN && u64::from(self.tail_len) <= self.pos);
     }
+}
+
+/// Replaces each digit-run placeholder in `hits` by the hits of the member patterns it stands
+/// for (see [`DigitRuns`]), in place, so hits stay in order of their end.
+fn expand_digit_runs(view: &View<'_>, runs: &DigitRuns, hits: &mut Vec<Hit>, spare: &mut Vec<Hit>) {
+    spare.clear();
+    for h in hits.drain(..) {
+        if h.rule != DIGIT_RUN_HIT {
+            spare.push(h);
+            continue;
+        }
+        // The digits ending here, counted no further back than the longest member can match
+        // nor past the start of the Hyperscan stream (which never saw earlier bytes either).
+        let lo = h.end.saturating_sub(u64::from(runs.longest)).max(view.first());
+        let mut start = h.end;
+        while start > lo && view.byte(start - 1).is_ascii_digit() {
+            start -= 1;
+        }
+        let run = h.end - start;
+        for &(rule, m, n) in &runs.members {
+            let width = run.min(u64::from(n));
+            if width >= u64::from(m) {
+                spare.push(Hit {
+                    rule,
+                    start: h.end - width,
+                    end: h.end,
+                });
+            }
+        }
+    }
+    std::mem::swap(hits, spare);
 }
 
 /// One confidence level up (High stays High).

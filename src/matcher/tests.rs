@@ -49,8 +49,7 @@ fn exact_keywords() -> &'static Matcher {
     static M: OnceLock<Matcher> = OnceLock::new();
     M.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-        Matcher::without_keyword_prefilter(RuleSet::load_dir(&dir).expect("bundled rules load"))
-            .expect("matcher builds")
+        Matcher::oracle(RuleSet::load_dir(&dir).expect("bundled rules load")).expect("matcher builds")
     })
 }
 
@@ -484,6 +483,80 @@ proptest! {
         let want = run_with(exact_keywords(), &[Some(&text)]);
         prop_assert_eq!(run(&chunks), want.clone());
         prop_assert_eq!(run_with(exact_keywords(), &chunks), want);
+    }
+}
+
+/// Findings and every counter the matcher keeps: raw hits per rule and rejections by reason.
+fn run_counting(m: &Matcher, chunks: &[Option<&[u8]>]) -> (Vec<Seen>, Vec<u64>, Vec<u64>) {
+    let mut w = m.worker().unwrap();
+    let mut s = DirScanner::default();
+    let mut v = Vec::new();
+    let mut out = |f: Finding| v.push(seen(m, &f));
+    for c in chunks {
+        match c {
+            Some(c) => s.feed(m, &mut w, c, &mut out),
+            None => s.gap(m, &mut w, &mut out),
+        }
+    }
+    s.finish(m, &mut w, &mut out);
+    v.sort();
+    (v, w.counters.hits.clone(), w.counters.rejected.to_vec())
+}
+
+/// Digit runs of every length, separators and letters around them.
+fn digits_token() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        token(),
+        "[0-9]{1,70}".prop_map(String::into_bytes),
+        "[0-9]{12,20}".prop_map(String::into_bytes),
+        "[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}[ -][0-9]{4}".prop_map(String::into_bytes),
+        "[a-z]{0,3}".prop_map(String::into_bytes),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Scanning digit runs as one pattern without start of match, and fixed-width patterns
+    /// without it, gives exactly the hits (per rule), rejections and findings of every pattern
+    /// scanned on its own with leftmost start of match, across splits and gaps.
+    #[test]
+    fn lean_database_gives_the_hits_of_start_of_match_everywhere(
+        tokens in proptest::collection::vec(digits_token(), 1..30),
+        cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..6),
+    ) {
+        let text: Vec<u8> = tokens.concat();
+        let mut at: Vec<(usize, bool)> = cuts.iter().map(|(i, gap)| (i.index(text.len() + 1), *gap)).collect();
+        at.sort_unstable();
+        let mut chunks: Vec<Option<&[u8]>> = Vec::new();
+        let mut prev = 0;
+        for &(c, gap) in &at {
+            chunks.push(Some(&text[prev..c]));
+            if gap {
+                chunks.push(None);
+            }
+            prev = c;
+        }
+        chunks.push(Some(&text[prev..]));
+        prop_assert_eq!(run_counting(matcher(), &chunks), run_counting(exact_keywords(), &chunks));
+    }
+}
+
+#[test]
+fn digit_run_patterns_are_recognised_exactly() {
+    assert_eq!(digit_run(r"\d{13}"), Some((13, 13)));
+    assert_eq!(digit_run(r"\d{13,16}"), Some((13, 16)));
+    assert_eq!(digit_run("[0-9]{17,19}"), Some((17, 19)));
+    for not in [
+        r"\d{13,}",
+        r"\d{5}-\d{7}-\d",
+        r"\d{0,3}",
+        r"\d{9,3}",
+        r"\d{13}x",
+        r"x\d{13}",
+        r"\D{13}",
+        r"\d{65}",
+    ] {
+        assert_eq!(digit_run(not), None, "{not}");
     }
 }
 
