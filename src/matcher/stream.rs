@@ -593,11 +593,17 @@ fn expand_digit_runs(view: &View<'_>, runs: &DigitRuns, hits: &mut Vec<Hit>, spa
         // The digits ending here, counted no further back than the longest member can match
         // nor past the start of the Hyperscan stream (which never saw earlier bytes either).
         let lo = h.end.saturating_sub(u64::from(runs.longest)).max(view.first());
-        let mut start = h.end;
-        while start > lo && view.byte(start - 1).is_ascii_digit() {
-            start -= 1;
-        }
-        let run = h.end - start;
+        let run = if lo >= view.pos {
+            // Usual case: all of it in the chunk, counted over a slice.
+            let bytes = &view.chunk[(lo - view.pos) as usize..(h.end - view.pos) as usize];
+            bytes.iter().rev().take_while(|b| b.is_ascii_digit()).count() as u64
+        } else {
+            let mut start = h.end;
+            while start > lo && view.byte(start - 1).is_ascii_digit() {
+                start -= 1;
+            }
+            h.end - start
+        };
         for &(rule, m, n) in &runs.members {
             let width = run.min(u64::from(n));
             if width >= u64::from(m) {
