@@ -394,6 +394,20 @@ mod tests {
         r
     }
 
+    /// Writes `bytes` to `p` and reads it until the damage: (good packets, the error).
+    fn read_to_damage(p: &Path, bytes: &[u8]) -> (usize, CaptureError) {
+        std::fs::File::create(p).unwrap().write_all(bytes).unwrap();
+        let mut src = FileSource::open(p).unwrap();
+        let mut n = 0;
+        loop {
+            match src.next_packet() {
+                Ok(Next::Packet(_)) => n += 1,
+                Ok(_) => panic!("damage not reported"),
+                Err(e) => return (n, e),
+            }
+        }
+    }
+
     #[test]
     fn truncated_file_reports_offset_of_damage_after_good_packets() {
         let dir = tempfile::tempdir().unwrap();
@@ -403,16 +417,7 @@ mod tests {
         bytes.extend(record(60));
         let damaged_at = bytes.len();
         bytes.extend(&record(100)[..50]);
-        std::fs::File::create(&p).unwrap().write_all(&bytes).unwrap();
-        let mut src = FileSource::open(&p).unwrap();
-        let mut n = 0;
-        let err = loop {
-            match src.next_packet() {
-                Ok(Next::Packet(_)) => n += 1,
-                Ok(_) => panic!("damage not reported"),
-                Err(e) => break e,
-            }
-        };
+        let (n, err) = read_to_damage(&p, &bytes);
         assert_eq!(n, 2);
         match err {
             CaptureError::Damaged { offset, packets, .. } => {
@@ -438,16 +443,7 @@ mod tests {
             }
             let damaged_at = bytes.len();
             bytes.extend(&record(40)[..20]);
-            std::fs::File::create(&p).unwrap().write_all(&bytes).unwrap();
-            let mut src = FileSource::open(&p).unwrap();
-            let mut n = 0;
-            let err = loop {
-                match src.next_packet() {
-                    Ok(Next::Packet(_)) => n += 1,
-                    Ok(_) => panic!("damage not reported"),
-                    Err(e) => break e,
-                }
-            };
+            let (n, err) = read_to_damage(&p, &bytes);
             assert_eq!(n, lens.len());
             match err {
                 CaptureError::Damaged { offset, .. } => assert_eq!(offset, damaged_at as u64, "{lens:?}"),

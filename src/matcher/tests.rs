@@ -393,6 +393,23 @@ fn ibans_compact_grouped_and_split() {
     }
 }
 
+/// `text` cut at the given places, each cut followed by a gap (`None`) when its flag is set.
+fn cut<'t>(text: &'t [u8], cuts: &[(prop::sample::Index, bool)]) -> Vec<Option<&'t [u8]>> {
+    let mut at: Vec<(usize, bool)> = cuts.iter().map(|(i, gap)| (i.index(text.len() + 1), *gap)).collect();
+    at.sort_unstable();
+    let mut chunks = Vec::new();
+    let mut prev = 0;
+    for (c, gap) in at {
+        chunks.push(Some(&text[prev..c]));
+        if gap {
+            chunks.push(None);
+        }
+        prev = c;
+    }
+    chunks.push(Some(&text[prev..]));
+    chunks
+}
+
 /// Builds a stream from tokens: benign filler, digit noise, keywords and planted values.
 fn token() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -427,15 +444,8 @@ proptest! {
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
         let text: Vec<u8> = tokens.concat();
-        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(text.len() + 1)).collect();
-        at.sort_unstable();
-        let mut chunks: Vec<Option<&[u8]>> = Vec::new();
-        let mut prev = 0;
-        for &c in &at {
-            chunks.push(Some(&text[prev..c]));
-            prev = c;
-        }
-        chunks.push(Some(&text[prev..]));
+        let cuts: Vec<(prop::sample::Index, bool)> = cuts.into_iter().map(|i| (i, false)).collect();
+        let chunks = cut(&text, &cuts);
         let want = whole(&text);
         prop_assert_eq!(run(&chunks), want.clone());
         prop_assert_eq!(bytewise(&text), want);
@@ -471,15 +481,8 @@ proptest! {
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
     ) {
         let text: Vec<u8> = tokens.concat();
-        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(text.len() + 1)).collect();
-        at.sort_unstable();
-        let mut chunks: Vec<Option<&[u8]>> = Vec::new();
-        let mut prev = 0;
-        for &c in &at {
-            chunks.push(Some(&text[prev..c]));
-            prev = c;
-        }
-        chunks.push(Some(&text[prev..]));
+        let cuts: Vec<(prop::sample::Index, bool)> = cuts.into_iter().map(|i| (i, false)).collect();
+        let chunks = cut(&text, &cuts);
         let want = run_with(exact_keywords(), &[Some(&text)]);
         prop_assert_eq!(run(&chunks), want.clone());
         prop_assert_eq!(run_with(exact_keywords(), &chunks), want);
@@ -525,18 +528,7 @@ proptest! {
         cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..6),
     ) {
         let text: Vec<u8> = tokens.concat();
-        let mut at: Vec<(usize, bool)> = cuts.iter().map(|(i, gap)| (i.index(text.len() + 1), *gap)).collect();
-        at.sort_unstable();
-        let mut chunks: Vec<Option<&[u8]>> = Vec::new();
-        let mut prev = 0;
-        for &(c, gap) in &at {
-            chunks.push(Some(&text[prev..c]));
-            if gap {
-                chunks.push(None);
-            }
-            prev = c;
-        }
-        chunks.push(Some(&text[prev..]));
+        let chunks = cut(&text, &cuts);
         prop_assert_eq!(run_counting(matcher(), &chunks), run_counting(exact_keywords(), &chunks));
     }
 }
