@@ -14,7 +14,7 @@ use nigehban::flow::FlowKey;
 use nigehban::synth::values;
 use rand::SeedableRng;
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -71,19 +71,8 @@ fn traffic(seed: u64) -> (Vec<String>, Vec<String>, Vec<String>) {
 
 /// Runs the server and client in the namespaces, sending `lines`.
 fn send(ns: &Netns, lines: &[String]) {
-    let mut server = ns
-        .exec(&ns.b, "python3", &["-c", SERVER, &CONNECTIONS.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 6];
-    server.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
-    let mut client = ns
-        .exec(&ns.a, "python3", &["-c", CLIENT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = ns.start_server(SERVER, &[&CONNECTIONS.to_string()]);
+    let mut client = ns.start_client(CLIENT, Stdio::null());
     let hex: String = lines.iter().map(|l| format!("{}\n", hex::encode(l))).collect();
     client.stdin.take().unwrap().write_all(hex.as_bytes()).unwrap();
     assert!(client.wait().unwrap().success());

@@ -6,7 +6,7 @@ mod common;
 
 use common::netns::*;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -47,19 +47,8 @@ fn live_capture_on_a_veth_pair_alerts_on_real_traffic() {
     let port = 19750;
     let sensor = ns.start_sensor("10.99.0.1/32", port, &key, &[]);
 
-    let mut server = ns
-        .exec(&ns.b, "python3", &["-c", SERVER, "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 6];
-    server.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
-    let mut client = ns
-        .exec(&ns.a, "python3", &["-c", CLIENT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = ns.start_server(SERVER, &["1"]);
+    let mut client = ns.start_client(CLIENT, Stdio::null());
     let payload =
         b"POST /upload HTTP/1.1\r\nHost: 10.99.0.2\r\n\r\nname=Ali&cnic=35202-1234567-2&card=5228471630592747\r\n";
     client.stdin.take().unwrap().write_all(payload).unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use common::netns::*;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
@@ -122,15 +122,7 @@ impl Sensor {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let read_all = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = r.read_to_string(&mut s);
-                s
-            })
-        };
-        let out = read_all(Box::new(child.stdout.take().unwrap()));
-        let err = read_all(Box::new(child.stderr.take().unwrap()));
+        let (out, err) = drain(&mut child);
         let sensor = Sensor {
             child,
             out: Some(out),
@@ -198,20 +190,8 @@ fn sighup_reloads_rules_without_losing_packets_or_values() {
     assert_eq!(metric(&text, "nigehban_rules_generation"), 1.0, "{text}");
     let rules_at_start = metric(&text, "nigehban_rules_loaded");
 
-    let mut server = Reap(
-        ns.exec(&ns.b, "python3", &["-c", SERVER])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut ready = [0u8; 6];
-    server.0.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
-    let mut child = ns
-        .exec(&ns.a, "python3", &["-c", CLIENT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let server = Reap(ns.start_server(SERVER, &[]));
+    let mut child = ns.start_client(CLIENT, Stdio::piped());
     let mut client = Client {
         stdin: child.stdin.take().unwrap(),
         stdout: BufReader::new(child.stdout.take().unwrap()),

@@ -67,6 +67,28 @@ impl Netns {
         c
     }
 
+    /// Starts the Python `script` (with `args`) in namespace `b` and returns once it has
+    /// printed `ready`, i.e. listens.
+    pub fn start_server(&self, script: &str, args: &[&str]) -> Child {
+        let mut server = self
+            .exec(&self.b, "python3", &[&["-c", script], args].concat())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 6];
+        server.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
+        server
+    }
+
+    /// Starts the Python `script` in namespace `a` with its stdin piped, to be fed by the test.
+    pub fn start_client(&self, script: &str, stdout: Stdio) -> Child {
+        self.exec(&self.a, "python3", &["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .spawn()
+            .unwrap()
+    }
+
     /// `nigehban capture` on `ngbva` in namespace `a`, alerts on stdout, metrics on
     /// 127.0.0.1:`port` inside `a`; returns once the metrics endpoint answers.
     pub fn start_sensor(&self, home_net: &str, port: u16, key: &Path, extra: &[&str]) -> Child {
@@ -157,14 +179,11 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-type Drains = (std::thread::JoinHandle<String>, std::thread::JoinHandle<String>);
+/// Threads reading a child's stdout and stderr to the end.
+pub type Drains = (std::thread::JoinHandle<String>, std::thread::JoinHandle<String>);
 
-/// Readers of each running sensor's stdout and stderr, by pid.
-static DRAINS: std::sync::Mutex<Vec<(u32, Drains)>> = std::sync::Mutex::new(Vec::new());
-
-/// Reads the child's stdout and stderr as it runs: a sensor blocked writing alerts into a
-/// full pipe would otherwise never see SIGTERM through to its exit.
-fn drain_output(child: &mut Child) {
+/// Reads the child's stdout and stderr on two threads as it runs (both must be piped).
+pub fn drain(child: &mut Child) -> Drains {
     let read_all = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut s = String::new();
@@ -172,9 +191,20 @@ fn drain_output(child: &mut Child) {
             s
         })
     };
-    let out = read_all(Box::new(child.stdout.take().unwrap()));
-    let err = read_all(Box::new(child.stderr.take().unwrap()));
-    DRAINS.lock().unwrap().push((child.id(), (out, err)));
+    (
+        read_all(Box::new(child.stdout.take().unwrap())),
+        read_all(Box::new(child.stderr.take().unwrap())),
+    )
+}
+
+/// Readers of each running sensor's stdout and stderr, by pid.
+static DRAINS: std::sync::Mutex<Vec<(u32, Drains)>> = std::sync::Mutex::new(Vec::new());
+
+/// Reads the child's stdout and stderr as it runs: a sensor blocked writing alerts into a
+/// full pipe would otherwise never see SIGTERM through to its exit.
+fn drain_output(child: &mut Child) {
+    let drains = drain(child);
+    DRAINS.lock().unwrap().push((child.id(), drains));
 }
 
 /// SIGTERM to the sensor; waits for a clean exit and returns its (stdout, stderr).

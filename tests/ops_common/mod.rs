@@ -5,7 +5,6 @@
 
 use crate::common::netns::*;
 use crate::common::*;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -148,18 +147,8 @@ pub const CNIC: &str = "35202-1234567-2";
 /// One HTTP POST from `a` to `b` carrying [`CNIC`] (synthetic), over a real TCP connection.
 pub fn send_cnic(ns: &Netns) {
     use std::io::Write;
-    let mut server = ns
-        .exec(&ns.b, "python3", &["-c", SERVER])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 6];
-    server.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
-    let mut client = ns
-        .exec(&ns.a, "python3", &["-c", CLIENT])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = ns.start_server(SERVER, &[]);
+    let mut client = ns.start_client(CLIENT, Stdio::inherit());
     let body = format!("cnic={CNIC}");
     let req = format!(
         "POST /kyc HTTP/1.1\r\nHost: 10.99.0.2\r\nContent-Length: {}\r\n\r\n{body}",
