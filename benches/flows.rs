@@ -7,7 +7,6 @@
 //! Run: `cargo bench --bench flows` (1 M flows), or quicker and equally exact per flow (sizes
 //! do not depend on optimisation): `NIGEHBAN_FLOWS=200000 cargo test --bench flows`.
 
-use nigehban::alert::Observer;
 use nigehban::cli::{self, CommonArgs};
 use nigehban::clock::Timestamp;
 use nigehban::decode::LinkType;
@@ -75,22 +74,17 @@ fn worker(metrics: &Arc<Metrics>) -> Worker {
     let key = PiiKey::random();
     let (tx, rx) = crossbeam_channel::unbounded();
     std::mem::forget(rx);
-    let shared = Arc::new(WorkerShared {
-        rules: Arc::new(nigehban::pipeline::LiveRules::new(
+    let judge = Arc::new(nigehban::judge::Judge::from_settings(&settings, &key).unwrap());
+    let shared = Arc::new(WorkerShared::new(
+        &settings,
+        Arc::new(nigehban::pipeline::LiveRules::new(
             nigehban::app::load_matcher(&settings.rules_dir).unwrap(),
         )),
-        judge: Arc::new(nigehban::judge::Judge::from_settings(&settings, &key).unwrap()),
-        key: Arc::new(key),
-        home_net: settings.home_net.clone(),
-        observer: Observer::new("bench".into()),
-        flow: settings.flow.clone(),
-        reassembly: settings.reassembly.clone(),
-        reassembly_memcap: settings.reassembly_memcap,
-        alert: settings.alert.clone(),
-        decode_l7: settings.decode_l7,
-        metrics: Arc::clone(metrics),
-        alerts: tx,
-    });
+        key,
+        judge,
+        Arc::clone(metrics),
+        tx,
+    ));
     Worker::new(0, shared).unwrap()
 }
 

@@ -5,7 +5,6 @@
 //! SIGTERM (registered by `main`) set `stop`; SIGHUP reopens the alert file and reloads the rules
 //! (`pipeline::Reloader`).
 
-use crate::alert::Observer;
 use crate::capture::{
     AfPacketConfig, AfPacketSource, CaptureBackend, CaptureError, CaptureStats, FileSource, LiveSource, Next, RawPacket,
 };
@@ -92,20 +91,14 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         Arc::clone(&live_rules),
         Arc::clone(&metrics),
     )?;
-    let shared = Arc::new(WorkerShared {
-        rules: live_rules,
-        key: Arc::new(key),
-        home_net: settings.home_net.clone(),
-        observer: Observer::new(settings.observer_name.clone()),
-        flow: settings.flow.clone(),
-        reassembly: settings.reassembly.clone(),
-        reassembly_memcap: settings.reassembly_memcap,
-        alert: settings.alert.clone(),
+    let shared = Arc::new(WorkerShared::new(
+        &settings,
+        live_rules,
+        key,
         judge,
-        decode_l7: settings.decode_l7,
-        metrics: Arc::clone(&metrics),
-        alerts: alert_tx,
-    });
+        Arc::clone(&metrics),
+        alert_tx,
+    ));
     let when_full = if source.is_live() {
         WhenFull::Drop
     } else {

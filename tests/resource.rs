@@ -9,7 +9,6 @@ mod common;
 
 use common::{expected_hash, rules_dir, sa, t, KEY};
 use crossbeam_channel::Receiver;
-use nigehban::alert::Observer;
 use nigehban::cli::{self, CommonArgs};
 use nigehban::decode::LinkType;
 use nigehban::metrics::Metrics;
@@ -50,22 +49,17 @@ impl Sensor {
         let key = PiiKey::new(KEY);
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(WorkerShared {
-            rules: Arc::new(nigehban::pipeline::LiveRules::new(
+        let judge = Arc::new(nigehban::judge::Judge::from_settings(&settings, &key).unwrap());
+        let shared = Arc::new(WorkerShared::new(
+            &settings,
+            Arc::new(nigehban::pipeline::LiveRules::new(
                 nigehban::app::load_matcher(&settings.rules_dir).unwrap(),
             )),
-            judge: Arc::new(nigehban::judge::Judge::from_settings(&settings, &key).unwrap()),
-            key: Arc::new(key),
-            home_net: settings.home_net.clone(),
-            observer: Observer::new("test".into()),
-            flow: settings.flow.clone(),
-            reassembly: settings.reassembly.clone(),
-            reassembly_memcap: settings.reassembly_memcap,
-            alert: settings.alert.clone(),
-            decode_l7: settings.decode_l7,
-            metrics: Arc::clone(&metrics),
-            alerts: tx,
-        });
+            key,
+            judge,
+            Arc::clone(&metrics),
+            tx,
+        ));
         Sensor {
             worker: Worker::new(0, shared).unwrap(),
             metrics,

@@ -53,6 +53,34 @@ pub struct WorkerShared {
     pub alerts: Sender<String>,
 }
 
+impl WorkerShared {
+    /// What every worker shares; the limits, home net, observer name, alert policy and
+    /// decoding switch are taken from `settings`.
+    pub fn new(
+        settings: &crate::cli::Settings,
+        rules: Arc<super::LiveRules>,
+        key: PiiKey,
+        judge: Arc<Judge>,
+        metrics: Arc<Metrics>,
+        alerts: Sender<String>,
+    ) -> WorkerShared {
+        WorkerShared {
+            rules,
+            key: Arc::new(key),
+            home_net: settings.home_net.clone(),
+            observer: Observer::new(settings.observer_name.clone()),
+            flow: settings.flow.clone(),
+            reassembly: settings.reassembly.clone(),
+            reassembly_memcap: settings.reassembly_memcap,
+            alert: settings.alert.clone(),
+            judge,
+            decode_l7: settings.decode_l7,
+            metrics,
+            alerts,
+        }
+    }
+}
+
 /// How often (packet time) idle flows are expired and waiting batches raised.
 const TICK: Duration = Duration::from_secs(1);
 
