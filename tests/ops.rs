@@ -196,25 +196,7 @@ fn metrics_over_tls_with_bearer_token_refuse_wrong_token_and_wrong_ca() {
     let other = common_tls::Pki::new("some other CA");
     let token = dir.path().join("token");
     std::fs::write(&token, "tok-3f9a1c\n").unwrap();
-    let sensor = Sensor::start(
-        &ns,
-        dir.path(),
-        &[
-            "--home-net",
-            "10.99.0.1/32",
-            "--metrics-listen",
-            "127.0.0.1:19762",
-            "--metrics-tls-cert",
-            leaf.cert_path.to_str().unwrap(),
-            "--metrics-tls-key",
-            leaf.key_path.to_str().unwrap(),
-            "--metrics-bearer-token-file",
-            token.to_str().unwrap(),
-            "--alerts",
-            "-",
-        ],
-        "https://127.0.0.1:19762/healthz",
-    );
+    let sensor = Sensor::start_tls_metrics(&ns, dir.path(), 19762, &leaf, &token);
     let url = "https://127.0.0.1:19762/metrics";
     let ca = pki.ca_path();
     let (code, body) = fetch(&ns, url, Some(&ca), Some("tok-3f9a1c")).unwrap();

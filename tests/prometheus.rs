@@ -384,25 +384,7 @@ fn prometheus_scrapes_over_https_with_a_bearer_token() {
     std::fs::write(&token, "scrape-7d2e\n").unwrap();
     let wrong = dir.path().join("wrong-token");
     std::fs::write(&wrong, "scrape-0000\n").unwrap();
-    let sensor = Sensor::start(
-        &ns,
-        dir.path(),
-        &[
-            "--home-net",
-            "10.99.0.1/32",
-            "--metrics-listen",
-            "127.0.0.1:19765",
-            "--metrics-tls-cert",
-            leaf.cert_path.to_str().unwrap(),
-            "--metrics-tls-key",
-            leaf.key_path.to_str().unwrap(),
-            "--metrics-bearer-token-file",
-            token.to_str().unwrap(),
-            "--alerts",
-            "-",
-        ],
-        "https://127.0.0.1:19765/healthz",
-    );
+    let sensor = Sensor::start_tls_metrics(&ns, dir.path(), 19765, &leaf, &token);
     let job = |name: &str, token: &Path| {
         format!(
             "  - job_name: {name}\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n    \

@@ -57,6 +57,37 @@ impl Sensor {
         s
     }
 
+    /// A sensor serving /metrics over HTTPS on 127.0.0.1:`port` with `leaf`'s certificate,
+    /// asking for the bearer token in the file `token`; alerts on stdout.
+    pub fn start_tls_metrics(
+        ns: &Netns,
+        dir: &Path,
+        port: u16,
+        leaf: &crate::common_tls::Leaf,
+        token: &Path,
+    ) -> Sensor {
+        let listen = format!("127.0.0.1:{port}");
+        Sensor::start(
+            ns,
+            dir,
+            &[
+                "--home-net",
+                "10.99.0.1/32",
+                "--metrics-listen",
+                &listen,
+                "--metrics-tls-cert",
+                leaf.cert_path.to_str().unwrap(),
+                "--metrics-tls-key",
+                leaf.key_path.to_str().unwrap(),
+                "--metrics-bearer-token-file",
+                token.to_str().unwrap(),
+                "--alerts",
+                "-",
+            ],
+            &format!("https://{listen}/healthz"),
+        )
+    }
+
     /// The sensor's own pid: the child itself, or under the suite's audit wrapper
     /// (`tests/audit/nigehban-audit.sh`) the wrapper's `nigehban` child.
     pub fn pid(&self) -> u32 {
