@@ -134,16 +134,7 @@ impl DirLeaks {
         for b in &mut self.batches {
             // Values of finished messages go at once (each group is one message's).
             for (group, context) in b.closed.drain(..) {
-                for chunk in group.chunks(max) {
-                    b.raised += 1;
-                    out(PendingBatch {
-                        rule: b.rule,
-                        matches: chunk.to_vec(),
-                        batch: b.raised,
-                        context: context.clone(),
-                        distinct,
-                    });
-                }
+                raise_group(b.rule, &mut b.raised, &group, &context, max, distinct, out);
             }
             if b.pending.is_empty() {
                 continue;
@@ -195,16 +186,7 @@ impl DirLeaks {
             let mut b = self.batches.swap_remove(i);
             let pending = (std::mem::take(&mut b.pending), b.context.clone());
             for (group, context) in b.closed.drain(..).chain(std::iter::once(pending)) {
-                for chunk in group.chunks(max) {
-                    b.raised += 1;
-                    gone(PendingBatch {
-                        rule: b.rule,
-                        matches: chunk.to_vec(),
-                        batch: b.raised,
-                        context: context.clone(),
-                        distinct,
-                    });
-                }
+                raise_group(b.rule, &mut b.raised, &group, &context, max, distinct, gone);
             }
         }
     }
@@ -227,6 +209,29 @@ impl DirLeaks {
             })
             .sum();
         self.seen.capacity() * 9 + self.batches.capacity() * std::mem::size_of::<RuleBatch>() + pending
+    }
+}
+
+/// Raises one message's values (`group`) in batches of at most `max`, numbering them on from
+/// `raised`.
+fn raise_group(
+    rule: RuleIdx,
+    raised: &mut u32,
+    group: &[PiiMatch],
+    context: &MessageContext,
+    max: usize,
+    distinct: usize,
+    out: &mut impl FnMut(PendingBatch),
+) {
+    for chunk in group.chunks(max) {
+        *raised += 1;
+        out(PendingBatch {
+            rule,
+            matches: chunk.to_vec(),
+            batch: *raised,
+            context: context.clone(),
+            distinct,
+        });
     }
 }
 
