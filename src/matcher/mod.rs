@@ -211,8 +211,6 @@ pub struct WorkerScratch {
     scratch: Scratch,
     /// Reusable hit buffer of the current call.
     hits: Vec<Hit>,
-    /// Keyword prefilter hits of the current call: (end offset, keyword sets).
-    keyword_hits: Vec<(u64, KeywordSets)>,
     /// Second hit buffer, for expanding digit runs.
     spare_hits: Vec<Hit>,
     /// `(rule, start)` of findings emitted in the current batch, for de-duplication.
@@ -357,7 +355,6 @@ impl Matcher {
             counters: MatchCounters::new(self.inner.rules.rules().len()),
             scratch,
             hits: Vec::with_capacity(64),
-            keyword_hits: Vec::with_capacity(16),
             spare_hits: Vec::with_capacity(64),
             emitted: Vec::with_capacity(8),
             dgram: DirScanner::default(),
