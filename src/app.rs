@@ -36,6 +36,9 @@ pub struct Summary {
     /// Bytes the matcher scanned: egress payload after application decoding (a gzip'd body
     /// counts inflated; bypassed encrypted bytes not at all).
     pub scanned_bytes: u64,
+    /// Time from the start of the run to the first packet read: loading and compiling the
+    /// rules, opening the source and outputs, starting threads.
+    pub startup: std::time::Duration,
 }
 
 /// Loads the rule set and compiles it, with the directory named in any error.
@@ -46,6 +49,7 @@ pub fn load_matcher(dir: &std::path::Path) -> anyhow::Result<Matcher> {
 
 /// Runs `capture` or `read` until the input ends or `stop` is set.
 pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
+    let begun = std::time::Instant::now();
     let matcher = load_matcher(&settings.rules_dir)?;
     let key = match &settings.pii_key_file {
         Some(p) => PiiKey::from_file(p).with_context(|| format!("cannot use --pii-key-file {}", p.display()))?,
@@ -128,6 +132,7 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         rules = %settings.rules_dir.display(),
         "started"
     );
+    let startup = begun.elapsed();
     let (packets, queue_drops, result) = capture(&mut source, dispatchers, &settings, &metrics, &stop);
     for h in handles {
         if h.join().is_err() {
@@ -155,6 +160,7 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         queue_drops,
         capture,
         scanned_bytes,
+        startup,
     })
 }
 

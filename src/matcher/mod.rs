@@ -3,10 +3,10 @@
 //! Design constraints:
 //! - One streaming database holds every rule's patterns. Hits carry their start, but start of
 //!   match is only compiled where it is needed ([`PatternKind`]): a fixed-width pattern's start
-//!   is its end minus its width, and all digit-run patterns (`\d{13,16}`, `\d{13}`, ...) are
-//!   one pattern whose starts are found in the retained bytes ([`DigitRuns`]). Both give exactly
-//!   the hits of `SOM_LEFTMOST` (tested against a database built that way) at a third of the
-//!   cost on digit-heavy traffic. [`Matcher`] is that database plus the rule set behind an
+//!   is its end minus its width, and digit-run patterns (`\d{13,16}`, `\d{13}`, ...) are not
+//!   given to Hyperscan at all: one vectorised pass finds where digit runs end and how long they
+//!   are ([`DigitRuns`]). Both give exactly the hits of `SOM_LEFTMOST` (tested against a
+//!   database built that way) at a fraction of the cost on digit-heavy traffic. [`Matcher`] is that database plus the rule set behind an
 //!   `Arc`: cheap to clone, read-only, shared by all workers.
 //! - Each worker owns a [`WorkerScratch`]: the Hyperscan scratch, a reusable hit buffer and
 //!   plain counters. Nothing on the hot path allocates after warm-up.
@@ -34,6 +34,7 @@
 //! Finding offsets count the bytes fed to that scanner (gaps add nothing, as their length is
 //! not known here); datagram offsets are relative to the datagram.
 
+mod digits;
 mod hs;
 mod stream;
 
@@ -117,7 +118,7 @@ struct Inner {
     db: StreamingDatabase,
     /// Hyperscan pattern id → what it stands for.
     pattern_kind: Vec<PatternKind>,
-    /// The rule patterns scanned as one digit-run pattern.
+    /// The rule patterns found by the digit-run scan instead of Hyperscan.
     digit_runs: DigitRuns,
     /// Bytes of state per open stream.
     stream_size: usize,
@@ -143,23 +144,24 @@ enum PatternKind {
     Som(RuleIdx),
     /// A rule pattern of fixed width: its start is its end minus the width.
     Fixed(RuleIdx, u8),
-    /// The one pattern standing for every rule pattern of the form `\d{m,n}` (see [`DigitRuns`]).
-    DigitRun,
+    /// Compiled only so that a database is not empty when every rule pattern is a digit run
+    /// and no rule has prefilter keywords; its hits are ignored (the digit-run scan finds them).
+    Placeholder,
     /// A keyword prefilter pattern, with the keyword lists it belongs to (see [`keyword_prefilter`]).
     Keyword(KeywordSets),
 }
 
 /// Rule patterns that are runs of digits, `\d{m,n}` or `\d{m}` (card numbers, bare CNICs).
-/// They are scanned as one pattern `\d{M,N}` (M, N the smallest and largest bounds) without
-/// start of match. At each end it reports, the run of digits ending there is measured in the
-/// retained bytes, and each member gets exactly the hit its own pattern would have given with
-/// leftmost start of match: `start = end - min(n, run)` when `run >= m`.
+/// One pass over each chunk ([`digits::run_ends`]) finds every offset where a run of at least
+/// M digits ends (M the smallest `m`) and the run's length, counted across chunks of the same
+/// stream; each member then gets exactly the hit its own pattern would have given with leftmost
+/// start of match: `start = end - min(n, run)` when `run >= m`.
 #[derive(Debug, Default)]
 struct DigitRuns {
     /// (rule, m, n) for each member pattern.
     members: Vec<(RuleIdx, u8, u8)>,
-    /// N: the longest run any member can match.
-    longest: u8,
+    /// M: the shortest run any member matches (0 when there are no members).
+    shortest: u8,
 }
 
 /// `(m, n)` if `expr` is exactly `\d{m}`, `\d{m,n}`, `[0-9]{m}` or `[0-9]{m,n}` with
@@ -176,9 +178,6 @@ fn digit_run(expr: &str) -> Option<(u8, u8)> {
     };
     (1 <= m && m <= n && usize::from(n) <= MAX_MATCH_WIDTH).then_some((m, n))
 }
-
-/// Marks a digit-run placeholder in the hit buffer until it is expanded.
-const DIGIT_RUN_HIT: RuleIdx = RuleIdx::MAX;
 
 /// The compiled rule set, shared read-only by all workers.
 #[derive(Clone)]
@@ -211,7 +210,7 @@ pub struct WorkerScratch {
     scratch: Scratch,
     /// Reusable hit buffer of the current call.
     hits: Vec<Hit>,
-    /// Second hit buffer, for expanding digit runs.
+    /// Second hit buffer, for merging digit-run hits with Hyperscan's.
     spare_hits: Vec<Hit>,
     /// `(rule, start)` of findings emitted in the current batch, for de-duplication.
     emitted: Vec<(RuleIdx, u64)>,
@@ -243,7 +242,7 @@ impl Matcher {
     }
 
     /// `prefilter`: the keyword prefilter; `lean`: start of match only where needed, digit
-    /// runs scanned as one pattern.
+    /// runs found by the digit-run scan.
     fn build(rules: RuleSet, prefilter: bool, lean: bool) -> Result<Matcher, MatcherError> {
         let mut patterns = Vec::new();
         let mut pattern_kind = Vec::new();
@@ -253,7 +252,6 @@ impl Matcher {
             for p in &rule.patterns {
                 if let Some((m, n)) = digit_run(p).filter(|_| lean) {
                     digit_runs.members.push((idx, m, n));
-                    digit_runs.longest = digit_runs.longest.max(n);
                     continue;
                 }
                 let id = pattern_kind.len();
@@ -269,11 +267,7 @@ impl Matcher {
                 }
             }
         }
-        if let Some(m) = digit_runs.members.iter().map(|&(_, m, _)| m).min() {
-            let expr = format!("\\d{{{m},{}}}", digit_runs.longest);
-            patterns.push(hs::plain_pattern(&expr, pattern_kind.len(), false));
-            pattern_kind.push(PatternKind::DigitRun);
-        }
+        digit_runs.shortest = digit_runs.members.iter().map(|&(_, m, _)| m).min().unwrap_or(0);
         let (rule_keyword_set, keywords) = if prefilter {
             keyword_prefilter(&rules)
         } else {
@@ -282,6 +276,13 @@ impl Matcher {
         for (expr, sets) in &keywords {
             patterns.push(hs::plain_pattern(expr, pattern_kind.len(), true));
             pattern_kind.push(PatternKind::Keyword(*sets));
+        }
+        if patterns.is_empty() {
+            // Hyperscan cannot compile an empty database; any loaded rule set has a pattern.
+            let expr = rules.rules().iter().flat_map(|r| r.patterns.iter()).next();
+            let expr = expr.map_or("\\d", |p| p.as_str());
+            patterns.push(hs::plain_pattern(expr, 0, false));
+            pattern_kind.push(PatternKind::Placeholder);
         }
         let db: StreamingDatabase =
             hyperscan::Builder::build(&Patterns(patterns)).map_err(|e| MatcherError::Compile(hs::message(&e)))?;

@@ -2,8 +2,8 @@
 
 use super::hs::HsStream;
 use super::{
-    DigitRuns, Finding, Hit, Inner, KeywordSets, Matcher, PatternKind, RuleIdx, WorkerScratch, AFTER_BYTES,
-    DIGIT_RUN_HIT, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
+    digits, DigitRuns, Finding, Hit, Inner, KeywordSets, Matcher, PatternKind, RuleIdx, WorkerScratch, AFTER_BYTES,
+    MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
 };
 use crate::pii::Confidence;
 use crate::validate::{Candidate, BEFORE_BYTES};
@@ -149,6 +149,9 @@ struct Active {
     /// Invariant: `n_pending <= MAX_PENDING`; each pending hit ends at or after
     /// `pos + 1 - WAIT_MAX`.
     n_pending: u8,
+    /// Digits that end the bytes scanned by the current Hyperscan stream (the digit-run scan's
+    /// carry; like Hyperscan it starts from nothing after a gap).
+    digit_run: u32,
     tail: [u8; TAIL_LEN],
     pending: [Pending; MAX_PENDING],
     keywords: KeywordRing,
@@ -306,6 +309,7 @@ impl Active {
             pos: 0,
             tail_len: 0,
             n_pending: 0,
+            digit_run: 0,
             tail: [0; TAIL_LEN],
             pending: [Pending::default(); MAX_PENDING],
             keywords: KeywordRing::EMPTY,
@@ -365,8 +369,9 @@ impl Active {
         self.run_hyperscan(inner, w, Some(data), true);
     }
 
-    /// Hyperscan over `data`, or with `None` the end of the current run (end-of-data matches,
-    /// then the stream is reset); hits land in `w.hits`, and are counted if `count`.
+    /// Hyperscan and the digit-run scan over `data`, or with `None` the end of the current run
+    /// (end-of-data matches, then the stream is reset); hits land in `w.hits` in order of their
+    /// end, and are counted if `count`.
     fn run_hyperscan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: Option<&[u8]>, count: bool) {
         let WorkerScratch {
             scratch,
@@ -380,17 +385,13 @@ impl Active {
         // Keyword occurrences go straight into the ring: every one ending in the bytes seen so
         // far is known before any hit is decided (a pending hit's window after it may end here).
         let keywords = &mut self.keywords;
-        let mut digit_runs = false;
         let on_match = |id: u32, from: u64, to: u64, _flags: u32| {
             let hit = |rule, start| Hit { rule, start, end: to };
             match kinds[id as usize] {
                 PatternKind::Som(rule) => hits.push(hit(rule, from)),
                 PatternKind::Fixed(rule, width) => hits.push(hit(rule, to - u64::from(width))),
-                PatternKind::DigitRun => {
-                    digit_runs = true;
-                    hits.push(hit(DIGIT_RUN_HIT, to));
-                }
                 PatternKind::Keyword(sets) => keywords.push(to, sets),
+                PatternKind::Placeholder => {}
             }
             Matching::Continue
         };
@@ -401,13 +402,12 @@ impl Active {
         if r.is_err() {
             counters.scan_errors += 1;
         }
-        if digit_runs {
-            let view = View {
-                tail: &self.tail[..usize::from(self.tail_len)],
-                chunk: data.unwrap_or(&[]),
-                pos: self.pos,
-            };
-            expand_digit_runs(&view, &inner.digit_runs, hits, spare_hits);
+        match data {
+            Some(d) if !inner.digit_runs.members.is_empty() => {
+                digit_run_hits(d, self.pos, &mut self.digit_run, &inner.digit_runs, hits, spare_hits);
+            }
+            Some(_) => {}
+            None => self.digit_run = 0,
         }
         if count {
             for h in hits.iter() {
@@ -564,33 +564,53 @@ impl Active {
     }
 }
 
-/// Replaces each digit-run placeholder in `hits` by the hits of the member patterns it stands
-/// for (see [`DigitRuns`]), in place, so hits stay in order of their end.
-fn expand_digit_runs(view: &View<'_>, runs: &DigitRuns, hits: &mut Vec<Hit>, spare: &mut Vec<Hit>) {
-    spare.clear();
-    let mut buf = [0u8; VIEW_MAX];
-    for h in hits.drain(..) {
-        if h.rule != DIGIT_RUN_HIT {
-            spare.push(h);
-            continue;
-        }
-        // The digits ending here, counted no further back than the longest member can match
-        // nor past the start of the Hyperscan stream (which never saw earlier bytes either).
-        let lo = h.end.saturating_sub(u64::from(runs.longest)).max(view.first());
-        let bytes = view.window(lo, h.end, &mut buf);
-        let run = bytes.iter().rev().take_while(|b| b.is_ascii_digit()).count() as u64;
+/// Adds the hits of the digit-run members ending in `chunk` (stream offset `pos`) to `hits`,
+/// keeping them in order of their end (at one end, Hyperscan's hits first).
+fn digit_run_hits(
+    chunk: &[u8],
+    pos: u64,
+    carry: &mut u32,
+    runs: &DigitRuns,
+    hits: &mut Vec<Hit>,
+    spare: &mut Vec<Hit>,
+) {
+    // Usually Hyperscan found nothing here: the digit-run hits are the list.
+    let merge = !hits.is_empty();
+    let out = if merge {
+        spare.clear();
+        &mut *spare
+    } else {
+        &mut *hits
+    };
+    digits::run_ends(chunk, u32::from(runs.shortest), carry, |end, run| {
+        let end = pos + end as u64;
         for &(rule, m, n) in &runs.members {
-            let width = run.min(u64::from(n));
-            if width >= u64::from(m) {
-                spare.push(Hit {
+            let width = run.min(u32::from(n));
+            if width >= u32::from(m) {
+                out.push(Hit {
                     rule,
-                    start: h.end - width,
-                    end: h.end,
+                    start: end - u64::from(width),
+                    end,
                 });
             }
         }
+    });
+    if merge {
+        let theirs = std::mem::take(hits);
+        let mut a = theirs.iter().copied().peekable();
+        for d in spare.drain(..) {
+            while let Some(h) = a.next_if(|h| h.end <= d.end) {
+                hits.push(h);
+            }
+            hits.push(d);
+        }
+        hits.extend(a);
+        // Keep the larger allocation of the two for the next call.
+        if spare.capacity() < theirs.capacity() {
+            *spare = theirs;
+            spare.clear();
+        }
     }
-    std::mem::swap(hits, spare);
 }
 
 /// One confidence level up (High stays High).

@@ -705,3 +705,37 @@ fn a_rule_removed_by_the_reload_no_longer_fires_after_the_switch() {
     let got = run_switching(&[&text, b" end"], &[a, b]);
     assert_eq!(got.iter().filter(|s| is_card(s)).count(), 2);
 }
+
+#[test]
+fn a_rule_set_of_digit_runs_only_still_compiles_and_finds() {
+    // Every pattern goes to the digit-run scan and no rule has keywords: Hyperscan gets a
+    // placeholder so its database is not empty, and its hits must not be counted twice.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bare.toml"),
+        r#"
+[[rule]]
+id = "T-CNIC-BARE"
+name = "bare CNIC, no context"
+pii = "cnic"
+severity = "high"
+validator = "cnic"
+confidence = "medium"
+patterns = ['\d{13}']
+
+[rule.examples]
+match = ["3520212345671"]
+no_match = ["35202123456712"]
+"#,
+    )
+    .unwrap();
+    let lean = Matcher::new(RuleSet::load_dir(dir.path()).unwrap()).unwrap();
+    let oracle = Matcher::oracle(RuleSet::load_dir(dir.path()).unwrap()).unwrap();
+    assert!(matches!(lean.inner.pattern_kind[..], [PatternKind::Placeholder]));
+    let text = b"id=3520212345671&t=17322123456789&x=42101765432130";
+    let chunks: Vec<Option<&[u8]>> = text.chunks(7).map(Some).collect();
+    let got = run_counting(&lean, &chunks);
+    assert_eq!(got, run_counting(&oracle, &chunks));
+    assert_eq!(got.0.len(), 1, "{:?}", got.0);
+    assert_eq!(got.1, vec![5], "a hit at every end of 13 digits in a row (1 + 2 + 2)");
+}
