@@ -122,15 +122,55 @@ struct Inner {
     digit_runs: DigitRuns,
     /// Bytes of state per open stream.
     stream_size: usize,
-    /// Per-rule bytes needed before a hit (boundary bytes or context window).
-    before_needed: Vec<u8>,
-    /// Per-rule bytes a valid hit without a keyword before it waits for after its end: the
-    /// context `window_after` plus the boundary byte beyond it, or 0 when the rule has no
-    /// keywords or cannot be raised.
-    after_wait: Vec<u8>,
-    /// Per rule, the bit of its keyword set; 0 when the prefilter does not cover it (no
-    /// keywords, or more distinct keyword lists than bits): its keyword search always runs.
-    rule_keyword_set: Vec<KeywordSets>,
+    /// Per rule (by index), what deciding its hits needs.
+    facts: Vec<RuleFacts>,
+}
+
+/// What deciding a hit needs of its rule, packed in a few bytes: it is read for every hit, and
+/// a [`Rule`] spreads the same facts over several cache lines.
+#[derive(Debug, Clone, Copy)]
+struct RuleFacts {
+    validator: crate::validate::Validator,
+    /// Base confidence.
+    confidence: crate::pii::Confidence,
+    /// Context keywords can raise the confidence: the rule has a context and is below high.
+    raisable: bool,
+    /// The context `window` (bytes before the value searched for a keyword).
+    window: u8,
+    /// The context `window_after`.
+    window_after: u8,
+    /// Bytes needed before a hit (boundary bytes or context window).
+    before_needed: u8,
+    /// Bytes a valid hit without a keyword before it waits for after its end: the context
+    /// `window_after` plus the boundary byte beyond it, or 0 when the rule has no keywords or
+    /// cannot be raised.
+    after_wait: u8,
+    /// The bit of its keyword set; 0 when the prefilter does not cover it (no keywords, or more
+    /// distinct keyword lists than bits): its keyword search always runs.
+    keyword_set: KeywordSets,
+}
+
+impl RuleFacts {
+    fn of(rule: &Rule, keyword_set: KeywordSets) -> RuleFacts {
+        let ctx = rule.context.as_ref();
+        let raisable = ctx.is_some() && rule.confidence < crate::pii::Confidence::High;
+        // One byte beyond the window decides the word boundary at its edge.
+        let before = ctx.map_or(0, |c| c.window + 1);
+        let after_wait = match ctx {
+            Some(c) if raisable && c.window_after > 0 => c.window_after.min(MAX_CONTEXT_AFTER) + 1,
+            _ => 0,
+        };
+        RuleFacts {
+            validator: rule.validator,
+            confidence: rule.confidence,
+            raisable,
+            window: ctx.map_or(0, |c| c.window.min(MAX_CONTEXT_WINDOW)) as u8,
+            window_after: ctx.map_or(0, |c| c.window_after.min(MAX_CONTEXT_AFTER)) as u8,
+            before_needed: before.clamp(crate::validate::BEFORE_BYTES, MAX_CONTEXT_WINDOW + 1) as u8,
+            after_wait: after_wait as u8,
+            keyword_set,
+        }
+    }
 }
 
 /// A bit set of distinct keyword lists (rules sharing a list share a bit).
@@ -287,24 +327,11 @@ impl Matcher {
         let db: StreamingDatabase =
             hyperscan::Builder::build(&Patterns(patterns)).map_err(|e| MatcherError::Compile(hs::message(&e)))?;
         let stream_size = db.stream_size().map_err(|e| MatcherError::Alloc(e.to_string()))?;
-        let before_needed = rules
+        let facts = rules
             .rules()
             .iter()
-            .map(|r| {
-                // One byte beyond the window decides the word boundary at its edge.
-                let w = r.context.as_ref().map_or(0, |c| c.window + 1);
-                w.clamp(crate::validate::BEFORE_BYTES, MAX_CONTEXT_WINDOW + 1) as u8
-            })
-            .collect();
-        let after_wait = rules
-            .rules()
-            .iter()
-            .map(|r| match &r.context {
-                Some(c) if r.confidence < crate::pii::Confidence::High && c.window_after > 0 => {
-                    (c.window_after.min(MAX_CONTEXT_AFTER) + 1) as u8
-                }
-                _ => 0,
-            })
+            .zip(&rule_keyword_set)
+            .map(|(r, &set)| RuleFacts::of(r, set))
             .collect();
         Ok(Matcher {
             inner: Arc::new(Inner {
@@ -313,9 +340,7 @@ impl Matcher {
                 pattern_kind,
                 digit_runs,
                 stream_size,
-                before_needed,
-                after_wait,
-                rule_keyword_set,
+                facts,
             }),
         })
     }

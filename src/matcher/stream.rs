@@ -480,12 +480,9 @@ impl Active {
                 counters.window_overflow += 1;
                 continue;
             }
-            let rule = &inner.rules.rules()[h.rule as usize];
-            let after_wait = u64::from(inner.after_wait[h.rule as usize]);
-            let lo = h
-                .start
-                .saturating_sub(u64::from(inner.before_needed[h.rule as usize]))
-                .max(view.first());
+            let facts = inner.facts[h.rule as usize];
+            let after_wait = u64::from(facts.after_wait);
+            let lo = h.start.saturating_sub(u64::from(facts.before_needed)).max(view.first());
             let hi = (h.end + after_wait.max(AFTER_BYTES as u64)).min(seen);
             let bytes = view.window(lo, hi, &mut buf);
             let start = (h.start - lo) as usize;
@@ -494,7 +491,7 @@ impl Active {
                 counters.window_overflow += 1;
                 continue;
             };
-            let value = match rule.validator.run(&c, inner.rules.schemes()) {
+            let value = match facts.validator.run(&c, inner.rules.schemes()) {
                 Ok(v) => v,
                 Err(reason) => {
                     counters.rejected[reason.index()] += 1;
@@ -502,25 +499,32 @@ impl Active {
                 }
             };
             let mut keyword = false;
-            if let Some(ctx) = rule.context.as_ref().filter(|_| rule.confidence < Confidence::High) {
-                let set = inner.rule_keyword_set[h.rule as usize];
+            if facts.raisable {
+                // The exact search, only where the prefilter cannot rule a keyword out.
+                let exact = || {
+                    inner.rules.rules()[h.rule as usize]
+                        .context
+                        .as_ref()
+                        .map(|c| c.keywords())
+                };
+                let set = facts.keyword_set;
                 keyword = !no_keyword_before
-                    && keywords.maybe(set, h.start.saturating_sub(ctx.window as u64), h.start)
-                    && ctx.keywords().before(&c, ctx.window);
+                    && keywords.maybe(set, h.start.saturating_sub(u64::from(facts.window)), h.start)
+                    && exact().is_some_and(|k| k.before(&c, usize::from(facts.window)));
                 if !keyword && after_wait > 0 {
                     if !eos && h.end + after_wait > seen {
                         // Valid, but a keyword may still follow: decide when the window is in.
                         pend(h, true, counters);
                         continue;
                     }
-                    keyword = keywords.maybe(set, h.end, h.end + ctx.window_after as u64)
-                        && ctx.keywords().after(&c, ctx.window_after);
+                    keyword = keywords.maybe(set, h.end, h.end + u64::from(facts.window_after))
+                        && exact().is_some_and(|k| k.after(&c, usize::from(facts.window_after)));
                 }
             }
             let confidence = if keyword {
-                raise(rule.confidence)
+                raise(facts.confidence)
             } else {
-                rule.confidence
+                facts.confidence
             };
             // Two patterns of one rule can report the same span; report a value once per rule.
             // Hits are decided in order of their end and a match is at most MAX_MATCH_WIDTH
