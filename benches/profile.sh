@@ -91,6 +91,7 @@ entries = [
     ("judge", "nigehban::pipeline::worker::Engine::judge_findings"),
     ("alerting: end_flow", "nigehban::pipeline::worker::Engine::end_flow"),
     ("matching: Hyperscan scan", "hs_scan_stream"),
+    ("matching: digit-run scan and its hits", "nigehban::matcher::digits::run_ends"),
     ("matching: hits resolved (validation, keywords)", "nigehban::matcher::stream::Active::resolve"),
     ("startup: load and check rules", "nigehban::rules::RuleSet::load_dir"),
     ("startup: compile the database", "hs_compile_multi"),

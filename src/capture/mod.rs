@@ -146,6 +146,49 @@ extern "C" {
     fn pcap_file(p: *mut libc::c_void) -> *mut libc::FILE;
     // libpcap: the snapshot length it enforces on the file's records.
     fn pcap_snapshot(p: *mut libc::c_void) -> libc::c_int;
+    // libpcap: a capture read from an open stdio stream, which it owns from then on (closed by
+    // `pcap_close`).
+    fn pcap_fopen_offline(fp: *mut libc::FILE, errbuf: *mut libc::c_char) -> *mut libc::c_void;
+}
+
+/// Bytes of the stdio buffer libpcap reads a capture file through. glibc sizes it by the file
+/// system's block (4 KiB here), and `perf` showed the resulting read system calls, one per
+/// 4 KiB, taking a third of `nigehban read`'s samples on the capture thread: `dd` reads the same
+/// file five times faster with 64 KiB blocks than with 4 KiB ones.
+const FILE_BUFFER: usize = 1 << 20;
+
+/// Opens a capture file through libpcap as `pcap::Capture::from_file` does, but on a stdio stream
+/// reading through `buffer` (glibc ignores a size given without a buffer). `buffer` must outlive
+/// the capture. The message of an error is the system's or libpcap's.
+fn open_offline(path: &Path, buffer: &mut [u8]) -> Result<pcap::Capture<pcap::Offline>, String> {
+    use std::os::fd::IntoRawFd;
+    let fd = std::fs::File::open(path).map_err(|e| e.to_string())?.into_raw_fd();
+    // SAFETY: `fd` is an open descriptor that nothing else owns; on success the stream owns it.
+    let fp = unsafe { libc::fdopen(fd, c"rb".as_ptr()) };
+    if fp.is_null() {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: fdopen failed, so `fd` is still ours to close.
+        unsafe { libc::close(fd) };
+        return Err(e.to_string());
+    }
+    // SAFETY: `fp` is a fresh stream with no I/O done yet, as setvbuf requires; the caller keeps
+    // `buffer` alive (and untouched) until the capture, which closes the stream, is dropped.
+    unsafe { libc::setvbuf(fp, buffer.as_mut_ptr().cast(), libc::_IOFBF, buffer.len()) };
+    // PCAP_ERRBUF_SIZE in pcap.h.
+    let mut errbuf = [0 as libc::c_char; 256];
+    // SAFETY: `fp` is an open read stream and `errbuf` is PCAP_ERRBUF_SIZE bytes, as libpcap
+    // requires. On success libpcap owns `fp`.
+    let p = unsafe { pcap_fopen_offline(fp, errbuf.as_mut_ptr()) };
+    match std::ptr::NonNull::new(p) {
+        // The crate's handle type is private; `From<NonNull<pcap_t>>` is its documented way in.
+        Some(p) => Ok(p.cast().into()),
+        None => {
+            // SAFETY: on failure the stream is still ours; libpcap wrote a NUL-terminated message.
+            unsafe { libc::fclose(fp) };
+            let msg = unsafe { std::ffi::CStr::from_ptr(errbuf.as_ptr()) };
+            Err(msg.to_string_lossy().into_owned())
+        }
+    }
 }
 
 /// Magic numbers of classic pcap files (micro- and nanosecond, both byte orders), whose records
@@ -162,7 +205,11 @@ const PCAP_RECORD_HEADER: u64 = 16;
 
 /// A pcap or pcapng file.
 pub struct FileSource {
+    /// Declared before `_buffer`: it closes the stream reading through that buffer when
+    /// dropped, and fields drop in declaration order.
     cap: pcap::Capture<pcap::Offline>,
+    /// The stdio buffer of `cap`'s stream ([`FILE_BUFFER`] bytes).
+    _buffer: Box<[u8]>,
     path: PathBuf,
     link: LinkType,
     packets: u64,
@@ -180,9 +227,10 @@ pub struct FileSource {
 impl FileSource {
     /// Opens a file; fails on anything libpcap cannot read or a link type the decoder lacks.
     pub fn open(path: &Path) -> Result<FileSource, CaptureError> {
-        let cap = pcap::Capture::from_file(path).map_err(|e| CaptureError::OpenFile {
+        let mut buffer = vec![0u8; FILE_BUFFER].into_boxed_slice();
+        let cap = open_offline(path, &mut buffer).map_err(|msg| CaptureError::OpenFile {
             path: path.to_path_buf(),
-            msg: e.to_string(),
+            msg,
         })?;
         let dlt = cap.get_datalink();
         let link = LinkType::from_dlt(dlt.0).ok_or_else(|| CaptureError::UnsupportedFileLink {
@@ -199,6 +247,7 @@ impl FileSource {
         let snaplen = unsafe { pcap_snapshot(cap.as_ptr().cast()) };
         Ok(FileSource {
             cap,
+            _buffer: buffer,
             path: path.to_path_buf(),
             link,
             packets: 0,
