@@ -600,21 +600,32 @@ fn digit_run_hits(
         }
     });
     if merge {
-        let theirs = std::mem::take(hits);
-        let mut a = theirs.iter().copied().peekable();
-        for d in spare.drain(..) {
-            while let Some(h) = a.next_if(|h| h.end <= d.end) {
-                hits.push(h);
+        // Merged from the back into `hits` grown by the digit-run hits: no allocation once both
+        // buffers have grown. At one end the digit-run hit goes after Hyperscan's.
+        let (n, m) = (hits.len(), spare.len());
+        hits.resize(
+            n + m,
+            Hit {
+                rule: 0,
+                start: 0,
+                end: 0,
+            },
+        );
+        let (mut i, mut j) = (n, m);
+        for k in (0..n + m).rev() {
+            if j == 0 {
+                break;
             }
-            hits.push(d);
-        }
-        hits.extend(a);
-        // Keep the larger allocation of the two for the next call.
-        if spare.capacity() < theirs.capacity() {
-            *spare = theirs;
-            spare.clear();
+            if i > 0 && hits[i - 1].end > spare[j - 1].end {
+                hits[k] = hits[i - 1];
+                i -= 1;
+            } else {
+                hits[k] = spare[j - 1];
+                j -= 1;
+            }
         }
     }
+    debug_assert!(hits.windows(2).all(|w| w[0].end <= w[1].end), "hits out of order");
 }
 
 /// One confidence level up (High stays High).
