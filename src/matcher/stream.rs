@@ -335,7 +335,7 @@ impl Active {
         let tail = &old.tail[..usize::from(old.tail_len)];
         let mut a = Active::open(m, old.base + old.pos - tail.len() as u64)?;
         if !tail.is_empty() {
-            a.run_hyperscan(&m.inner, w, Some(tail), false);
+            a.find_hits(&m.inner, w, Some(tail), false);
             // Old pending offsets are in the old stream's numbering; `shift` maps them.
             let shift = old.pos - tail.len() as u64;
             let olds = &old.pending[..usize::from(old.n_pending)];
@@ -364,15 +364,15 @@ impl Active {
         Ok(a)
     }
 
-    /// Runs Hyperscan over `data`, leaving the hits in `w.hits`.
+    /// Finds the hits in `data` (Hyperscan and the digit-run scan), leaving them in `w.hits`.
     fn scan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: &[u8]) {
-        self.run_hyperscan(inner, w, Some(data), true);
+        self.find_hits(inner, w, Some(data), true);
     }
 
     /// Hyperscan and the digit-run scan over `data`, or with `None` the end of the current run
     /// (end-of-data matches, then the stream is reset); hits land in `w.hits` in order of their
     /// end, and are counted if `count`.
-    fn run_hyperscan(&mut self, inner: &Inner, w: &mut WorkerScratch, data: Option<&[u8]>, count: bool) {
+    fn find_hits(&mut self, inner: &Inner, w: &mut WorkerScratch, data: Option<&[u8]>, count: bool) {
         let WorkerScratch {
             scratch,
             hits,
@@ -419,7 +419,7 @@ impl Active {
     /// Collects end-of-data matches, resolves everything pending with the end counting as a
     /// boundary, and resets the Hyperscan stream and the tail.
     fn end(&mut self, inner: &Inner, w: &mut WorkerScratch, out: &mut dyn FnMut(Finding)) {
-        self.run_hyperscan(inner, w, None, true);
+        self.find_hits(inner, w, None, true);
         self.resolve(inner, w, &[], true, out);
         self.base += self.pos;
         self.pos = 0;
