@@ -79,27 +79,29 @@ fn send(ns: &Netns, lines: &[String]) {
     assert!(server.wait().unwrap().success());
 }
 
-/// One sensor run: start with `extra` flags, send the traffic, wait for `want_alerts` values to be
-/// counted, stop with SIGTERM. Returns the sorted hashes and the last /metrics text.
-fn run_sensor(ns: &Netns, port: u16, lines: &[String], want_values: usize, extra: &[&str]) -> (Vec<String>, String) {
+/// One sensor run: start with `extra` flags, send the traffic, wait until `want_values` values are
+/// counted and `settled` holds of /metrics, stop with SIGTERM. Returns the sorted hashes and the
+/// last /metrics text. Capture threads publish their counters once a second, after the workers
+/// may already have counted the values, so what a test asserts of them goes in `settled`.
+fn run_sensor(
+    ns: &Netns,
+    port: u16,
+    lines: &[String],
+    want_values: usize,
+    extra: &[&str],
+    settled: impl Fn(&str) -> bool,
+) -> (Vec<String>, String) {
     let dir = tempfile::tempdir().unwrap();
     let key = write_key(dir.path());
     eprintln!("sensor run with {extra:?}");
     let sensor = ns.start_sensor("10.99.0.1/32", port, &key, extra);
     send(ns, lines);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let text = loop {
-        let text = wait_for_metrics(ns, port);
-        let received = metric(&text, "nigehban_capture_received_total");
-        if metric(&text, "nigehban_pii_findings_total") >= want_values as f64 && received > 0.0 {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{extra:?}: values not counted in time: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let what = format!("{extra:?}: {want_values} values counted and the expected metrics");
+    let text = wait_until(ns, port, &what, |t| {
+        metric(t, "nigehban_pii_findings_total") >= want_values as f64
+            && metric(t, "nigehban_capture_received_total") > 0.0
+            && settled(t)
+    });
     // Let a late duplicate or a stray extra alert show up before stopping.
     std::thread::sleep(Duration::from_millis(300));
     let (out, err) = stop(sensor);
@@ -125,24 +127,27 @@ fn af_packet_with_one_and_two_threads_alerts_exactly_like_pcap_and_filters_by_bp
     let mut all: Vec<String> = tcp.iter().chain(&udp).cloned().collect();
     all.sort();
 
-    let (pcap, _) = run_sensor(&ns, 19761, &lines, all.len(), &[]);
+    let any = |_: &str| true;
+    let (pcap, _) = run_sensor(&ns, 19761, &lines, all.len(), &[], any);
     assert_eq!(pcap, all, "libpcap baseline");
 
-    let (one, text) = run_sensor(&ns, 19762, &lines, all.len(), &["--capture-backend", "af-packet"]);
+    let (one, text) = run_sensor(&ns, 19762, &lines, all.len(), &["--capture-backend", "af-packet"], any);
     assert_eq!(one, pcap, "af-packet, one thread");
     assert_eq!(metric(&text, "nigehban_capture_kernel_drops_total"), 0.0, "{text}");
     assert_eq!(metric(&text, "nigehban_queue_drops_total"), 0.0, "{text}");
 
     let two_flags = ["--capture-backend", "af-packet", "--capture-threads", "2"];
-    let (two, text) = run_sensor(&ns, 19763, &lines, all.len(), &two_flags);
+    // 13 flows over two sockets: each thread gets some (all on one: p = 2^-12), and every
+    // connection's six or more packets are received. run_sensor fails if this never holds.
+    let both_threads_and_all_packets = |text: &str| {
+        ["0", "1"].iter().all(|t| {
+            let line = format!("nigehban_capture_thread_packets_total{{thread=\"{t}\"}}");
+            metric(text, &line) > 0.0
+        }) && metric(text, "nigehban_capture_received_total") >= 13.0 * 6.0
+    };
+    let (two, text) = run_sensor(&ns, 19763, &lines, all.len(), &two_flags, both_threads_and_all_packets);
     assert_eq!(two, pcap, "af-packet, two threads");
-    // 13 flows over two sockets: each gets some (all on one: p = 2^-12).
-    for t in ["0", "1"] {
-        let line = format!("nigehban_capture_thread_packets_total{{thread=\"{t}\"}}");
-        assert!(metric(&text, &line) > 0.0, "thread {t} got nothing: {text}");
-    }
     assert!(text.contains("nigehban_capture_ring_freezes_total"), "{text}");
-    assert!(metric(&text, "nigehban_capture_received_total") >= 13.0 * 6.0, "{text}");
 
     // The kernel filter drops the UDP datagram before the sensor sees it.
     let bpf = [
@@ -153,7 +158,7 @@ fn af_packet_with_one_and_two_threads_alerts_exactly_like_pcap_and_filters_by_bp
         "--bpf",
         "tcp",
     ];
-    let (filtered, text) = run_sensor(&ns, 19764, &lines, tcp.len(), &bpf);
+    let (filtered, text) = run_sensor(&ns, 19764, &lines, tcp.len(), &bpf, any);
     assert_eq!(filtered, tcp, "BPF 'tcp' keeps TCP only");
     assert!(metric(&text, "nigehban_capture_received_total") > 0.0, "{text}");
 }

@@ -155,19 +155,6 @@ impl Sensor {
     }
 }
 
-/// Waits until `ok(metrics text)` holds; returns that text.
-fn wait_until(ns: &Netns, port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = wait_for_metrics(ns, port);
-        if ok(&text) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn sighup_reloads_rules_without_losing_packets_or_values() {
     if skip_live() {

@@ -171,6 +171,21 @@ pub fn wait_for_metrics(ns: &Netns, port: u16) -> String {
     }
 }
 
+/// Scrapes /metrics until `ok(text)` holds and returns that text; fails after 20 s naming `what`.
+/// Counters that capture threads publish once a second lag what workers count, so a test waits
+/// for every value it will assert rather than for one of them.
+pub fn wait_until(ns: &Netns, port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = wait_for_metrics(ns, port);
+        if ok(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Sum of every sample of metric `name` in a /metrics text.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
