@@ -372,6 +372,15 @@ enum Triage {
 
 const TRIAGE_LABELS: [&str; 4] = ["queued", "no_egress", "decode_skipped", "fragment_held"];
 
+/// The decoder's running counts, as last added to the metrics.
+#[derive(Clone, Copy, Default)]
+struct DecoderCounts {
+    checksum_errors: u64,
+    defrag_reassembled: u64,
+    defrag_dropped: u64,
+    defrag_conflicts: u64,
+}
+
 struct CaptureLoop {
     dispatcher: Dispatcher,
     /// This capture thread's number, as the metric label `thread`.
@@ -386,6 +395,7 @@ struct CaptureLoop {
     triage: [(u64, u64); 4],
     published: [(u64, u64); 4],
     published_drops: u64,
+    published_decoder: DecoderCounts,
     skips: Vec<(Skip, u64)>,
     last_stats: CaptureStats,
     last_publish: Instant,
@@ -406,6 +416,7 @@ impl CaptureLoop {
             triage: [(0, 0); 4],
             published: [(0, 0); 4],
             published_drops: 0,
+            published_decoder: DecoderCounts::default(),
             skips: Vec::new(),
             last_stats: CaptureStats::default(),
             last_publish: Instant::now(),
@@ -536,16 +547,21 @@ impl CaptureLoop {
         for (skip, n) in self.skips.drain(..) {
             m.decode_skipped.with_label_values(&[skip.as_label()]).inc_by(n);
         }
-        let errors = self.decoder.checksum_errors();
-        m.checksum_errors.inc_by(errors.saturating_sub(m.checksum_errors.get()));
-        // Defragmentation counters were defined but never published.
+        // Each capture thread has its own decoder, so each adds what it counted since its own
+        // last publish (the shared counter's value is the sum over threads).
         let d = self.decoder.defrag_stats();
-        let dropped = d.timed_out + d.memcap_dropped + d.too_many_fragments + d.invalid;
+        let now = DecoderCounts {
+            checksum_errors: self.decoder.checksum_errors(),
+            defrag_reassembled: d.reassembled,
+            defrag_dropped: d.timed_out + d.memcap_dropped + d.too_many_fragments + d.invalid,
+            defrag_conflicts: d.conflicts,
+        };
+        let was = std::mem::replace(&mut self.published_decoder, now);
+        m.checksum_errors.inc_by(now.checksum_errors - was.checksum_errors);
         m.defrag_reassembled
-            .inc_by(d.reassembled.saturating_sub(m.defrag_reassembled.get()));
-        m.defrag_dropped.inc_by(dropped.saturating_sub(m.defrag_dropped.get()));
-        m.defrag_conflicts
-            .inc_by(d.conflicts.saturating_sub(m.defrag_conflicts.get()));
+            .inc_by(now.defrag_reassembled - was.defrag_reassembled);
+        m.defrag_dropped.inc_by(now.defrag_dropped - was.defrag_dropped);
+        m.defrag_conflicts.inc_by(now.defrag_conflicts - was.defrag_conflicts);
         for (w, depth) in self.dispatcher.queue_depths().enumerate() {
             m.queue_depth.with_label_values(&[&w.to_string()]).set(depth as i64);
         }

@@ -276,3 +276,64 @@ fn bad_backend_and_threads_without_af_packet_are_one_line_errors() {
     let e = capture_error(&["--config", cfg.to_str().unwrap()]);
     assert!(e.contains("pf_ring"), "{e}");
 }
+
+/// Sends `argv[1]` TCP segments from 10.99.0.2 (ports 40000, 40001, …) to 10.99.0.1:8080 through
+/// a raw socket on `ngbvb`, each with a correct IPv4 header checksum and a wrong TCP checksum.
+const BAD_CHECKSUMS: &str = r#"
+import socket, struct, sys
+def csum(b):
+    b += b"\0" * (len(b) % 2)
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+src, dst = socket.inet_aton("10.99.0.2"), socket.inet_aton("10.99.0.1")
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(("ngbvb", 0))
+for i in range(int(sys.argv[1])):
+    body = struct.pack("!HHIIBBHHH", 40000 + i, 8080, 1, 0, 5 << 4, 0x18, 65535, 0, 0) + b"no pii here"
+    good = csum(src + dst + struct.pack("!BBH", 0, 6, len(body)) + body)
+    tcp = body[:16] + struct.pack("!H", good ^ 0x00ff) + body[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i, 0, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.send(b"\xff" * 6 + b"\x02\0\0\0\0\x01" + b"\x08\x00" + ip + tcp)
+"#;
+
+#[test]
+fn checksum_errors_seen_by_two_capture_threads_add_up() {
+    if skip_live() {
+        return;
+    }
+    const SEGMENTS: usize = 16;
+    let ns = Netns::new("csum");
+    let dir = tempfile::tempdir().unwrap();
+    let key = write_key(dir.path());
+    let port = 19765;
+    let flags = [
+        "--capture-backend",
+        "af-packet",
+        "--capture-threads",
+        "2",
+        "--checksum-validation",
+        "on",
+    ];
+    let sensor = ns.start_sensor("10.99.0.1/32", port, &key, &flags);
+    let sent = ns
+        .exec(&ns.b, "python3", &["-c", BAD_CHECKSUMS, &SEGMENTS.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // 16 flows over two sockets: both threads see some (all on one: p = 2^-15). Each thread must
+    // add what its own decoder counted; adding the difference to the shared total, as it once
+    // did, leaves the total at the larger thread's count and this wait times out.
+    let text = wait_until(&ns, port, "16 checksum errors from both threads", |t| {
+        ["0", "1"].iter().all(|th| {
+            let line = format!("nigehban_capture_thread_packets_total{{thread=\"{th}\"}}");
+            metric(t, &line) > 0.0
+        }) && metric(t, "nigehban_checksum_errors_total") >= SEGMENTS as f64
+    });
+    assert_eq!(
+        metric(&text, "nigehban_checksum_errors_total"),
+        SEGMENTS as f64,
+        "{text}"
+    );
+    stop(sensor);
+}
