@@ -292,6 +292,11 @@ fn capture(
                         .name(format!("capture-{i}"))
                         .spawn_scoped(scope, move || {
                             let result = cap.run_live(src, stop);
+                            if result.is_err() {
+                                // The other sockets share the interface: end the run, not
+                                // this thread alone.
+                                stop.store(true, Ordering::Relaxed);
+                            }
                             let stats = src.stats();
                             finish(cap, stats, src.ring_freezes(), result)
                         })

@@ -111,6 +111,11 @@ pub struct AfPacketSource {
     starved: bool,
     link: LinkType,
     interface: String,
+    /// The interface's index when the socket was bound: another index under the same name
+    /// means the interface was removed (and perhaps re-created), which this socket never sees.
+    ifindex: u32,
+    /// The link went down (the kernel said ENETDOWN) and no block has come since.
+    link_down: bool,
     stats: CaptureStats,
     freezes: u64,
     malformed_blocks: u64,
@@ -314,6 +319,8 @@ impl AfPacketSource {
             starved: false,
             link,
             interface: iface.to_string(),
+            ifindex,
+            link_down: false,
             stats: CaptureStats::default(),
             freezes: 0,
             malformed_blocks: 0,
@@ -410,7 +417,7 @@ impl AfPacketSource {
         }
     }
 
-    fn poll(&self) -> Result<(), CaptureError> {
+    fn poll(&mut self) -> Result<(), CaptureError> {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN | libc::POLLERR,
@@ -424,6 +431,58 @@ impl AfPacketSource {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(os_err(&self.interface, "poll", e));
             }
+        }
+        if pfd.revents & libc::POLLERR != 0 {
+            self.socket_error()?;
+        } else if pfd.revents & libc::POLLIN != 0 && std::mem::take(&mut self.link_down) {
+            tracing::info!(interface = %self.interface, "af-packet: the link is up, packets arrive again");
+        }
+        Ok(())
+    }
+
+    /// Takes the socket's pending error. Until it is taken, poll(2) returns at once, and a
+    /// link that went down once would keep the thread spinning even after it came back up.
+    /// A link that goes down comes back on the same socket (the kernel re-attaches it);
+    /// an interface that was removed never does, so that ends the capture like libpcap's
+    /// "The interface disappeared".
+    fn socket_error(&mut self) -> Result<(), CaptureError> {
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `err` is writable for `len` bytes; the kernel writes at most that.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(os_err(
+                &self.interface,
+                "getsockopt SO_ERROR",
+                io::Error::last_os_error(),
+            ));
+        }
+        let name = std::ffi::CString::new(self.interface.as_str()).expect("checked when opened");
+        // SAFETY: `name` is a valid C string.
+        if unsafe { libc::if_nametoindex(name.as_ptr()) } != self.ifindex {
+            return Err(CaptureError::Live {
+                interface: self.interface.clone(),
+                msg: "af-packet: the interface disappeared".into(),
+            });
+        }
+        if err == libc::ENETDOWN {
+            if !self.link_down {
+                tracing::warn!(
+                    interface = %self.interface,
+                    "af-packet: the link went down; capture resumes when it is up again"
+                );
+            }
+            self.link_down = true;
+        } else if err != 0 {
+            return Err(os_err(&self.interface, "socket", io::Error::from_raw_os_error(err)));
         }
         Ok(())
     }

@@ -17,6 +17,8 @@ pub const A_DEV: &str = "ngbva";
 pub struct Netns {
     pub a: String,
     pub b: String,
+    /// Sensors started here, killed on drop if a failed test left them running.
+    sensors: std::sync::Mutex<Vec<u32>>,
 }
 
 pub fn ip(args: &[&str]) {
@@ -38,6 +40,7 @@ impl Netns {
         let n = Netns {
             a: format!("ngb{tag}a{id}"),
             b: format!("ngb{tag}b{id}"),
+            sensors: Default::default(),
         };
         ip(&["netns", "add", &n.a]);
         ip(&["netns", "add", &n.b]);
@@ -122,6 +125,7 @@ impl Netns {
             .spawn()
             .unwrap();
         drain_output(&mut child);
+        self.sensors.lock().unwrap().push(child.id());
         wait_for_metrics(self, port);
         child
     }
@@ -129,6 +133,22 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // A sensor still has its output readers registered until `stop` or `wait_exit` reaped
+        // it, so its pid cannot have been reused: kill what a panicking test left behind.
+        let running: Vec<u32> = DRAINS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in self.sensors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if running.contains(pid) {
+                // SAFETY: plain kill(2) on our own unreaped child.
+                unsafe {
+                    libc::kill(*pid as i32, libc::SIGKILL);
+                }
+            }
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.a]).output();
         let _ = Command::new("ip").args(["netns", "del", &self.b]).output();
     }
@@ -223,15 +243,23 @@ fn drain_output(child: &mut Child) {
 }
 
 /// SIGTERM to the sensor; waits for a clean exit and returns its (stdout, stderr).
-pub fn stop(mut child: Child) -> (String, String) {
+pub fn stop(child: Child) -> (String, String) {
     // SAFETY: plain kill(2) on our own child.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
+    let (status, out, err) = wait_exit(child, "nigehban did not stop on SIGTERM");
+    assert!(status.success(), "capture exited with failure: {err}");
+    (out, err)
+}
+
+/// Waits up to 20 s for the sensor to exit (else fails with `why`); returns its exit status,
+/// stdout and stderr.
+pub fn wait_exit(mut child: Child, why: &str) -> (std::process::ExitStatus, String, String) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() >= deadline {
-            panic!("nigehban did not stop on SIGTERM");
+            panic!("{why}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -245,6 +273,5 @@ pub fn stop(mut child: Child) -> (String, String) {
     };
     let out = drains.0.join().unwrap();
     let err = drains.1.join().unwrap();
-    assert!(child.wait().unwrap().success(), "capture exited with failure: {err}");
-    (out, err)
+    (child.wait().unwrap(), out, err)
 }
