@@ -106,11 +106,7 @@ fn run_sensor(
     std::thread::sleep(Duration::from_millis(300));
     let (out, err) = stop(sensor);
     assert!(!out.contains("1234567") && !err.contains("panicked"), "{err}");
-    let run = output_to_run(std::process::Output {
-        status: Default::default(),
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-    });
+    let run = stopped_run(out, err);
     for a in &run.alerts {
         assert_eq!(a["source"]["ip"], "10.99.0.1", "{extra:?}");
     }
@@ -380,11 +376,7 @@ fn a_link_that_goes_down_is_waited_for_without_spinning_and_captured_again() {
         metric(t, "nigehban_pii_findings_total") >= all.len() as f64
     });
     let (out, err) = stop(sensor);
-    let run = output_to_run(std::process::Output {
-        status: Default::default(),
-        stdout: out.into_bytes(),
-        stderr: err.clone().into_bytes(),
-    });
+    let run = stopped_run(out, err.clone());
     assert_eq!(run.hashes(), all);
     assert!(err.contains("the link went down"), "{err}");
     assert!(err.contains("packets arrive again"), "{err}");

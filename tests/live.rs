@@ -62,11 +62,7 @@ fn live_capture_on_a_veth_pair_alerts_on_real_traffic() {
     assert!(text.contains("nigehban_queue_depth_batches"));
 
     let (out, err) = stop(sensor);
-    let run = output_to_run(std::process::Output {
-        status: Default::default(),
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-    });
+    let run = stopped_run(out, err);
     let mut want = vec![
         expected_hash("35202-1234567-2"),
         expected_hash("5228471630592747"),

@@ -645,11 +645,7 @@ fn real_clients_and_servers_in_network_namespaces() {
     }
     let (out, err) = stop(sensor);
     drop(servers);
-    let run = output_to_run(std::process::Output {
-        status: Default::default(),
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-    });
+    let run = stopped_run(out, err);
     for v in &plan.values {
         assert!(
             !run.stdout.contains(v.as_str()) && !run.stderr.contains(v.as_str()),

@@ -242,11 +242,7 @@ fn sighup_reloads_rules_without_losing_packets_or_values() {
     assert!(child.0.wait().unwrap().success(), "client failed");
     drop(server);
     let (out, err) = sensor.stop();
-    let run = output_to_run(std::process::Output {
-        status: Default::default(),
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-    });
+    let run = stopped_run(out, err);
     let mut want = vec![
         expected_hash("5228471630592747"),
         expected_hash("61101-7654321-8"),

@@ -116,6 +116,15 @@ pub fn output_raw(out: Output) -> Run {
     }
 }
 
+/// The run of a live sensor from its collected stdout and stderr, once it exited cleanly.
+pub fn stopped_run(stdout: String, stderr: String) -> Run {
+    output_to_run(Output {
+        status: Default::default(),
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
+    })
+}
+
 pub fn output_to_run(out: Output) -> Run {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
