@@ -147,7 +147,9 @@ impl Reloader {
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new().name("reload".into()).spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
-                std::thread::sleep(POLL);
+                // Parked, not asleep: dropping the Reloader unparks it, so a run ends as soon as
+                // its work does (a sleep made every `read` and every shutdown wait up to POLL).
+                std::thread::park_timeout(POLL);
                 if !hup.swap(false, Ordering::AcqRel) {
                     continue;
                 }
@@ -177,6 +179,7 @@ impl Drop for Reloader {
         signal_hook::low_level::unregister(self.signal);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
