@@ -7,9 +7,9 @@
 //! Run: `cargo bench --bench flows` (1 M flows), or quicker and equally exact per flow (sizes
 //! do not depend on optimisation): `NIGEHBAN_FLOWS=200000 cargo test --bench flows`.
 
-use nigehban::cli::{self, CommonArgs};
+use nigehban::cli::{self, CommonArgs, HomeNet};
 use nigehban::clock::Timestamp;
-use nigehban::decode::LinkType;
+use nigehban::decode::{Decoder, LinkType};
 use nigehban::metrics::Metrics;
 use nigehban::pii::PiiKey;
 use nigehban::pipeline::{Batch, Worker, WorkerShared};
@@ -52,7 +52,8 @@ enum Shape {
     OutOfOrder,
 }
 
-fn worker(metrics: &Arc<Metrics>) -> Worker {
+/// A worker as `nigehban` builds one, with the decoder and home net its capture thread would use.
+fn worker(metrics: &Arc<Metrics>) -> (Worker, Decoder, HomeNet) {
     let dir = std::env::temp_dir().join(format!("nigehban-flows-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("n.toml");
@@ -85,7 +86,11 @@ fn worker(metrics: &Arc<Metrics>) -> Worker {
         Arc::clone(metrics),
         tx,
     ));
-    Worker::new(0, shared).unwrap()
+    (
+        Worker::new(0, shared).unwrap(),
+        Decoder::new(settings.defrag.clone()),
+        settings.home_net.clone(),
+    )
 }
 
 /// Resident set size in bytes (includes Hyperscan's stream state, which C `malloc` allocates
@@ -103,7 +108,7 @@ fn rss() -> usize {
 /// Sets up `n` flows of `shape`; returns (live Rust heap, RSS growth, charged bytes), per flow.
 fn measure(n: u64, shape: Shape) -> (f64, f64, f64) {
     let metrics = Arc::new(Metrics::new());
-    let mut w = worker(&metrics);
+    let (mut w, mut decoder, home) = worker(&metrics);
     let mut batch = Batch::default();
     // One batch through first, so lazily allocated per-worker state is not counted per flow.
     w.batch(&batch);
@@ -131,7 +136,7 @@ fn measure(n: u64, shape: Shape) -> (f64, f64, f64) {
             }
         }
         for f in &frames {
-            batch.push(f.ts, LinkType::Ethernet, &f.data);
+            batch.push_frame(&mut decoder, &home, f.ts, LinkType::Ethernet, &f.data);
         }
         if batch.len() >= 64 {
             w.batch(&batch);

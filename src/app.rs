@@ -11,11 +11,11 @@ use crate::capture::{
 use crate::cli::{InputMode, Settings};
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, LinkType, Skip};
-use crate::flow::{FlowKey, ShardHasher};
+use crate::flow::ShardHasher;
 use crate::matcher::Matcher;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::pii::PiiKey;
-use crate::pipeline::{self, Dispatcher, WhenFull, Worker, WorkerShared};
+use crate::pipeline::{self, Dispatcher, Queued, WhenFull, Worker, WorkerShared};
 use crate::rules::RuleSet;
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -516,16 +516,12 @@ impl CaptureLoop {
                 return Triage::DecodeSkipped;
             }
         };
-        // Only flows that cross the home-net boundary can carry egress bytes.
-        if self.home_net.contains(&pkt.src) == self.home_net.contains(&pkt.dst) {
+        // Workers get the decoded packet (a reassembled datagram's too), never the frame.
+        let Some(q) = Queued::of(&pkt, ts, &self.home_net) else {
             return Triage::NoEgress;
-        }
-        let (key, _) = FlowKey::of_packet(&pkt);
-        let worker = (self.hasher.hash(&key) % self.dispatcher.workers() as u64) as usize;
-        match pkt.reassembled {
-            Some(datagram) => self.dispatcher.push(worker, ts, LinkType::RawIp, datagram),
-            None => self.dispatcher.push(worker, ts, link, data),
-        }
+        };
+        let worker = (self.hasher.hash(&q.key) % self.dispatcher.workers() as u64) as usize;
+        self.dispatcher.push(worker, &q);
         Triage::Queued
     }
 

@@ -9,8 +9,8 @@ mod common;
 
 use common::{expected_hash, rules_dir, sa, t, KEY};
 use crossbeam_channel::Receiver;
-use nigehban::cli::{self, CommonArgs};
-use nigehban::decode::LinkType;
+use nigehban::cli::{self, CommonArgs, HomeNet};
+use nigehban::decode::{Decoder, LinkType};
 use nigehban::metrics::Metrics;
 use nigehban::pii::PiiKey;
 use nigehban::pipeline::{Batch, Worker, WorkerShared};
@@ -24,6 +24,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// One worker of the real pipeline with its metrics and alert channel.
 struct Sensor {
     worker: Worker,
+    /// What the capture thread would do with each frame.
+    decoder: Decoder,
+    home: HomeNet,
     metrics: Arc<Metrics>,
     alerts: Receiver<String>,
     /// Highest flow-memory and out-of-order gauges seen after any batch.
@@ -62,6 +65,8 @@ impl Sensor {
         ));
         Sensor {
             worker: Worker::new(0, shared).unwrap(),
+            decoder: Decoder::new(settings.defrag.clone()),
+            home: settings.home_net.clone(),
             metrics,
             alerts: rx,
             peak_flow_mem: 0.0,
@@ -75,7 +80,7 @@ impl Sensor {
         let mut frames = frames.into_iter().peekable();
         while frames.peek().is_some() {
             for f in frames.by_ref().take(64) {
-                batch.push(f.ts, LinkType::Ethernet, &f.data);
+                batch.push_frame(&mut self.decoder, &self.home, f.ts, LinkType::Ethernet, &f.data);
             }
             self.worker.batch(&batch);
             batch.clear();

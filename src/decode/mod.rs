@@ -116,8 +116,8 @@ pub struct Packet<'a> {
     /// Transport payload (trimmed to the IP length, never including Ethernet padding).
     pub payload: &'a [u8],
     /// When this packet was the last fragment of a reassembled IP datagram: the whole datagram
-    /// (IP header + payload) so the capture thread can forward it as raw IP
-    /// ([`LinkType::RawIp`]); decoding those bytes gives this same packet with `reassembled: None`.
+    /// (IP header + payload); decoding those bytes as raw IP ([`LinkType::RawIp`]) gives this
+    /// same packet with `reassembled: None`.
     ///
     /// For IPv4 the header is the first fragment's, with MF and offset cleared, total length and
     /// header checksum rewritten. For IPv6 it is the fixed 40-byte header with payload length and

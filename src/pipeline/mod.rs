@@ -1,6 +1,7 @@
-//! Capture threads → workers: packets are copied into per-worker batches (one contiguous buffer
-//! each), sent over bounded `crossbeam-channel` queues, and the emptied batches come back
-//! through a pool, so steady state allocates nothing per packet.
+//! Capture threads → workers: each packet is decoded once, on its capture thread, and what a
+//! worker needs of it (flow key, direction, TCP header, payload) is copied into a per-worker
+//! batch (one contiguous buffer for the payloads), sent over bounded `crossbeam-channel` queues;
+//! the emptied batches come back through a pool, so steady state allocates nothing per packet.
 //!
 //! Live capture must never block: when a worker's queue is full the batch is dropped and
 //! counted. Offline reading blocks instead (backpressure) and loses nothing.
@@ -11,17 +12,60 @@ pub use reload::{reload, LiveRules, ReloadError, Reloader};
 
 pub use worker::{Worker, WorkerShared};
 
+use crate::cli::HomeNet;
 use crate::clock::Timestamp;
-use crate::decode::LinkType;
+use crate::decode::{Decoder, LinkType, Packet, Transport};
+use crate::flow::{Dir, FlowKey};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-/// Bytes after which a batch is sent even if it holds fewer than `batch_packets` packets.
+/// Payload bytes after which a batch is sent even if it holds fewer than `batch_packets` packets.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// A packet as a worker gets it: decoded, and crossing the home-net boundary (no other packet
+/// can carry egress bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Queued<'a> {
+    /// Capture time.
+    pub ts: Timestamp,
+    /// The flow.
+    pub key: FlowKey,
+    /// The packet's direction within `key`.
+    pub dir: Dir,
+    /// Sent from inside the home net.
+    pub egress: bool,
+    /// TCP header or UDP.
+    pub transport: Transport,
+    /// Transport payload.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Queued<'a> {
+    /// `pkt`, captured at `ts`, if exactly one of its ends is in `home`.
+    pub fn of(pkt: &Packet<'a>, ts: Timestamp, home: &HomeNet) -> Option<Queued<'a>> {
+        let egress = home.contains(&pkt.src);
+        if egress == home.contains(&pkt.dst) {
+            return None;
+        }
+        let (key, dir) = FlowKey::of_packet(pkt);
+        Some(Queued {
+            ts,
+            key,
+            dir,
+            egress,
+            transport: pkt.transport,
+            payload: pkt.payload,
+        })
+    }
+}
+
+/// A queued packet in a batch: its payload is `data[start..start + len]`.
 #[derive(Debug, Clone, Copy)]
 struct PacketMeta {
     ts: Timestamp,
-    link: LinkType,
+    key: FlowKey,
+    dir: Dir,
+    egress: bool,
+    transport: Transport,
     start: u32,
     len: u32,
 }
@@ -44,16 +88,31 @@ impl Batch {
         }
     }
 
-    /// Appends a copy of `frame`.
-    pub fn push(&mut self, ts: Timestamp, link: LinkType, frame: &[u8]) {
+    /// Appends `q`, with a copy of its payload.
+    pub fn push(&mut self, q: &Queued<'_>) {
         let start = u32::try_from(self.data.len()).expect("batch buffers stay far below 4 GiB");
-        self.data.extend_from_slice(frame);
+        self.data.extend_from_slice(q.payload);
         self.pkts.push(PacketMeta {
-            ts,
-            link,
+            ts: q.ts,
+            key: q.key,
+            dir: q.dir,
+            egress: q.egress,
+            transport: q.transport,
             start,
-            len: frame.len() as u32,
+            len: q.payload.len() as u32,
         });
+    }
+
+    /// What a capture thread does with a frame, for code that feeds a worker directly (tests,
+    /// benchmarks): decodes it and appends it if it crosses the home-net boundary.
+    pub fn push_frame(&mut self, decoder: &mut Decoder, home: &HomeNet, ts: Timestamp, link: LinkType, frame: &[u8]) {
+        if let Some(q) = decoder
+            .decode(link, ts, frame)
+            .ok()
+            .and_then(|p| Queued::of(&p, ts, home))
+        {
+            self.push(&q);
+        }
     }
 
     /// Packets in the batch.
@@ -74,10 +133,15 @@ impl Batch {
     }
 
     /// The packets, in arrival order.
-    pub fn iter(&self) -> impl Iterator<Item = (Timestamp, LinkType, &[u8])> + '_ {
-        self.pkts
-            .iter()
-            .map(|m| (m.ts, m.link, &self.data[m.start as usize..(m.start + m.len) as usize]))
+    pub fn iter(&self) -> impl Iterator<Item = Queued<'_>> + '_ {
+        self.pkts.iter().map(|m| Queued {
+            ts: m.ts,
+            key: m.key,
+            dir: m.dir,
+            egress: m.egress,
+            transport: m.transport,
+            payload: &self.data[m.start as usize..(m.start + m.len) as usize],
+        })
     }
 }
 
@@ -175,10 +239,10 @@ fn send_when_room(q: &Sender<Batch>, mut b: Batch) -> Result<(), Batch> {
 }
 
 impl Dispatcher {
-    /// Queues a copy of `frame` for `worker`.
-    pub fn push(&mut self, worker: usize, ts: Timestamp, link: LinkType, frame: &[u8]) {
+    /// Queues a copy of `q` for `worker`.
+    pub fn push(&mut self, worker: usize, q: &Queued<'_>) {
         let b = &mut self.current[worker];
-        b.push(ts, link, frame);
+        b.push(q);
         if b.len() >= self.batch_packets || b.data.len() >= BATCH_BYTES {
             self.send(worker);
         }
@@ -250,26 +314,48 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::{Endpoint, Proto};
+
+    /// A UDP packet at `micros` with `payload`, on a fixed flow whose direction is `dir`.
+    fn q(micros: u64, payload: &[u8], dir: Dir) -> Queued<'_> {
+        let ends = [
+            Endpoint {
+                ip: [10, 0, 0, 1].into(),
+                port: 1000,
+            },
+            Endpoint {
+                ip: [192, 0, 2, 1].into(),
+                port: 53,
+            },
+        ];
+        let (key, _) = FlowKey::new(Proto::Udp, ends[0], ends[1]);
+        Queued {
+            ts: Timestamp::from_micros(micros),
+            key,
+            dir,
+            egress: dir == Dir::AtoB,
+            transport: Transport::Udp,
+            payload,
+        }
+    }
 
     #[test]
     fn batches_carry_packets_intact_and_come_back_through_the_pool() {
         let (mut d, ends) = channels(1, 2, 4, 3, WhenFull::Block);
         let mut d = d.remove(0);
         for i in 0..7u8 {
-            d.push(
-                (i % 2) as usize,
-                Timestamp::from_micros(i as u64),
-                LinkType::RawIp,
-                &[i; 5],
-            );
+            let dir = if i % 2 == 0 { Dir::AtoB } else { Dir::BtoA };
+            d.push((i % 2) as usize, &q(i as u64, &[i; 5], dir));
         }
         d.flush();
         let mut got = Vec::new();
         for (w, end) in ends.iter().enumerate() {
             while let Ok(b) = end.rx.try_recv() {
-                for (ts, _, bytes) in b.iter() {
-                    assert_eq!(bytes, &[ts.as_micros() as u8; 5]);
-                    got.push((w, ts.as_micros()));
+                for p in b.iter() {
+                    assert_eq!(p.payload, &[p.ts.as_micros() as u8; 5]);
+                    assert_eq!(p.dir == Dir::AtoB, p.egress);
+                    assert_eq!(p.dir, if w == 0 { Dir::AtoB } else { Dir::BtoA }, "metadata kept");
+                    got.push((w, p.ts.as_micros()));
                 }
                 let mut b = b;
                 b.clear();
@@ -286,7 +372,7 @@ mod tests {
         let (mut d, _ends) = channels(1, 1, 1, 2, WhenFull::Drop);
         let mut d = d.remove(0);
         for i in 0..10u64 {
-            d.push(0, Timestamp::from_micros(i), LinkType::RawIp, &[0; 10]);
+            d.push(0, &q(i, &[0; 10], Dir::AtoB));
         }
         // Queue holds one batch of 2; the rest (4 batches of 2) were dropped.
         assert_eq!(d.dropped_packets(), 8);
@@ -302,7 +388,7 @@ mod tests {
             while let Ok(mut b) = end.rx.recv() {
                 // Slower than the sender: the queue fills and the sender waits.
                 std::thread::sleep(std::time::Duration::from_micros(300));
-                got.extend(b.iter().map(|(ts, _, _)| ts.as_micros()));
+                got.extend(b.iter().map(|p| p.ts.as_micros()));
                 b.clear();
                 let _ = end.pool.try_send(b);
                 if got.len() == 100 {
@@ -312,14 +398,14 @@ mod tests {
             got
         });
         for i in 0..100u64 {
-            d.push(0, Timestamp::from_micros(i), LinkType::RawIp, &[1; 8]);
+            d.push(0, &q(i, &[1; 8], Dir::AtoB));
         }
         d.flush();
         assert_eq!(reader.join().unwrap(), (0..100).collect::<Vec<_>>());
         assert_eq!(d.dropped_packets(), 0);
         // The worker is gone: the queue fills and then sending gives up instead of waiting.
         for i in 0..20u64 {
-            d.push(0, Timestamp::from_micros(i), LinkType::RawIp, &[1; 8]);
+            d.push(0, &q(i, &[1; 8], Dir::AtoB));
         }
         assert_eq!(d.dropped_packets(), 20);
     }
@@ -333,12 +419,7 @@ mod tests {
             handles.push(std::thread::spawn(move || {
                 // Each capture thread sends its own "flow" (worker c % 2) in order.
                 for i in 0..40u64 {
-                    d.push(
-                        c % 2,
-                        Timestamp::from_micros(c as u64 * 1000 + i),
-                        LinkType::RawIp,
-                        &[c as u8; 3],
-                    );
+                    d.push(c % 2, &q(c as u64 * 1000 + i, &[c as u8; 3], Dir::AtoB));
                 }
                 d.flush();
             }));
@@ -351,9 +432,10 @@ mod tests {
                     let mut got = Vec::new();
                     // recv ends with an error only once every dispatcher (sender) is dropped.
                     while let Ok(mut b) = end.rx.recv() {
-                        for (ts, _, bytes) in b.iter() {
-                            assert_eq!(bytes[0] as usize % 2, w, "packet reached the worker its sender chose");
-                            got.push((bytes[0] as usize, ts.as_micros() - u64::from(bytes[0]) * 1000));
+                        for p in b.iter() {
+                            let c = p.payload[0];
+                            assert_eq!(c as usize % 2, w, "packet reached the worker its sender chose");
+                            got.push((c as usize, p.ts.as_micros() - u64::from(c) * 1000));
                         }
                         b.clear();
                         let _ = end.pool.try_send(b);

@@ -2,14 +2,14 @@
 //! per-direction de-duplication and batching → alerts. Nothing here is shared or locked; counters
 //! are plain fields published to Prometheus once per batch.
 
-use super::{Batch, WorkerQueue};
+use super::{Batch, Queued, WorkerQueue};
 use crate::alert::Evasion;
 use crate::alert::{
     self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, MessageContext, Observer, PendingBatch, PiiMatch,
 };
 use crate::cli::HomeNet;
 use crate::clock::Timestamp;
-use crate::decode::{Decoder, DefragConfig, LinkType, Transport};
+use crate::decode::Transport;
 use crate::flow::bypass::{self, BypassKind, BypassReason, Bypassed};
 use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
 use crate::judge::{self, Facts, Judge, Suppression, Verdict};
@@ -204,7 +204,6 @@ struct Engine {
 /// One worker thread's state.
 pub struct Worker {
     id: usize,
-    decoder: Decoder,
     table: FlowTable<Flow>,
     engine: Engine,
     last_tick: Timestamp,
@@ -413,14 +412,8 @@ impl Worker {
             shared: Arc::clone(&shared),
             overlap_conflict: None,
         };
-        // Fragments are reassembled by the capture thread; workers never hold any.
-        let decoder = Decoder::new(DefragConfig {
-            memcap: 0,
-            timeout: Duration::from_secs(1),
-        });
         Ok(Worker {
             id,
-            decoder,
             table: FlowTable::new(shared.flow.clone()),
             engine,
             last_tick: Timestamp::default(),
@@ -447,13 +440,13 @@ impl Worker {
         if self.engine.shared.rules.generation() != self.engine.generation {
             self.adopt_rules();
         }
-        for (ts, link, frame) in batch.iter() {
+        for q in batch.iter() {
             // Housekeeping first, so a quiet flow's waiting hit is decided with the time of its
             // own last packet, not that of whatever packet came next.
-            if ts.since(self.last_tick) >= TICK {
-                self.tick(ts);
+            if q.ts.since(self.last_tick) >= TICK {
+                self.tick(q.ts);
             }
-            self.packet(ts, link, frame);
+            self.packet(q);
         }
         if let Some(ts) = batch.tick {
             if ts.since(self.last_tick) >= TICK {
@@ -512,22 +505,19 @@ impl Worker {
         }
     }
 
-    fn packet(&mut self, ts: Timestamp, link: LinkType, frame: &[u8]) {
+    /// One packet the capture thread decoded and found crossing the home-net boundary.
+    fn packet(&mut self, pkt: Queued<'_>) {
+        let Queued {
+            ts,
+            key,
+            dir,
+            egress: is_egress,
+            ..
+        } = pkt;
         self.engine.local.packets += 1;
         if ts > self.engine.last_seen {
             self.engine.last_seen = ts;
         }
-        // The capture thread decoded this frame already and counted failures.
-        let Ok(pkt) = self.decoder.decode(link, ts, frame) else {
-            return;
-        };
-        let home = &self.engine.shared.home_net;
-        let (src_in, dst_in) = (home.contains(&pkt.src), home.contains(&pkt.dst));
-        if src_in == dst_in {
-            return;
-        }
-        let (key, dir) = FlowKey::of_packet(&pkt);
-        let is_egress = src_in;
         let Worker { table, engine, .. } = self;
 
         let mut exists = table
