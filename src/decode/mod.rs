@@ -5,17 +5,17 @@
 //!                                                    └──▶ fragment ──defrag──▶ datagram ─┘ (+ reassembled)
 //! ```
 //!
-//! * [`link`] strips the link header (Ethernet with stacked 802.1Q/802.1ad/QinQ tags, MPLS and PPPoE
+//! * `link` strips the link header (Ethernet with stacked 802.1Q/802.1ad/QinQ tags, MPLS and PPPoE
 //!   session inside Ethernet, Linux SLL and SLL2, BSD loopback, raw IP).
-//! * [`ip`] walks IPv4 (options, AH) or IPv6 (extension headers, AH) and TCP/UDP through etherparse's
+//! * `ip` walks IPv4 (options, AH) or IPv6 (extension headers, AH) and TCP/UDP through etherparse's
 //!   zero-copy slices. Every length comes from the IP header, so Ethernet padding never reaches the
 //!   payload.
-//! * [`defrag`] reassembles IPv4 and IPv6 fragments under a memory cap and a packet-time timeout.
+//! * `defrag` reassembles IPv4 and IPv6 fragments under a memory cap and a packet-time timeout.
 //!
 //! Anything that is not a usable TCP/UDP packet is a [`Skip`], a closed set of reasons, each with a
 //! stable metric label.
 //!
-//! **Checksums** are verified by [`checksum`] in the mode the capture loop sets
+//! **Checksums** are verified by `checksum` in the mode the capture loop sets
 //! ([`Decoder::with_checksums`]): a receiver drops a packet whose checksum is wrong, so the sensor
 //! must too, or a decoy with a bad checksum hides the real bytes. `auto` stops dropping while
 //! most packets fail, which is what captures of checksum-offloading hosts look like. A decoder

@@ -2,10 +2,10 @@
 //!
 //! Design constraints:
 //! - One streaming database holds every rule's patterns. Hits carry their start, but start of
-//!   match is only compiled where it is needed ([`PatternKind`]): a fixed-width pattern's start
+//!   match is only compiled where it is needed (`PatternKind`): a fixed-width pattern's start
 //!   is its end minus its width, and digit-run patterns (`\d{13,16}`, `\d{13}`, ...) are not
 //!   given to Hyperscan at all: one vectorised pass finds where digit runs end and how long they
-//!   are ([`DigitRuns`]). Both give exactly the hits of `SOM_LEFTMOST` (tested against a
+//!   are (`DigitRuns`). Both give exactly the hits of `SOM_LEFTMOST` (tested against a
 //!   database built that way) at a fraction of the cost on digit-heavy traffic. [`Matcher`] is
 //!   that database plus the rule set behind an `Arc`: cheap to clone, read-only, shared by all
 //!   workers.

@@ -4,9 +4,9 @@
 //! and a response's question section (an echo of the query) is not scanned; its answers are.
 //!
 //! Design constraints:
-//! - Untrusted bytes are read only through [`wire::Reader`], which fails on missing data;
+//! - Untrusted bytes are read only through `wire::Reader`, which fails on missing data;
 //!   compression pointers must point strictly backwards (so they cannot loop) and a name has at
-//!   most [`wire::MAX_LABELS`] labels.
+//!   most `wire::MAX_LABELS` labels.
 //! - A message is checked whole before anything is emitted: bytes that are not DNS are left to
 //!   the caller to scan raw, so nothing is lost and nothing is reported twice.
 //! - No allocation per message: names are assembled in a stack buffer.
