@@ -60,6 +60,10 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
     };
     let judge = Arc::new(crate::judge::Judge::from_settings(&settings, &key)?);
     let metrics = Arc::new(Metrics::new());
+    // Open the source before starting threads, so a bad file or interface fails cleanly, and
+    // before /metrics answers: a scrape that succeeds means the capture socket is open (packets
+    // from then on wait in its buffer until the capture loop reads them).
+    let mut source = Source::open(&settings.input)?;
     let _server = match settings.metrics_listen {
         Some(addr) => {
             let s = MetricsServer::start(addr, Arc::clone(&metrics), &settings.metrics_security)?;
@@ -69,9 +73,6 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         }
         None => None,
     };
-
-    // Open the source before starting threads, so a bad file or interface fails cleanly.
-    let mut source = Source::open(&settings.input)?;
 
     // SIGHUP asks the file output to reopen its path (logrotate); it must not end the sensor.
     let hup = Arc::new(AtomicBool::new(false));

@@ -93,7 +93,8 @@ impl Netns {
     }
 
     /// `nigehban capture` on `ngbva` in namespace `a`, alerts on stdout, metrics on
-    /// 127.0.0.1:`port` inside `a`; returns once the metrics endpoint answers.
+    /// 127.0.0.1:`port` inside `a`; returns once the metrics endpoint answers, which the sensor
+    /// opens after its capture socket, so traffic sent from then on is captured.
     pub fn start_sensor(&self, home_net: &str, port: u16, key: &Path, extra: &[&str]) -> Child {
         let mut child = self
             .exec(
