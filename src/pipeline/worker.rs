@@ -7,7 +7,6 @@ use crate::alert::Evasion;
 use crate::alert::{
     self, AddOutcome, AlertPolicy, AlertRule, DirLeaks, FlowContext, MessageContext, Observer, PendingBatch, PiiMatch,
 };
-use crate::cli::HomeNet;
 use crate::clock::Timestamp;
 use crate::decode::Transport;
 use crate::flow::bypass::{self, BypassKind, BypassReason, Bypassed};
@@ -31,8 +30,6 @@ pub struct WorkerShared {
     pub rules: Arc<super::LiveRules>,
     /// Keyed-hash secret.
     pub key: Arc<PiiKey>,
-    /// Inside networks.
-    pub home_net: HomeNet,
     /// `observer` in alerts.
     pub observer: Observer,
     /// Flow table limits (per worker).
@@ -54,8 +51,9 @@ pub struct WorkerShared {
 }
 
 impl WorkerShared {
-    /// What every worker shares; the limits, home net, observer name, alert policy and
-    /// decoding switch are taken from `settings`.
+    /// What every worker shares; the limits, observer name, alert policy and decoding switch
+    /// are taken from `settings`. (The home net is the capture threads': workers get only
+    /// packets that cross it.)
     pub fn new(
         settings: &crate::cli::Settings,
         rules: Arc<super::LiveRules>,
@@ -67,7 +65,6 @@ impl WorkerShared {
         WorkerShared {
             rules,
             key: Arc::new(key),
-            home_net: settings.home_net.clone(),
             observer: Observer::new(settings.observer_name.clone()),
             flow: settings.flow.clone(),
             reassembly: settings.reassembly.clone(),
