@@ -159,10 +159,17 @@ const FILE_BUFFER: usize = 1 << 20;
 
 /// Opens a capture file through libpcap as `pcap::Capture::from_file` does, but on a stdio stream
 /// reading through `buffer` (glibc ignores a size given without a buffer). `buffer` must outlive
-/// the capture. The message of an error is the system's or libpcap's.
-fn open_offline(path: &Path, buffer: &mut [u8]) -> Result<pcap::Capture<pcap::Offline>, String> {
+/// the capture. Also returns the file's first four bytes (zeros if it is shorter), read without
+/// moving the stream. The message of an error is the system's or libpcap's.
+fn open_offline(path: &Path, buffer: &mut [u8]) -> Result<(pcap::Capture<pcap::Offline>, [u8; 4]), String> {
     use std::os::fd::IntoRawFd;
-    let fd = std::fs::File::open(path).map_err(|e| e.to_string())?.into_raw_fd();
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut magic = [0u8; 4];
+    if file.read_exact_at(&mut magic, 0).is_err() {
+        magic = [0; 4];
+    }
+    let fd = file.into_raw_fd();
     // SAFETY: `fd` is an open descriptor that nothing else owns; on success the stream owns it.
     let fp = unsafe { libc::fdopen(fd, c"rb".as_ptr()) };
     if fp.is_null() {
@@ -181,7 +188,7 @@ fn open_offline(path: &Path, buffer: &mut [u8]) -> Result<pcap::Capture<pcap::Of
     let p = unsafe { pcap_fopen_offline(fp, errbuf.as_mut_ptr()) };
     match std::ptr::NonNull::new(p) {
         // The crate's handle type is private; `From<NonNull<pcap_t>>` is its documented way in.
-        Some(p) => Ok(p.cast().into()),
+        Some(p) => Ok((p.cast().into(), magic)),
         None => {
             // SAFETY: on failure the stream is still ours; libpcap wrote a NUL-terminated message.
             unsafe { libc::fclose(fp) };
@@ -228,7 +235,7 @@ impl FileSource {
     /// Opens a file; fails on anything libpcap cannot read or a link type the decoder lacks.
     pub fn open(path: &Path) -> Result<FileSource, CaptureError> {
         let mut buffer = vec![0u8; FILE_BUFFER].into_boxed_slice();
-        let cap = open_offline(path, &mut buffer).map_err(|msg| CaptureError::OpenFile {
+        let (cap, magic) = open_offline(path, &mut buffer).map_err(|msg| CaptureError::OpenFile {
             path: path.to_path_buf(),
             msg,
         })?;
@@ -238,11 +245,7 @@ impl FileSource {
             dlt: dlt.0,
             name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
         })?;
-        let mut magic = [0u8; 4];
-        let classic = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-            .is_ok()
-            && CLASSIC_PCAP_MAGIC.contains(&magic);
+        let classic = CLASSIC_PCAP_MAGIC.contains(&magic);
         // SAFETY: the handle is a live offline capture; pcap_snapshot only reads a field.
         let snaplen = unsafe { pcap_snapshot(cap.as_ptr().cast()) };
         Ok(FileSource {
