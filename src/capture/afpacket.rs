@@ -156,6 +156,19 @@ fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<(
 
 /// The decoder's link type for an interface, from its ARPHRD hardware type (asked through the
 /// socket, so it is the interface of the socket's network namespace).
+/// Reads a socket option into `value` (its starting contents are what a short answer leaves).
+fn getsockopt<T>(fd: &OwnedFd, level: i32, name: i32, mut value: T) -> io::Result<T> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a live, initialised T, writable for `len` bytes; the kernel writes at
+    // most that.
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&mut value as *mut T).cast(), &mut len) };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn link_of(fd: &OwnedFd, interface: &str) -> Result<LinkType, CaptureError> {
     // SAFETY: ifreq is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -446,25 +459,8 @@ impl AfPacketSource {
     /// an interface that was removed never does, so that ends the capture like libpcap's
     /// "The interface disappeared".
     fn socket_error(&mut self) -> Result<(), CaptureError> {
-        let mut err: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `err` is writable for `len` bytes; the kernel writes at most that.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut err as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(os_err(
-                &self.interface,
-                "getsockopt SO_ERROR",
-                io::Error::last_os_error(),
-            ));
-        }
+        let err = getsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR, 0 as libc::c_int)
+            .map_err(|e| os_err(&self.interface, "getsockopt SO_ERROR", e))?;
         let name = std::ffi::CString::new(self.interface.as_str()).expect("checked when opened");
         // SAFETY: `name` is a valid C string.
         if unsafe { libc::if_nametoindex(name.as_ptr()) } != self.ifindex {
@@ -490,24 +486,13 @@ impl AfPacketSource {
     /// Kernel counters since the socket opened: received (including dropped) and dropped
     /// because the ring was full. `if_dropped` is always 0 here.
     pub fn stats(&mut self) -> CaptureStats {
-        let mut st = libc::tpacket_stats_v3 {
+        let zero = libc::tpacket_stats_v3 {
             tp_packets: 0,
             tp_drops: 0,
             tp_freeze_q_cnt: 0,
         };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `st` is writable for `len` bytes; the kernel writes at most that.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
-            )
-        };
         // The kernel resets its counters on every read: accumulate.
-        if rc == 0 {
+        if let Ok(st) = getsockopt(&self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS, zero) {
             self.stats.received += u64::from(st.tp_packets);
             self.stats.dropped += u64::from(st.tp_drops);
             self.freezes += u64::from(st.tp_freeze_q_cnt);
