@@ -1,11 +1,13 @@
 //! Packet sources: pcap/pcapng files and live interfaces through libpcap (the default and
 //! portable path), or on Linux through an AF_PACKET TPACKET_V3 ring shared by several capture
-//! threads ([`afpacket`]).
+//! threads ([`afpacket`]). libpcap opens every file; the records of classic pcap files are then
+//! read in place by `classic`, without libpcap's copies.
 //!
 //! The file reader tracks the byte offset of every record so that a damaged file is reported
 //! with the offset of the damage, after everything before it was processed.
 
 pub mod afpacket;
+mod classic;
 
 pub use afpacket::{AfPacketConfig, AfPacketSource};
 
@@ -159,16 +161,28 @@ const FILE_BUFFER: usize = 1 << 20;
 
 /// Opens a capture file through libpcap as `pcap::Capture::from_file` does, but on a stdio stream
 /// reading through `buffer` (glibc ignores a size given without a buffer). `buffer` must outlive
-/// the capture. Also returns the file's first four bytes (zeros if it is shorter), read without
+/// the capture. Also returns the file's first bytes (zeros where it is shorter), read without
 /// moving the stream. The message of an error is the system's or libpcap's.
-fn open_offline(path: &Path, buffer: &mut [u8]) -> Result<(pcap::Capture<pcap::Offline>, [u8; 4]), String> {
+fn open_offline(
+    path: &Path,
+    buffer: &mut Vec<u8>,
+) -> Result<(pcap::Capture<pcap::Offline>, [u8; PCAP_FILE_HEADER as usize]), String> {
     use std::os::fd::IntoRawFd;
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut magic = [0u8; 4];
-    if file.read_exact_at(&mut magic, 0).is_err() {
-        magic = [0; 4];
+    let mut header = [0u8; PCAP_FILE_HEADER as usize];
+    if file.read_exact_at(&mut header, 0).is_err() {
+        header = [0; PCAP_FILE_HEADER as usize];
     }
+    // libpcap reads only the file header through the stream when the records are ours.
+    buffer.resize(
+        if fast_layout(&header, None).is_some() {
+            4096
+        } else {
+            FILE_BUFFER
+        },
+        0,
+    );
     let fd = file.into_raw_fd();
     // SAFETY: `fd` is an open descriptor that nothing else owns; on success the stream owns it.
     let fp = unsafe { libc::fdopen(fd, c"rb".as_ptr()) };
@@ -188,7 +202,7 @@ fn open_offline(path: &Path, buffer: &mut [u8]) -> Result<(pcap::Capture<pcap::O
     let p = unsafe { pcap_fopen_offline(fp, errbuf.as_mut_ptr()) };
     match std::ptr::NonNull::new(p) {
         // The crate's handle type is private; `From<NonNull<pcap_t>>` is its documented way in.
-        Some(p) => Ok((p.cast().into(), magic)),
+        Some(p) => Ok((p.cast().into(), header)),
         None => {
             // SAFETY: on failure the stream is still ours; libpcap wrote a NUL-terminated message.
             unsafe { libc::fclose(fp) };
@@ -210,32 +224,88 @@ const CLASSIC_PCAP_MAGIC: [[u8; 4]; 4] = [
 const PCAP_FILE_HEADER: u64 = 24;
 const PCAP_RECORD_HEADER: u64 = 16;
 
+/// How a file's records are laid out, if they are ones [`classic::ClassicRecords`] reads as
+/// libpcap would: classic pcap 2.4 (older versions may swap the two length fields). When the
+/// file's byte order is not this machine's, libpcap also swaps fields inside some link-layer
+/// headers (Linux cooked capture of CAN frames), so only link types without such fields qualify.
+/// `link` is `None` before the link type is known (any may qualify).
+fn fast_layout(header: &[u8; PCAP_FILE_HEADER as usize], link: Option<(LinkType, u32)>) -> Option<classic::Layout> {
+    let magic = u32::from_ne_bytes(header[..4].try_into().expect("4 bytes"));
+    let (swapped, nanos) = match magic {
+        0xa1b2_c3d4 => (false, false),
+        0xd4c3_b2a1 => (true, false),
+        0xa1b2_3c4d => (false, true),
+        0x4d3c_b2a1 => (true, true),
+        _ => return None,
+    };
+    let half = |i: usize| {
+        let v = u16::from_ne_bytes(header[i..i + 2].try_into().expect("2 bytes"));
+        if swapped {
+            v.swap_bytes()
+        } else {
+            v
+        }
+    };
+    if (half(4), half(6)) != (2, 4) {
+        return None;
+    }
+    let snaplen = match link {
+        None => 0,
+        Some((LinkType::LinuxSll | LinkType::LinuxSll2, _)) if swapped => return None,
+        Some((_, snaplen)) => snaplen,
+    };
+    Some(classic::Layout {
+        swapped,
+        nanos,
+        snaplen,
+    })
+}
+
+/// Where a file's records come from.
+enum Reader {
+    /// libpcap: pcapng, and classic files [`fast_layout`] turns down.
+    Libpcap {
+        cap: pcap::Capture<pcap::Offline>,
+        /// Byte offset of the next record when it is known without asking the stream: classic
+        /// pcap, counted record by record. `None` (pcapng, or after a record libpcap may have
+        /// truncated to the snapshot length): ask the stream, which costs a system call
+        /// (`ftell` is an `lseek`), once per packet.
+        next_offset: Option<u64>,
+        /// Classic pcap: records are exactly header plus captured bytes.
+        classic: bool,
+        /// libpcap's snapshot length for this file.
+        snaplen: u64,
+    },
+    /// Classic pcap 2.4, read by us from the descriptor of libpcap's stream.
+    Classic {
+        /// Declared first: it reads the descriptor `_cap` owns, and fields drop in order.
+        records: classic::ClassicRecords,
+        _cap: pcap::Capture<pcap::Offline>,
+    },
+}
+
 /// A pcap or pcapng file.
 pub struct FileSource {
     /// Declared before `_buffer`: it closes the stream reading through that buffer when
     /// dropped, and fields drop in declaration order.
-    cap: pcap::Capture<pcap::Offline>,
-    /// The stdio buffer of `cap`'s stream ([`FILE_BUFFER`] bytes).
-    _buffer: Box<[u8]>,
+    reader: Reader,
+    /// The stdio buffer of the capture's stream.
+    _buffer: Vec<u8>,
     path: PathBuf,
     link: LinkType,
     packets: u64,
-    /// Byte offset of the next record when it is known without asking the stream: classic
-    /// pcap, counted record by record. `None` (pcapng, or after a record libpcap may have
-    /// truncated to the snapshot length): ask the stream, which costs a system call (`ftell`
-    /// is an `lseek`), once per packet.
-    next_offset: Option<u64>,
-    /// Classic pcap: records are exactly header plus captured bytes.
-    classic: bool,
-    /// libpcap's snapshot length for this file.
-    snaplen: u64,
 }
 
 impl FileSource {
     /// Opens a file; fails on anything libpcap cannot read or a link type the decoder lacks.
     pub fn open(path: &Path) -> Result<FileSource, CaptureError> {
-        let mut buffer = vec![0u8; FILE_BUFFER].into_boxed_slice();
-        let (cap, magic) = open_offline(path, &mut buffer).map_err(|msg| CaptureError::OpenFile {
+        Self::open_with(path, true)
+    }
+
+    /// `open`; with `ours` false, every record is read by libpcap (the tests' reference).
+    fn open_with(path: &Path, ours: bool) -> Result<FileSource, CaptureError> {
+        let mut buffer = Vec::new();
+        let (cap, header) = open_offline(path, &mut buffer).map_err(|msg| CaptureError::OpenFile {
             path: path.to_path_buf(),
             msg,
         })?;
@@ -245,18 +315,34 @@ impl FileSource {
             dlt: dlt.0,
             name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
         })?;
-        let classic = CLASSIC_PCAP_MAGIC.contains(&magic);
         // SAFETY: the handle is a live offline capture; pcap_snapshot only reads a field.
-        let snaplen = unsafe { pcap_snapshot(cap.as_ptr().cast()) };
+        let snaplen = u32::try_from(unsafe { pcap_snapshot(cap.as_ptr().cast()) }).unwrap_or(0);
+        let reader = match fast_layout(&header, Some((link, snaplen))).filter(|_| ours) {
+            Some(layout) => {
+                // SAFETY: the handle is a live offline capture, so pcap_file returns its open
+                // stream, whose descriptor stays open until `cap` is dropped.
+                let fd = unsafe { libc::fileno(pcap_file(cap.as_ptr().cast())) };
+                Reader::Classic {
+                    records: classic::ClassicRecords::new(fd, layout, PCAP_FILE_HEADER),
+                    _cap: cap,
+                }
+            }
+            None => {
+                let classic = CLASSIC_PCAP_MAGIC.iter().any(|m| header.starts_with(m));
+                Reader::Libpcap {
+                    cap,
+                    next_offset: classic.then_some(PCAP_FILE_HEADER),
+                    classic,
+                    snaplen: u64::from(snaplen),
+                }
+            }
+        };
         Ok(FileSource {
-            cap,
+            reader,
             _buffer: buffer,
             path: path.to_path_buf(),
             link,
             packets: 0,
-            next_offset: classic.then_some(PCAP_FILE_HEADER),
-            classic,
-            snaplen: u64::try_from(snaplen).unwrap_or(0),
         })
     }
 
@@ -270,39 +356,62 @@ impl FileSource {
         self.packets
     }
 
-    fn offset(&self) -> u64 {
-        // SAFETY: the handle is a live offline capture, so pcap_file returns its open FILE*
-        // (or null, checked); ftell only reads the stream position.
-        unsafe {
-            let f = pcap_file(self.cap.as_ptr().cast());
-            if f.is_null() {
-                return 0;
-            }
-            u64::try_from(libc::ftell(f)).unwrap_or(0)
-        }
-    }
-
     /// The next packet, `End` at the end of the file, or where the file is damaged.
     pub fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
-        let offset = self.next_offset.unwrap_or_else(|| self.offset());
-        match self.cap.next_packet() {
-            Ok(p) => {
-                self.packets += 1;
-                let caplen = p.data.len() as u64;
-                // A record as long as the snapshot may have been longer in the file (libpcap
-                // reads and drops the excess): the stream is asked for the next offset.
-                self.next_offset =
-                    (self.classic && caplen < self.snaplen).then_some(offset + PCAP_RECORD_HEADER + caplen);
-                Ok(Next::Packet(RawPacket::from_pcap(&p)))
+        let (path, packets) = (&self.path, &mut self.packets);
+        let damaged = |offset, packets, msg| CaptureError::Damaged {
+            path: path.clone(),
+            offset,
+            packets,
+            msg,
+        };
+        match &mut self.reader {
+            Reader::Classic { records, .. } => {
+                let offset = records.offset();
+                match records.next_record() {
+                    Ok(Some(p)) => {
+                        *packets += 1;
+                        Ok(Next::Packet(p))
+                    }
+                    Ok(None) => Ok(Next::End),
+                    Err(msg) => Err(damaged(offset, *packets, msg)),
+                }
             }
-            Err(pcap::Error::NoMorePackets) => Ok(Next::End),
-            Err(e) => Err(CaptureError::Damaged {
-                path: self.path.clone(),
-                offset,
-                packets: self.packets,
-                msg: e.to_string(),
-            }),
+            Reader::Libpcap {
+                cap,
+                next_offset,
+                classic,
+                snaplen,
+            } => {
+                let offset = next_offset.unwrap_or_else(|| stream_offset(cap));
+                match cap.next_packet() {
+                    Ok(p) => {
+                        *packets += 1;
+                        let caplen = p.data.len() as u64;
+                        // A record as long as the snapshot may have been longer in the file
+                        // (libpcap reads and drops the excess): the stream is asked for the next
+                        // offset.
+                        *next_offset = (*classic && caplen < *snaplen).then_some(offset + PCAP_RECORD_HEADER + caplen);
+                        Ok(Next::Packet(RawPacket::from_pcap(&p)))
+                    }
+                    Err(pcap::Error::NoMorePackets) => Ok(Next::End),
+                    Err(e) => Err(damaged(offset, *packets, e.to_string())),
+                }
+            }
         }
+    }
+}
+
+/// The position of a capture's stream: the byte offset of the next record libpcap reads.
+fn stream_offset(cap: &pcap::Capture<pcap::Offline>) -> u64 {
+    // SAFETY: the handle is a live offline capture, so pcap_file returns its open FILE* (or
+    // null, checked); ftell only reads the stream position.
+    unsafe {
+        let f = pcap_file(cap.as_ptr().cast());
+        if f.is_null() {
+            return 0;
+        }
+        u64::try_from(libc::ftell(f)).unwrap_or(0)
     }
 }
 
@@ -423,6 +532,7 @@ impl LiveSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::Write;
 
     fn pcap_header() -> Vec<u8> {
@@ -502,6 +612,109 @@ mod tests {
                 e => panic!("unexpected {e}"),
             }
         }
+    }
+
+    /// Everything a reader hands out for a file: each packet, then how it ended.
+    fn read_all(p: &Path, ours: bool) -> (Vec<(Timestamp, Vec<u8>, u32)>, String) {
+        let mut src = FileSource::open_with(p, ours).unwrap();
+        assert_eq!(matches!(src.reader, Reader::Classic { .. }), ours, "reader chosen");
+        let mut out = Vec::new();
+        loop {
+            match src.next_packet() {
+                Ok(Next::Packet(r)) => out.push((r.ts, r.data.to_vec(), r.wire_len)),
+                Ok(Next::End) => return (out, "end".into()),
+                Ok(Next::Idle) => panic!("a file is never idle"),
+                Err(e) => return (out, e.to_string()),
+            }
+        }
+    }
+
+    /// One record's header fields and how many bytes the file really holds after its header.
+    #[derive(Debug, Clone)]
+    struct Rec {
+        secs: i32,
+        frac: i32,
+        caplen: u32,
+        wire_len: u32,
+    }
+
+    fn rec() -> impl Strategy<Value = Rec> {
+        let caplen = prop_oneof![8 => 0u32..400, 1 => 262_140u32..262_150, 1 => Just(u32::MAX)];
+        (any::<i32>(), any::<i32>(), caplen, any::<u32>()).prop_map(|(secs, frac, caplen, wire_len)| Rec {
+            secs,
+            frac,
+            caplen,
+            wire_len,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        /// Our classic reader against libpcap's on the same bytes: the same packets (time,
+        /// bytes, wire length), the same end, and for damage the same offset and message.
+        #[test]
+        fn classic_records_read_exactly_as_libpcap_reads_them(
+            swapped in any::<bool>(),
+            nanos in any::<bool>(),
+            snaplen in prop_oneof![Just(0u32), Just(64), Just(100), Just(65_535), Just(262_144), Just(300_000)],
+            recs in proptest::collection::vec(rec(), 0..6),
+            cut in proptest::option::of(any::<proptest::sample::Index>()),
+        ) {
+            let put = |out: &mut Vec<u8>, v: u32| {
+                out.extend_from_slice(&if swapped { v.swap_bytes() } else { v }.to_ne_bytes());
+            };
+            let put16 = |out: &mut Vec<u8>, v: u16| {
+                out.extend_from_slice(&if swapped { v.swap_bytes() } else { v }.to_ne_bytes());
+            };
+            let mut bytes = Vec::new();
+            put(&mut bytes, if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 });
+            put16(&mut bytes, 2);
+            put16(&mut bytes, 4);
+            put(&mut bytes, 0);
+            put(&mut bytes, 0);
+            put(&mut bytes, snaplen);
+            put(&mut bytes, 1);
+            for (i, r) in recs.iter().enumerate() {
+                put(&mut bytes, r.secs as u32);
+                put(&mut bytes, r.frac as u32);
+                put(&mut bytes, r.caplen);
+                put(&mut bytes, r.wire_len);
+                // Records too long to write end the file: libpcap stops at their header anyway.
+                if r.caplen > 270_000 {
+                    break;
+                }
+                bytes.extend((0..r.caplen).map(|j| (j as u8) ^ (i as u8)));
+            }
+            if let Some(cut) = cut {
+                let at = PCAP_FILE_HEADER as usize + cut.index(bytes.len() - PCAP_FILE_HEADER as usize + 1);
+                bytes.truncate(at);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.pcap");
+            std::fs::write(&p, &bytes).unwrap();
+            let (ours, ours_end) = read_all(&p, true);
+            let (theirs, theirs_end) = read_all(&p, false);
+            prop_assert_eq!(ours.len(), theirs.len());
+            prop_assert!(ours == theirs, "packets differ {:?} {:?}", ours.iter().map(|p| p.0).collect::<Vec<_>>(), theirs.iter().map(|p| p.0).collect::<Vec<_>>());
+            // The same text, less the pcap crate's prefix naming libpcap (which did not read these).
+            prop_assert_eq!(ours_end, theirs_end.replacen("libpcap error: ", "", 1));
+        }
+    }
+
+    #[test]
+    fn pcapng_and_older_classic_versions_stay_with_libpcap() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v22.pcap");
+        let mut bytes = pcap_header();
+        bytes[6..8].copy_from_slice(&2u16.to_le_bytes()); // version 2.2: lengths swapped
+        bytes.extend(record(60));
+        std::fs::write(&p, &bytes).unwrap();
+        let src = FileSource::open(&p).unwrap();
+        assert!(matches!(src.reader, Reader::Libpcap { .. }));
+        let mut bytes = pcap_header();
+        bytes.extend(record(60));
+        std::fs::write(&p, &bytes).unwrap();
+        assert!(matches!(FileSource::open(&p).unwrap().reader, Reader::Classic { .. }));
     }
 
     #[test]
