@@ -17,7 +17,7 @@ jobs=${FUZZ_JOBS:-2}
 triple=$(rustc -vV | sed -n 's/^host: //p')
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(decode defrag reassembly http mime dns rules)
+    targets=(decode defrag reassembly http mime dns rules pcap_file)
 fi
 
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

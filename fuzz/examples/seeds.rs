@@ -47,6 +47,27 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let samples = synth::corpus::corpus(7);
     let mut n = [0usize; 5];
+    // pcap_file: `[flags][snaplen u32 LE]` then records of real frames; flags choose the byte
+    // order and time stamp precision, one seed cuts its records at the snapshot length and one
+    // ends in the middle of a record.
+    for (i, s) in samples.iter().take(4).enumerate() {
+        let swapped = i & 1 != 0;
+        let field = |v: u32| if swapped { v.swap_bytes() } else { v }.to_ne_bytes();
+        let snaplen: u32 = if i == 2 { 100 } else { 65535 };
+        let mut seed = vec![i as u8];
+        seed.extend_from_slice(&snaplen.to_le_bytes());
+        for (k, f) in s.frames.iter().take(6).enumerate() {
+            let len = f.data.len() as u32;
+            for v in [1_700_000_000 + k as u32, 1000 * k as u32, len, len] {
+                seed.extend_from_slice(&field(v));
+            }
+            seed.extend_from_slice(&f.data);
+        }
+        if i == 3 {
+            seed.truncate(seed.len() - 5);
+        }
+        put(&root.join("pcap_file"), &format!("{i:02}"), &seed);
+    }
     for s in &samples {
         // decode: Ethernet (DLT index 1) frames, length-prefixed, a handful per seed.
         if n[0] < 12 {

@@ -302,6 +302,13 @@ impl FileSource {
         Self::open_with(path, true)
     }
 
+    /// `open`, with every record read by libpcap: the reference the `pcap_file` fuzz target
+    /// compares [`FileSource::open`]'s reader with.
+    #[cfg(fuzzing)]
+    pub fn open_libpcap_only(path: &Path) -> Result<FileSource, CaptureError> {
+        Self::open_with(path, false)
+    }
+
     /// `open`; with `ours` false, every record is read by libpcap (the tests' reference).
     fn open_with(path: &Path, ours: bool) -> Result<FileSource, CaptureError> {
         let mut buffer = Vec::new();
