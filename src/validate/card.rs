@@ -8,7 +8,7 @@
 //! (Luhn sum and issuer prefix together) and keeps the separator parser for grouped forms.
 
 use super::{touches_digit, Candidate, Reject};
-use crate::pii::{PiiKind, PiiValue, MAX_DIGITS};
+use crate::pii::{digit_word, PiiKind, PiiValue, MAX_DIGITS};
 
 /// Fewest digits in a PAN.
 pub const MIN_CARD_DIGITS: usize = 13;
@@ -85,7 +85,7 @@ impl DigitRun {
         } else {
             (0, len - 8)
         };
-        if !all_digits(first) || !all_digits(last) || (len > 16 && !all_digits(mid)) {
+        if !digit_word(first) || !digit_word(last) || (len > 16 && !digit_word(mid)) {
             return None;
         }
         let digits = |w: u64| w - 0x30 * ONES;
@@ -117,14 +117,6 @@ impl DigitRun {
 #[inline]
 fn word(run: &[u8], at: usize) -> Option<u64> {
     run.get(at..)?.first_chunk::<8>().map(|b| u64::from_le_bytes(*b))
-}
-
-/// True if all eight bytes are `0x30..=0x39`: high nibble 3, and low nibble plus 6 still
-/// below 16 (no carry crosses bytes once every high nibble is 3).
-#[inline]
-fn all_digits(w: u64) -> bool {
-    const HIGH: u64 = 0xF0 * ONES;
-    (w & HIGH) == 0x30 * ONES && (w.wrapping_add(0x06 * ONES) & HIGH) == 0x30 * ONES
 }
 
 /// Luhn sum of eight digit values (one a byte, 0–9; zero bytes add nothing), doubling the bytes
