@@ -40,30 +40,35 @@ pub(super) fn run_ends(data: &[u8], min: u32, carry: &mut u32, mut on_end: impl 
 }
 
 /// One block: `d` has bit `i` set when byte `i` is a digit; only the first `len` bytes exist.
+///
+/// Everything stays in 64-bit words: a run inside the block is found by [`at_least`] on `d`
+/// alone, and the digits carried in from before the block only matter for the run that starts
+/// at bit 0, whose ends are added as one range. (A 128-bit word holding the carry below the
+/// block cost twice the instructions: its shifts are three instructions each.)
 #[inline(always)]
 fn block_ends(d: u64, len: u32, base: usize, min: u32, carry: &mut u32, on_end: &mut impl FnMut(usize, u32)) {
     if d == 0 {
         *carry = 0;
         return;
     }
-    // Below the block, the previous bytes: the top `carry` bits of the low half are digits.
-    let before = if *carry >= 64 { u64::MAX } else { !(u64::MAX >> *carry) };
-    let x = (u128::from(d) << 64) | u128::from(before);
-    let mut ends = (at_least(x, min) >> 64) as u64;
+    let mut ends = at_least(d, min);
+    // The digits from bit 0 up continue the carried run: bit `j` of them ends a run of
+    // `j + 1 + carry`, long enough from bit `min - 1 - carry` on.
+    let first = d.trailing_ones();
+    let from = (min - 1).saturating_sub(*carry);
+    if *carry > 0 && from < first {
+        ends |= ones_below(first) & !ones_below(from);
+    }
     while ends != 0 {
         let i = ends.trailing_zeros();
         ends &= ends - 1;
-        // The ones of `x` from bit 64 + i down: moved to the top, counted as leading zeros of
-        // the complement. All 64 + i + 1 of them means the run reaches past the low half.
-        let ones = (!x << (63 - i)).leading_zeros();
-        let run = if ones > 64 + i {
-            (i + 1).saturating_add(*carry)
-        } else {
-            ones
-        };
+        // The ones of `d` from bit `i` down, moved to the top and counted as leading zeros of
+        // the complement; the zeros shifted in make it 64 when they reach bit 0.
+        let ones = (!d << (63 - i)).leading_zeros();
+        let run = if ones > i { (i + 1).saturating_add(*carry) } else { ones };
         on_end(base + i as usize + 1, run);
     }
-    let valid = if len == 64 { u64::MAX } else { (1u64 << len) - 1 };
+    let valid = ones_below(len);
     *carry = if d == valid {
         carry.saturating_add(len)
     } else {
@@ -72,9 +77,20 @@ fn block_ends(d: u64, len: u32, base: usize, min: u32, carry: &mut u32, on_end: 
     };
 }
 
-/// Bit `j` set when bits `j - min + 1 ..= j` of `x` are all set (runs doubled, then topped up).
+/// The low `n` bits set (`n <= 64`).
 #[inline(always)]
-fn at_least(x: u128, min: u32) -> u128 {
+fn ones_below(n: u32) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// Bit `j` set when bits `j - min + 1 ..= j` of `x` are all set, bits below 0 counting as
+/// clear (runs doubled, then topped up; `min` in `1..=64`).
+#[inline(always)]
+fn at_least(x: u64, min: u32) -> u64 {
     let mut r = x;
     let mut len = 1;
     while len * 2 <= min {

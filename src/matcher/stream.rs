@@ -438,7 +438,6 @@ impl Active {
         };
         let seen = view.end();
         let keywords = &self.keywords;
-        let old = self.pending;
         let n_old = usize::from(self.n_pending);
         self.n_pending = 0;
         w.emitted.clear();
@@ -448,30 +447,37 @@ impl Active {
             emitted,
             ..
         } = w;
-        let olds = old[..n_old].iter().map(|p| {
-            let h = Hit {
-                rule: p.rule,
-                start: p.start,
-                end: p.start + u64::from(p.width),
-            };
-            (h, p.no_keyword_before)
-        });
-        let mut pend = |h: Hit, no_keyword_before: bool, counters: &mut super::MatchCounters| {
-            if usize::from(self.n_pending) < MAX_PENDING && h.end - h.start <= MAX_MATCH_WIDTH as u64 {
-                self.pending[usize::from(self.n_pending)] = Pending {
-                    start: h.start,
-                    rule: h.rule,
-                    width: (h.end - h.start) as u8,
-                    no_keyword_before,
-                };
-                self.n_pending += 1;
-            } else {
-                counters.pending_overflow += 1;
-            }
-        };
         // Only for windows that straddle the tail and the chunk; the rest are borrowed in place.
         let mut buf = [0u8; VIEW_MAX];
-        for (h, no_keyword_before) in olds.chain(hits.iter().map(|&h| (h, false))) {
+        // The pending hits first, then this call's, in one loop. Pending hits are kept in place:
+        // the one at `k` is read before anything is written, and every hit decided before it
+        // left at most one entry, so writes land at `n_pending <= k` (no copy of the array).
+        for k in 0..n_old + hits.len() {
+            let (h, no_keyword_before) = match self.pending[..n_old].get(k) {
+                Some(p) => {
+                    let h = Hit {
+                        rule: p.rule,
+                        start: p.start,
+                        end: p.start + u64::from(p.width),
+                    };
+                    (h, p.no_keyword_before)
+                }
+                None => (hits[k - n_old], false),
+            };
+            debug_assert!(k >= n_old || usize::from(self.n_pending) <= k);
+            let mut pend = |h: Hit, no_keyword_before: bool, counters: &mut super::MatchCounters| {
+                if usize::from(self.n_pending) < MAX_PENDING && h.end - h.start <= MAX_MATCH_WIDTH as u64 {
+                    self.pending[usize::from(self.n_pending)] = Pending {
+                        start: h.start,
+                        rule: h.rule,
+                        width: (h.end - h.start) as u8,
+                        no_keyword_before,
+                    };
+                    self.n_pending += 1;
+                } else {
+                    counters.pending_overflow += 1;
+                }
+            };
             if !eos && h.end + AFTER_BYTES as u64 > seen {
                 pend(h, false, counters);
                 continue;
@@ -480,7 +486,7 @@ impl Active {
                 counters.window_overflow += 1;
                 continue;
             }
-            let facts = inner.facts[h.rule as usize];
+            let facts = &inner.facts[h.rule as usize];
             let after_wait = u64::from(facts.after_wait);
             let lo = h.start.saturating_sub(u64::from(facts.before_needed)).max(view.first());
             let hi = (h.end + after_wait.max(AFTER_BYTES as u64)).min(seen);
