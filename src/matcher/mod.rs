@@ -236,12 +236,25 @@ impl std::fmt::Debug for Matcher {
     }
 }
 
-/// One raw Hyperscan hit (stream offsets of the current Hyperscan stream).
+/// One raw hit (stream offsets of the current Hyperscan stream).
 #[derive(Debug, Clone, Copy)]
 struct Hit {
     rule: RuleIdx,
+    /// Fits in the padding after `rule`.
+    shape: HitShape,
     start: u64,
     end: u64,
+}
+
+/// What is known of a hit's bytes before they are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum HitShape {
+    /// Nothing (Hyperscan's hits).
+    #[default]
+    Unknown,
+    /// From the digit-run scan: every byte is an ASCII digit, and `digit_before` tells whether
+    /// the byte before the hit is one too (the run is longer than the hit).
+    Digits { digit_before: bool },
 }
 
 /// Per-worker Hyperscan scratch and reusable buffers.

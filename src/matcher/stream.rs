@@ -2,7 +2,7 @@
 
 use super::hs::HsStream;
 use super::{
-    digits, DigitRuns, Finding, Hit, Inner, KeywordSets, Matcher, PatternKind, RuleIdx, WorkerScratch, AFTER_BYTES,
+    digits, DigitRuns, Finding, Hit, HitShape, Inner, KeywordSets, Matcher, PatternKind, RuleIdx, WorkerScratch, AFTER_BYTES,
     MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
 };
 use crate::pii::Confidence;
@@ -56,6 +56,7 @@ struct Pending {
     /// decide. The bytes before a hit and its boundary bytes do not change while it waits, so
     /// the search before it is not repeated (it was the costliest part of a timestamp's hit).
     no_keyword_before: bool,
+    shape: HitShape,
 }
 
 /// Keyword occurrences remembered per direction for the prefilter.
@@ -186,6 +187,43 @@ impl View<'_> {
             let len = (hi - lo) as usize;
             self.copy(lo, hi, &mut buf[..len]);
             &buf[..len]
+        }
+    }
+
+    /// The validator's reason to reject a hit of the digit-run scan, told without assembling
+    /// its candidate, when the hit lies in the tail or in the chunk alone; `None` when it would
+    /// be accepted or that is not known (a candidate then decides). The candidate would hold
+    /// the byte before the hit exactly when the hit starts after the view does, and the byte
+    /// after it exactly when the bytes seen go beyond its end (`seen`).
+    #[inline(always)]
+    fn reject_digits(
+        &self,
+        h: Hit,
+        digit_before: bool,
+        seen: u64,
+        validator: crate::validate::Validator,
+        inner: &Inner,
+    ) -> Option<crate::validate::Reject> {
+        let hit = if h.start >= self.pos {
+            self.chunk.get((h.start - self.pos) as usize..(h.end - self.pos) as usize)?
+        } else if h.end <= self.pos {
+            self.tail
+                .get((h.start - self.first()) as usize..(h.end - self.first()) as usize)?
+        } else {
+            return None;
+        };
+        let before = digit_before && h.start > self.first();
+        let after = h.end < seen && self.byte(h.end).is_some_and(|b| b.is_ascii_digit());
+        validator.reject_digits(hit, before || after, inner.rules.schemes())
+    }
+
+    /// The stream byte at `at`, if it is in the view.
+    #[inline(always)]
+    fn byte(&self, at: u64) -> Option<u8> {
+        if at >= self.pos {
+            self.chunk.get((at - self.pos) as usize).copied()
+        } else {
+            self.tail.get(at.checked_sub(self.first())? as usize).copied()
         }
     }
 
@@ -353,6 +391,7 @@ impl Active {
                         width: (h.end - h.start) as u8,
                         // The new rule's keywords may differ: search before it again.
                         no_keyword_before: false,
+                        shape: h.shape,
                     };
                     a.n_pending += 1;
                 }
@@ -386,7 +425,12 @@ impl Active {
         // far is known before any hit is decided (a pending hit's window after it may end here).
         let keywords = &mut self.keywords;
         let on_match = |id: u32, from: u64, to: u64, _flags: u32| {
-            let hit = |rule, start| Hit { rule, start, end: to };
+            let hit = |rule, start| Hit {
+                rule,
+                shape: HitShape::Unknown,
+                start,
+                end: to,
+            };
             match kinds[id as usize] {
                 PatternKind::Som(rule) => hits.push(hit(rule, from)),
                 PatternKind::Fixed(rule, width) => hits.push(hit(rule, to - u64::from(width))),
@@ -457,6 +501,7 @@ impl Active {
                 Some(p) => {
                     let h = Hit {
                         rule: p.rule,
+                        shape: p.shape,
                         start: p.start,
                         end: p.start + u64::from(p.width),
                     };
@@ -472,6 +517,7 @@ impl Active {
                         rule: h.rule,
                         width: (h.end - h.start) as u8,
                         no_keyword_before,
+                        shape: h.shape,
                     };
                     self.n_pending += 1;
                 } else {
@@ -487,6 +533,14 @@ impl Active {
                 continue;
             }
             let facts = &inner.facts[h.rule as usize];
+            // Only where nearly every hit is rejected (check digits): a hit the fast path does
+            // not decide pays for both.
+            if let (HitShape::Digits { digit_before }, true) = (h.shape, facts.validator.has_check_digits()) {
+                if let Some(reason) = view.reject_digits(h, digit_before, seen, facts.validator, inner) {
+                    counters.rejected[reason.index()] += 1;
+                    continue;
+                }
+            }
             let after_wait = u64::from(facts.after_wait);
             let lo = h.start.saturating_sub(u64::from(facts.before_needed)).max(view.first());
             let hi = (h.end + after_wait.max(AFTER_BYTES as u64)).min(seen);
@@ -599,6 +653,9 @@ fn digit_run_hits(
             if width >= u32::from(m) {
                 out.push(Hit {
                     rule,
+                    shape: HitShape::Digits {
+                        digit_before: run > width,
+                    },
                     start: end - u64::from(width),
                     end,
                 });
@@ -613,6 +670,7 @@ fn digit_run_hits(
             n + m,
             Hit {
                 rule: 0,
+                shape: HitShape::Unknown,
                 start: 0,
                 end: 0,
             },

@@ -38,16 +38,24 @@ pub fn card(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject
                 return Err(Reject::Boundary);
             }
         } else if let Some(run) = DigitRun::scan(hit) {
-            if !run.luhn_ok() {
-                return Err(Reject::Luhn);
-            }
-            if !schemes.contains(hit.len(), run.prefix8()) {
-                return Err(Reject::Scheme);
-            }
+            run.check(hit.len(), schemes)?;
             return PiiValue::new(PiiKind::Card, hit).ok_or(Reject::Shape);
         }
     }
     grouped(c, schemes)
+}
+
+/// Why [`card`] rejects a hit that is all ASCII digits, told from its bytes and whether a
+/// digit touches it on either side (the same checks in the same order); `None` when it would
+/// accept it, or is not sure (not 13–19 bytes of digits): then ask [`card`].
+pub(super) fn reject_digits(hit: &[u8], touches_digit: bool, schemes: &CardSchemes) -> Option<Reject> {
+    if !(MIN_CARD_DIGITS..=MAX_CARD_DIGITS).contains(&hit.len()) {
+        return None;
+    }
+    if touches_digit {
+        return Some(Reject::Boundary);
+    }
+    DigitRun::scan(hit)?.check(hit.len(), schemes).err()
 }
 
 /// A run of [`MIN_CARD_DIGITS`]..=[`MAX_CARD_DIGITS`] ASCII digits, summarised eight bytes at a
@@ -105,6 +113,18 @@ impl DigitRun {
 
     fn luhn_ok(&self) -> bool {
         self.sum % 10 == 0
+    }
+
+    /// The checks after the boundary, in their order: Luhn, then the issuer table for a PAN of
+    /// `len` digits.
+    fn check(&self, len: usize, schemes: &CardSchemes) -> Result<(), Reject> {
+        if !self.luhn_ok() {
+            return Err(Reject::Luhn);
+        }
+        if !schemes.contains(len, self.prefix8()) {
+            return Err(Reject::Scheme);
+        }
+        Ok(())
     }
 
     /// Value of the first [`MAX_PREFIX_DIGITS`] digits.
@@ -186,12 +206,7 @@ fn grouped(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject>
     }
     let digits = &digits[..n];
     let run = DigitRun::scan(digits).ok_or(Reject::Shape)?; // 13-19 digits: always Some
-    if !run.luhn_ok() {
-        return Err(Reject::Luhn);
-    }
-    if !schemes.contains(n, run.prefix8()) {
-        return Err(Reject::Scheme);
-    }
+    run.check(n, schemes)?;
     PiiValue::new(PiiKind::Card, digits).ok_or(Reject::Shape)
 }
 

@@ -54,7 +54,6 @@ impl Validator {
             Validator::Iban => PiiKind::Iban,
         }
     }
-    /// Runs this validator (boundaries, shape, checksum, issuer; not the context keywords).
     /// True when the value carries a checksum (Luhn, mod 97), so nearly every random digit run
     /// of the right length is rejected before its context is looked at.
     pub fn has_check_digits(self) -> bool {
@@ -64,11 +63,28 @@ impl Validator {
         }
     }
 
+    /// Runs this validator (boundaries, shape, checksum, issuer; not the context keywords).
     pub fn run(self, c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject> {
         match self {
             Validator::Cnic => cnic(c),
             Validator::Card => card(c, schemes),
             Validator::Iban => iban(c),
+        }
+    }
+}
+
+impl Validator {
+    /// Why [`Validator::run`] rejects a hit whose bytes are all ASCII digits (`hit`), given
+    /// whether a digit touches it on either side, without assembling a candidate: the digit-run
+    /// scan knows both for most of its hits, nearly all of which are rejected. `None` when `run`
+    /// would accept the hit or this cannot tell; then call `run`, which decides the same.
+    #[inline]
+    pub fn reject_digits(self, hit: &[u8], touches_digit: bool, schemes: &CardSchemes) -> Option<Reject> {
+        debug_assert!(hit.iter().all(u8::is_ascii_digit), "reject_digits needs a run of digits");
+        match self {
+            Validator::Cnic => cnic::reject_digits(hit, touches_digit),
+            Validator::Card => card::reject_digits(hit, touches_digit, schemes),
+            Validator::Iban => None,
         }
     }
 }
@@ -200,6 +216,87 @@ mod tests {
         assert!(Candidate::new(b, 2, 9).is_none());
         assert!(!touches_digit(&c));
         assert!(touches_digit(&Candidate::new(b, 3, 6).unwrap()));
+    }
+
+    use proptest::prelude::*;
+
+    /// A run of 1..=25 digits (sometimes with an issuer prefix and a valid Luhn digit), with
+    /// nothing, a digit or a non-digit on either side: (bytes, start, end).
+    fn digit_run_input() -> impl Strategy<Value = (Vec<u8>, usize, usize)> {
+        let prefix = prop::sample::select(vec!["", "", "1", "3", "4", "51", "34", "37", "6011", "62", "3528", "36"]);
+        let side = || prop_oneof![Just(None), (b'0'..=b'9').prop_map(Some), Just(Some(b'-')), Just(Some(b' ')), Just(Some(b'x'))];
+        let digits = (prefix, prop::collection::vec(b'0'..=b'9', 25), 1usize..=25, any::<bool>());
+        (side(), digits, side()).prop_map(|(before, (prefix, random, len, fix_luhn), after)| {
+            let mut hit: Vec<u8> = prefix.bytes().chain(random).take(len).collect();
+            if fix_luhn {
+                for d in b'0'..=b'9' {
+                    *hit.last_mut().expect("len >= 1") = d;
+                    if luhn_valid(&hit) {
+                        break;
+                    }
+                }
+            }
+            let mut bytes: Vec<u8> = before.into_iter().collect();
+            let start = bytes.len();
+            bytes.extend_from_slice(&hit);
+            let end = bytes.len();
+            bytes.extend(after);
+            (bytes, start, end)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The digit-run fast path names exactly the validator's reason, and leaves undecided
+        /// only what the validator accepts (or, for cards, hits of a length it does not know).
+        #[test]
+        fn reject_digits_agrees_with_run((bytes, start, end) in digit_run_input()) {
+            let schemes = card::tests::schemes();
+            let c = Candidate::new(&bytes, start, end).unwrap();
+            for v in [Validator::Cnic, Validator::Card, Validator::Iban] {
+                let full = v.run(&c, &schemes).err();
+                match v.reject_digits(c.hit(), touches_digit(&c), &schemes) {
+                    Some(reason) => prop_assert_eq!(Some(reason), full, "{:?}", v),
+                    None if v == Validator::Cnic => prop_assert_eq!(full, None),
+                    None if v == Validator::Card && (MIN_CARD_DIGITS..=MAX_CARD_DIGITS).contains(&(end - start)) => {
+                        prop_assert_eq!(full, None)
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reject_digits_input_reaches_every_verdict() {
+        // The property test is only as good as its inputs: each verdict must come up.
+        let schemes = card::tests::schemes();
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = digit_run_input();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..4000 {
+            let (bytes, start, end) = proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
+            let c = Candidate::new(&bytes, start, end).unwrap();
+            for v in [Validator::Cnic, Validator::Card] {
+                let card_length = (MIN_CARD_DIGITS..=MAX_CARD_DIGITS).contains(&(end - start));
+                seen.insert((v, v.reject_digits(c.hit(), touches_digit(&c), &schemes), card_length));
+            }
+        }
+        for want in [
+            (Validator::Cnic, None, true),
+            (Validator::Cnic, Some(Reject::Length), false),
+            (Validator::Cnic, Some(Reject::Shape), true),
+            (Validator::Cnic, Some(Reject::FirstDigit), true),
+            (Validator::Cnic, Some(Reject::Boundary), true),
+            (Validator::Card, None, true), // accepted
+            (Validator::Card, None, false),
+            (Validator::Card, Some(Reject::Boundary), true),
+            (Validator::Card, Some(Reject::Luhn), true),
+            (Validator::Card, Some(Reject::Scheme), true),
+        ] {
+            assert!(seen.contains(&want), "no input gave {want:?}");
+        }
     }
 
     #[test]
