@@ -2,8 +2,8 @@
 
 use super::hs::HsStream;
 use super::{
-    digits, DigitRuns, Finding, Hit, HitShape, Inner, KeywordSets, Matcher, PatternKind, RuleIdx, WorkerScratch, AFTER_BYTES,
-    MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
+    digits, DigitRuns, Finding, Hit, HitShape, Inner, KeywordSets, Matcher, PatternKind, RuleIdx, WorkerScratch,
+    AFTER_BYTES, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
 };
 use crate::pii::Confidence;
 use crate::validate::{Candidate, BEFORE_BYTES};
@@ -205,7 +205,8 @@ impl View<'_> {
         inner: &Inner,
     ) -> Option<crate::validate::Reject> {
         let hit = if h.start >= self.pos {
-            self.chunk.get((h.start - self.pos) as usize..(h.end - self.pos) as usize)?
+            self.chunk
+                .get((h.start - self.pos) as usize..(h.end - self.pos) as usize)?
         } else if h.end <= self.pos {
             self.tail
                 .get((h.start - self.first()) as usize..(h.end - self.first()) as usize)?

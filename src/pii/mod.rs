@@ -337,7 +337,11 @@ mod tests {
                 for b in [b'/', b':', b'0', b'9', 0x00, 0x39 + 0x80, 0xB0, 0xFF, b'a'] {
                     let mut v = digits.clone();
                     v[at] = b;
-                    assert_eq!(all_ascii_digits(&v), v.iter().all(u8::is_ascii_digit), "len {len} at {at} byte {b}");
+                    assert_eq!(
+                        all_ascii_digits(&v),
+                        v.iter().all(u8::is_ascii_digit),
+                        "len {len} at {at} byte {b}"
+                    );
                 }
             }
         }

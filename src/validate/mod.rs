@@ -80,7 +80,10 @@ impl Validator {
     /// would accept the hit or this cannot tell; then call `run`, which decides the same.
     #[inline]
     pub fn reject_digits(self, hit: &[u8], touches_digit: bool, schemes: &CardSchemes) -> Option<Reject> {
-        debug_assert!(hit.iter().all(u8::is_ascii_digit), "reject_digits needs a run of digits");
+        debug_assert!(
+            hit.iter().all(u8::is_ascii_digit),
+            "reject_digits needs a run of digits"
+        );
         match self {
             Validator::Cnic => cnic::reject_digits(hit, touches_digit),
             Validator::Card => card::reject_digits(hit, touches_digit, schemes),
@@ -223,9 +226,24 @@ mod tests {
     /// A run of 1..=25 digits (sometimes with an issuer prefix and a valid Luhn digit), with
     /// nothing, a digit or a non-digit on either side: (bytes, start, end).
     fn digit_run_input() -> impl Strategy<Value = (Vec<u8>, usize, usize)> {
-        let prefix = prop::sample::select(vec!["", "", "1", "3", "4", "51", "34", "37", "6011", "62", "3528", "36"]);
-        let side = || prop_oneof![Just(None), (b'0'..=b'9').prop_map(Some), Just(Some(b'-')), Just(Some(b' ')), Just(Some(b'x'))];
-        let digits = (prefix, prop::collection::vec(b'0'..=b'9', 25), 1usize..=25, any::<bool>());
+        let prefix = prop::sample::select(vec![
+            "", "", "1", "3", "4", "51", "34", "37", "6011", "62", "3528", "36",
+        ]);
+        let side = || {
+            prop_oneof![
+                Just(None),
+                (b'0'..=b'9').prop_map(Some),
+                Just(Some(b'-')),
+                Just(Some(b' ')),
+                Just(Some(b'x'))
+            ]
+        };
+        let digits = (
+            prefix,
+            prop::collection::vec(b'0'..=b'9', 25),
+            1usize..=25,
+            any::<bool>(),
+        );
         (side(), digits, side()).prop_map(|(before, (prefix, random, len, fix_luhn), after)| {
             let mut hit: Vec<u8> = prefix.bytes().chain(random).take(len).collect();
             if fix_luhn {
