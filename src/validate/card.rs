@@ -45,7 +45,7 @@ pub fn card(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject
     grouped(c, schemes)
 }
 
-/// Why [`card`] rejects a hit that is all ASCII digits, told from its bytes and whether a
+/// Why [`card`] rejects a hit that is all ASCII digits (the caller knows it), told from its bytes and whether a
 /// digit touches it on either side (the same checks in the same order); `None` when it would
 /// accept it, or is not sure (not 13–19 bytes of digits): then ask [`card`].
 pub(super) fn reject_digits(hit: &[u8], touches_digit: bool, schemes: &CardSchemes) -> Option<Reject> {
@@ -55,7 +55,7 @@ pub(super) fn reject_digits(hit: &[u8], touches_digit: bool, schemes: &CardSchem
     if touches_digit {
         return Some(Reject::Boundary);
     }
-    DigitRun::scan(hit)?.check(hit.len(), schemes).err()
+    DigitRun::of_digits(hit)?.check(hit.len(), schemes).err()
 }
 
 /// A run of [`MIN_CARD_DIGITS`]..=[`MAX_CARD_DIGITS`] ASCII digits, summarised eight bytes at a
@@ -79,6 +79,19 @@ impl DigitRun {
     /// `None` unless the run is 13–19 bytes, all ASCII digits.
     #[inline]
     fn scan(run: &[u8]) -> Option<Self> {
+        Self::summarise::<true>(run)
+    }
+
+    /// Like [`DigitRun::scan`] for bytes the caller knows to be digits (the digit-run scan
+    /// found them): the digit test is skipped, a sixth of the fast path's instructions.
+    #[inline]
+    fn of_digits(run: &[u8]) -> Option<Self> {
+        debug_assert!(run.iter().all(u8::is_ascii_digit));
+        Self::summarise::<false>(run)
+    }
+
+    #[inline(always)]
+    fn summarise<const CHECK_DIGITS: bool>(run: &[u8]) -> Option<Self> {
         let len = run.len();
         if !(MIN_CARD_DIGITS..=MAX_CARD_DIGITS).contains(&len) {
             return None;
@@ -93,7 +106,7 @@ impl DigitRun {
         } else {
             (0, len - 8)
         };
-        if !digit_word(first) || !digit_word(last) || (len > 16 && !digit_word(mid)) {
+        if CHECK_DIGITS && (!digit_word(first) || !digit_word(last) || (len > 16 && !digit_word(mid))) {
             return None;
         }
         let digits = |w: u64| w - 0x30 * ONES;
