@@ -40,20 +40,6 @@ pub fn cnic(c: &Candidate<'_>) -> Result<PiiValue, Reject> {
     finish(c, &digits)
 }
 
-/// Why [`cnic`] rejects a hit that is all ASCII digits, told from its bytes and whether a
-/// digit touches it on either side (the same checks in the same order); `None` when it would
-/// accept it.
-pub(super) fn reject_digits(hit: &[u8], touches_digit: bool) -> Option<Reject> {
-    match hit.len() {
-        CNIC_DIGITS if !(b'1'..=b'7').contains(&hit[0]) => Some(Reject::FirstDigit),
-        CNIC_DIGITS if touches_digit => Some(Reject::Boundary),
-        CNIC_DIGITS => None,
-        // A digit where the dashed form has its first dash.
-        DASHED_LEN => Some(Reject::Shape),
-        _ => Some(Reject::Length),
-    }
-}
-
 /// The checks after the shape: province digit, then boundaries.
 #[inline]
 fn finish(c: &Candidate<'_>, digits: &[u8; CNIC_DIGITS]) -> Result<PiiValue, Reject> {

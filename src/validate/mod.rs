@@ -85,9 +85,10 @@ impl Validator {
             "reject_digits needs a run of digits"
         );
         match self {
-            Validator::Cnic => cnic::reject_digits(hit, touches_digit),
             Validator::Card => card::reject_digits(hit, touches_digit, schemes),
-            Validator::Iban => None,
+            // Most bare 13-digit runs pass the CNIC checks (there is no check digit), so a fast
+            // path would only add its cost to theirs (measured: resolve 94.3 M -> 98.8 M Ir).
+            Validator::Cnic | Validator::Iban => None,
         }
     }
 }
@@ -276,7 +277,6 @@ mod tests {
                 let full = v.run(&c, &schemes).err();
                 match v.reject_digits(c.hit(), touches_digit(&c), &schemes) {
                     Some(reason) => prop_assert_eq!(Some(reason), full, "{:?}", v),
-                    None if v == Validator::Cnic => prop_assert_eq!(full, None),
                     None if v == Validator::Card && (MIN_CARD_DIGITS..=MAX_CARD_DIGITS).contains(&(end - start)) => {
                         prop_assert_eq!(full, None)
                     }
@@ -296,17 +296,13 @@ mod tests {
         for _ in 0..4000 {
             let (bytes, start, end) = proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
             let c = Candidate::new(&bytes, start, end).unwrap();
-            for v in [Validator::Cnic, Validator::Card] {
-                let card_length = (MIN_CARD_DIGITS..=MAX_CARD_DIGITS).contains(&(end - start));
-                seen.insert((v, v.reject_digits(c.hit(), touches_digit(&c), &schemes), card_length));
-            }
+            let (v, card_length) = (
+                Validator::Card,
+                (MIN_CARD_DIGITS..=MAX_CARD_DIGITS).contains(&(end - start)),
+            );
+            seen.insert((v, v.reject_digits(c.hit(), touches_digit(&c), &schemes), card_length));
         }
         for want in [
-            (Validator::Cnic, None, true),
-            (Validator::Cnic, Some(Reject::Length), false),
-            (Validator::Cnic, Some(Reject::Shape), true),
-            (Validator::Cnic, Some(Reject::FirstDigit), true),
-            (Validator::Cnic, Some(Reject::Boundary), true),
             (Validator::Card, None, true), // accepted
             (Validator::Card, None, false),
             (Validator::Card, Some(Reject::Boundary), true),
