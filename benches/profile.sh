@@ -49,7 +49,7 @@ def rows(path):
     return total, out
 # Module of a symbol, most specific first: (label, test)
 groups = [
-    ("capture: libpcap read", lambda s: "libpcap" in s or "capture::FileSource" in s or s.startswith("pcap::") or "_IO_" in s or "fread" in s),
+    ("capture: file read (ours or libpcap)", lambda s: "libpcap" in s or "capture::FileSource" in s or "capture::classic" in s or s.startswith("pcap::") or "_IO_" in s or "fread" in s),
     ("decode", lambda s: "nigehban::decode" in s),
     ("flow table", lambda s: "nigehban::flow" in s or "hashlink" in s or "foldhash" in s),
     ("reassembly", lambda s: "nigehban::reassembly" in s),
@@ -80,7 +80,7 @@ for label, _ in groups + [("other", None)]:
         print(f"| {label} | {acc[label]:,} | {100*acc[label]/total:.1f}% |")
 itotal, inc_rows = rows(sys.argv[2])
 entries = [
-    ("capture thread: pcap read", "nigehban::capture::FileSource::next_packet"),
+    ("capture thread: file read", "nigehban::capture::FileSource::next_packet"),
     ("decode (both threads)", "nigehban::decode::Decoder::decode"),
     ("worker: per packet", "nigehban::pipeline::worker::Worker::packet"),
     ("flow table get", "nigehban::flow::table::FlowTable<V>::get"),
