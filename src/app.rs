@@ -230,8 +230,12 @@ impl Source {
             }
             InputMode::Files(files) => {
                 // Check every file up front: a typo in the last file should not cost a long run.
+                // A pipe (`tcpdump -w - | nigehban read /dev/stdin`) can be read only once, so
+                // it is read when its turn comes.
                 for f in files {
-                    FileSource::open(f)?;
+                    if std::fs::metadata(f).map_or(true, |m| m.is_file()) {
+                        FileSource::open(f)?;
+                    }
                 }
                 Source::Files { files: files.clone() }
             }

@@ -126,3 +126,57 @@ fn help_and_version_exit_zero() {
     assert!(run(&["--help"]).status.success());
     assert!(run(&["--version"]).status.success());
 }
+
+/// A capture piped in (`tcpdump -w - | nigehban read /dev/stdin`) is read once, whole: the
+/// up-front check of the input files must not swallow a pipe's bytes, which cannot be read twice.
+#[test]
+fn a_capture_piped_into_stdin_is_read_like_the_file() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/demo.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = |name: &str| dir.path().join(name);
+    let args = |input: &str, out: &std::path::Path| {
+        let mut c = Command::new(bin());
+        c.args([
+            "read",
+            input,
+            "--metrics-listen",
+            "off",
+            "--alerts",
+            out.to_str().unwrap(),
+        ]);
+        c
+    };
+    let file = args(demo.to_str().unwrap(), &alerts("file.json")).output().unwrap();
+    assert!(file.status.success(), "{}", String::from_utf8_lossy(&file.stderr));
+
+    let log = std::fs::File::create(dir.path().join("pipe.log")).unwrap();
+    let mut child = args("/dev/stdin", &alerts("pipe.json"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&demo).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The pipe closes when the writer is done, which ends the capture.
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("reading a capture from a pipe did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    writer.join().unwrap().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("pipe.log")).unwrap();
+    assert!(status.success(), "{log}");
+    let count = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert!(count(&alerts("file.json")) > 0);
+    assert_eq!(count(&alerts("pipe.json")), count(&alerts("file.json")));
+}
