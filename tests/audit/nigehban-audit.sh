@@ -13,7 +13,9 @@ for a in "$@"; do
   [ "$prev" = "--alerts" ] && alerts=$a
   prev=$a
 done
-"$real" "$@" > >(tee "$run.stdout") 2> >(tee "$run.stderr" >&2) &
+# `<&0`: a background job of a non-interactive shell would otherwise read /dev/null, and a test
+# may pipe a capture into the sensor.
+"$real" "$@" <&0 > >(tee "$run.stdout") 2> >(tee "$run.stderr" >&2) &
 child=$!
 # Tests stop the sensor with SIGTERM/SIGINT/SIGHUP sent to this pid: hand them on.
 for sig in TERM INT HUP; do
