@@ -154,8 +154,8 @@ impl fmt::Debug for PiiValue {
     }
 }
 
-/// `0x01` in every byte of a word.
-const ONES: u64 = 0x0101_0101_0101_0101;
+/// `0x01` in every byte of a word (for byte-parallel arithmetic on digits).
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
 
 /// True if all eight bytes of `w` are ASCII digits (`0x30..=0x39`): high nibble 3, and low
 /// nibble plus 6 still below 16 (no carry crosses bytes once every high nibble is 3).

@@ -8,7 +8,7 @@
 //! (Luhn sum and issuer prefix together) and keeps the separator parser for grouped forms.
 
 use super::{touches_digit, Candidate, Reject};
-use crate::pii::{digit_word, PiiKind, PiiValue, MAX_DIGITS};
+use crate::pii::{digit_word, PiiKind, PiiValue, MAX_DIGITS, ONES};
 
 /// Fewest digits in a PAN.
 pub const MIN_CARD_DIGITS: usize = 13;
@@ -69,8 +69,6 @@ struct DigitRun {
     first: u64,
 }
 
-/// `0x01` in every byte of a word.
-const ONES: u64 = 0x0101_0101_0101_0101;
 /// Bytes 0, 2, 4, 6 of a little-endian word: the doubled digits of a word that ends an even
 /// distance from the right end of the run.
 const EVEN_BYTES: u64 = 0x00FF_00FF_00FF_00FF;

@@ -2,7 +2,7 @@
 //! only structural tests are the shape, the first (province) digit and the boundaries.
 
 use super::{touches_digit, Candidate, Reject};
-use crate::pii::{digit_word, PiiKind, PiiValue};
+use crate::pii::{all_ascii_digits, PiiKind, PiiValue};
 
 /// Digits in a CNIC.
 pub const CNIC_DIGITS: usize = 13;
@@ -15,7 +15,7 @@ pub fn cnic(c: &Candidate<'_>) -> Result<PiiValue, Reject> {
     let hit = c.hit();
     if let Ok(bare) = <&[u8; CNIC_DIGITS]>::try_from(hit) {
         // The common case (and every 13-digit timestamp): validated in place, no copy.
-        if !all_digits(bare) {
+        if !all_ascii_digits(bare) {
             return Err(Reject::Shape);
         }
         return finish(c, bare);
@@ -50,14 +50,6 @@ fn finish(c: &Candidate<'_>, digits: &[u8; CNIC_DIGITS]) -> Result<PiiValue, Rej
         return Err(Reject::Boundary);
     }
     PiiValue::new(PiiKind::Cnic, digits).ok_or(Reject::Shape)
-}
-
-/// True if every byte is an ASCII digit: two overlapping words, bytes 0..8 and 5..13.
-#[inline]
-fn all_digits(bytes: &[u8; CNIC_DIGITS]) -> bool {
-    let (head, tail) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>());
-    let word = |w: Option<&[u8; 8]>| w.map_or(0, |w| u64::from_le_bytes(*w));
-    digit_word(word(head)) & digit_word(word(tail))
 }
 
 #[cfg(test)]
