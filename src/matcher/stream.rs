@@ -178,15 +178,27 @@ impl View<'_> {
     /// and per digit run, and as a call it cost 2.5 % of the data work (callgrind).
     #[inline(always)]
     fn window<'b>(&'b self, lo: u64, hi: u64, buf: &'b mut [u8; VIEW_MAX]) -> &'b [u8] {
+        match self.borrowed(lo, hi) {
+            Some(bytes) => bytes,
+            None => {
+                let len = (hi - lo) as usize;
+                self.copy(lo, hi, &mut buf[..len]);
+                &buf[..len]
+            }
+        }
+    }
+
+    /// Stream bytes `lo..hi` (inside the view) when they lie in the tail or in the chunk alone;
+    /// `None` when they straddle the two.
+    #[inline(always)]
+    fn borrowed(&self, lo: u64, hi: u64) -> Option<&[u8]> {
         debug_assert!(self.first() <= lo && lo <= hi && hi <= self.end());
         if lo >= self.pos {
-            &self.chunk[(lo - self.pos) as usize..(hi - self.pos) as usize]
+            Some(&self.chunk[(lo - self.pos) as usize..(hi - self.pos) as usize])
         } else if hi <= self.pos {
-            &self.tail[(lo - self.first()) as usize..(hi - self.first()) as usize]
+            Some(&self.tail[(lo - self.first()) as usize..(hi - self.first()) as usize])
         } else {
-            let len = (hi - lo) as usize;
-            self.copy(lo, hi, &mut buf[..len]);
-            &buf[..len]
+            None
         }
     }
 
@@ -194,7 +206,7 @@ impl View<'_> {
     /// its candidate, when the hit lies in the tail or in the chunk alone; `None` when it would
     /// be accepted or that is not known (a candidate then decides). The candidate would hold
     /// the byte before the hit exactly when the hit starts after the view does, and the byte
-    /// after it exactly when the bytes seen go beyond its end (`seen`).
+    /// after it exactly when the bytes seen go beyond its end (`seen`). `h` lies inside the view.
     #[inline(always)]
     fn reject_digits(
         &self,
@@ -204,28 +216,11 @@ impl View<'_> {
         validator: crate::validate::Validator,
         inner: &Inner,
     ) -> Option<crate::validate::Reject> {
-        let hit = if h.start >= self.pos {
-            self.chunk
-                .get((h.start - self.pos) as usize..(h.end - self.pos) as usize)?
-        } else if h.end <= self.pos {
-            self.tail
-                .get((h.start - self.first()) as usize..(h.end - self.first()) as usize)?
-        } else {
-            return None;
-        };
+        let hit = self.borrowed(h.start, h.end)?;
         let before = digit_before && h.start > self.first();
-        let after = h.end < seen && self.byte(h.end).is_some_and(|b| b.is_ascii_digit());
+        // One byte never straddles the tail and the chunk.
+        let after = h.end < seen && self.borrowed(h.end, h.end + 1).is_some_and(|b| b[0].is_ascii_digit());
         validator.reject_digits(hit, before || after, inner.rules.schemes())
-    }
-
-    /// The stream byte at `at`, if it is in the view.
-    #[inline(always)]
-    fn byte(&self, at: u64) -> Option<u8> {
-        if at >= self.pos {
-            self.chunk.get((at - self.pos) as usize).copied()
-        } else {
-            self.tail.get(at.checked_sub(self.first())? as usize).copied()
-        }
     }
 
     /// Copies stream bytes `lo..hi` (inside the view) into `dst`.

@@ -270,7 +270,6 @@ impl ScanContent<'_> {
         let (findings, found, quiet_below) = (&mut *self.findings, &mut *self.found, self.quiet_below);
         let (below_min, quiet_since_judged) = (&mut *self.below_min, &mut *self.quiet_since_judged);
         let (sections, messages) = (self.sections.as_deref(), self.messages.as_deref());
-        // ---- resolve ----
         // Nearly every finding on digit-heavy traffic is quiet; the rest are queued out of line,
         // so the quiet path saves and restores fewer registers.
         #[inline(never)]
@@ -295,7 +294,6 @@ impl ScanContent<'_> {
             }
             queue(f, found, findings, sections, messages);
         };
-        // ---- end resolve ----
         op(self.scanner, self.matcher, self.scratch, &mut out);
     }
 }
