@@ -212,14 +212,18 @@ fn open_offline(
     }
 }
 
-/// Magic numbers of classic pcap files (micro- and nanosecond, both byte orders), whose records
-/// are a 16-byte header and the captured bytes.
-const CLASSIC_PCAP_MAGIC: [[u8; 4]; 4] = [
-    [0xd4, 0xc3, 0xb2, 0xa1],
-    [0xa1, 0xb2, 0xc3, 0xd4],
-    [0x4d, 0x3c, 0xb2, 0xa1],
-    [0xa1, 0xb2, 0x3c, 0x4d],
-];
+/// For a classic pcap file (whose records are a 16-byte header and the captured bytes), from its
+/// magic number: whether it is in the other byte order than this machine's, and whether its time
+/// stamps are in nanoseconds. `None` for anything else (pcapng, patched formats).
+fn classic_magic(header: &[u8; PCAP_FILE_HEADER as usize]) -> Option<(bool, bool)> {
+    match u32::from_ne_bytes(header[..4].try_into().expect("4 bytes")) {
+        0xa1b2_c3d4 => Some((false, false)),
+        0xd4c3_b2a1 => Some((true, false)),
+        0xa1b2_3c4d => Some((false, true)),
+        0x4d3c_b2a1 => Some((true, true)),
+        _ => None,
+    }
+}
 /// Bytes of a classic pcap file header and record header.
 const PCAP_FILE_HEADER: u64 = 24;
 const PCAP_RECORD_HEADER: u64 = 16;
@@ -230,14 +234,7 @@ const PCAP_RECORD_HEADER: u64 = 16;
 /// headers (Linux cooked capture of CAN frames), so only link types without such fields qualify.
 /// `link` is `None` before the link type is known (any may qualify).
 fn fast_layout(header: &[u8; PCAP_FILE_HEADER as usize], link: Option<(LinkType, u32)>) -> Option<classic::Layout> {
-    let magic = u32::from_ne_bytes(header[..4].try_into().expect("4 bytes"));
-    let (swapped, nanos) = match magic {
-        0xa1b2_c3d4 => (false, false),
-        0xd4c3_b2a1 => (true, false),
-        0xa1b2_3c4d => (false, true),
-        0x4d3c_b2a1 => (true, true),
-        _ => return None,
-    };
+    let (swapped, nanos) = classic_magic(header)?;
     let half = |i: usize| {
         let v = u16::from_ne_bytes(header[i..i + 2].try_into().expect("2 bytes"));
         if swapped {
@@ -335,7 +332,7 @@ impl FileSource {
                 }
             }
             None => {
-                let classic = CLASSIC_PCAP_MAGIC.iter().any(|m| header.starts_with(m));
+                let classic = classic_magic(&header).is_some();
                 Reader::Libpcap {
                     cap,
                     next_offset: classic.then_some(PCAP_FILE_HEADER),
