@@ -162,16 +162,9 @@ fn a_capture_piped_into_stdin_is_read_like_the_file() {
     let mut stdin = child.stdin.take().unwrap();
     // The pipe closes when the writer is done, which ends the capture.
     let writer = std::thread::spawn(move || stdin.write_all(&bytes));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("reading a capture from a pipe did not end");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let Some(status) = exited_within(&mut child, std::time::Duration::from_secs(30)) else {
+        child.kill().unwrap();
+        panic!("reading a capture from a pipe did not end");
     };
     writer.join().unwrap().unwrap();
     let log = std::fs::read_to_string(dir.path().join("pipe.log")).unwrap();

@@ -6,9 +6,24 @@ use nigehban::synth::{self, Frame, TcpConn};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 pub mod netns;
+
+/// Waits up to `within` for `child` to exit: its status, or `None` if it is still running.
+pub fn exited_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// The key every test uses, so hashes can be computed independently.
 pub const KEY: &[u8] = b"nigehban-test-key";

@@ -257,12 +257,8 @@ pub fn stop(child: Child) -> (String, String) {
 /// Waits up to 20 s for the sensor to exit (else fails with `why`); returns its exit status,
 /// stdout and stderr.
 pub fn wait_exit(mut child: Child, why: &str) -> (std::process::ExitStatus, String, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            panic!("{why}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if super::exited_within(&mut child, Duration::from_secs(20)).is_none() {
+        panic!("{why}");
     }
     let drains = {
         let mut all = DRAINS.lock().unwrap();
