@@ -279,12 +279,18 @@ impl Dispatcher {
         }
     }
 
-    fn send(&mut self, worker: usize) {
+    /// The batch being filled for `worker`, replaced by an emptied one from the pool (or a new
+    /// one while the pool is still filling up).
+    fn take_current(&mut self, worker: usize) -> Batch {
         let fresh = self
             .pool
             .try_recv()
             .unwrap_or_else(|_| Batch::with_capacity(self.batch_packets));
-        let full = std::mem::replace(&mut self.current[worker], fresh);
+        std::mem::replace(&mut self.current[worker], fresh)
+    }
+
+    fn send(&mut self, worker: usize) {
+        let full = self.take_current(worker);
         let result = match self.when_full {
             WhenFull::Block => send_when_room(&self.queues[worker], full, &mut self.pace[worker]),
             WhenFull::Drop => self.queues[worker].try_send(full).map_err(|e| match e {
@@ -302,11 +308,7 @@ impl Dispatcher {
     /// link (live capture only; never blocks).
     pub fn tick(&mut self, now: Timestamp) {
         for w in 0..self.current.len() {
-            let fresh = self
-                .pool
-                .try_recv()
-                .unwrap_or_else(|_| Batch::with_capacity(self.batch_packets));
-            let mut b = std::mem::replace(&mut self.current[w], fresh);
+            let mut b = self.take_current(w);
             b.tick = Some(now);
             if let Err(e) = self.queues[w].try_send(b) {
                 let mut back = e.into_inner();
