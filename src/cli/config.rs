@@ -327,7 +327,8 @@ impl HomeNet {
 pub struct PipelineConfig {
     /// Packets per batch (default 64).
     pub batch_packets: usize,
-    /// Batches queued per worker before live capture drops (default 64).
+    /// Batches queued per worker before live capture drops (default 64). Reading files, a
+    /// dispatcher holds up to `workers * (queue_batches + 2)` batches in all.
     pub queue_batches: usize,
 }
 

@@ -17,6 +17,7 @@ use crate::clock::Timestamp;
 use crate::decode::{Decoder, LinkType, Packet, Transport};
 use crate::flow::{Dir, FlowKey};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Payload bytes after which a batch is sent even if it holds fewer than `batch_packets` packets.
@@ -160,11 +161,29 @@ pub struct Dispatcher {
     queues: Vec<Sender<Batch>>,
     current: Vec<Batch>,
     pool: Receiver<Batch>,
+    /// Emptied batches at hand: ones a queue refused, or that a gone worker cannot take.
+    spare: Vec<Batch>,
     batch_packets: usize,
-    when_full: WhenFull,
+    /// `None` in live capture, which never waits.
+    offline: Option<Offline>,
     dropped_packets: u64,
-    /// Per worker: the reader's sleep while that worker's queue is full (offline only).
-    pace: Vec<Duration>,
+}
+
+/// Offline reading's backpressure state.
+///
+/// The reader waits for a free batch, never for one worker's queue: a batch for a worker whose
+/// queue is full waits here, in order, and the reader goes on with the packets of the others.
+/// Waiting on one full queue left the other workers without packets whenever the next packet
+/// was for the busy one.
+struct Offline {
+    /// Per worker: full batches waiting, in order, for room in its queue.
+    waiting: Vec<VecDeque<Batch>>,
+    /// Batches this dispatcher may still make. It never makes more than its budget, so the
+    /// batches in queues, in workers' hands, waiting and being filled stay within it.
+    unmade: usize,
+    budget: usize,
+    /// The reader's sleep while every batch is out, learned across waits.
+    pace: Duration,
 }
 
 /// The worker's end: its queue and the way back to the pool.
@@ -179,6 +198,10 @@ pub struct WorkerQueue {
 /// dispatcher can reach every worker: a flow's packets all arrive through one capture thread
 /// (the kernel's fanout hash is symmetric) and go through that thread's dispatcher to one worker,
 /// so their order is kept; the queues themselves are multi-producer.
+///
+/// Each worker's queue holds `queue_batches`. Offline, a dispatcher also keeps batches for a
+/// worker whose queue is full, within a budget of `workers * (queue_batches + 2)` batches (a
+/// queue's worth, one being filled and one being processed per worker), shared by all workers.
 pub fn channels(
     capture_threads: usize,
     workers: usize,
@@ -187,9 +210,10 @@ pub fn channels(
     when_full: WhenFull,
 ) -> (Vec<Dispatcher>, Vec<WorkerQueue>) {
     debug_assert!(capture_threads >= 1 && workers >= 1);
-    // Every batch is in a queue, being processed, or being filled by a dispatcher: this many
-    // can ever exist.
-    let pool_cap = workers * (queue_batches + 1 + capture_threads);
+    let budget = workers * (queue_batches + 2);
+    // Every batch is in a queue, being processed, waiting or being filled by a dispatcher: this
+    // many can ever exist, so the pool can take all of them back.
+    let pool_cap = capture_threads * budget;
     let (pool_tx, pool_rx) = crossbeam_channel::bounded(pool_cap);
     let mut queues = Vec::with_capacity(workers);
     let mut ends = Vec::with_capacity(workers);
@@ -206,59 +230,29 @@ pub fn channels(
             queues: queues.clone(),
             current: (0..workers).map(|_| Batch::with_capacity(batch_packets)).collect(),
             pool: pool_rx.clone(),
+            spare: Vec::new(),
             batch_packets,
-            when_full,
+            offline: (when_full == WhenFull::Block).then(|| Offline {
+                waiting: (0..workers).map(|_| VecDeque::new()).collect(),
+                unmade: budget - workers,
+                budget,
+                pace: PACE_MIN,
+            }),
             dropped_packets: 0,
-            pace: vec![Duration::from_micros(100); workers],
         })
         .collect();
     (dispatchers, ends)
 }
 
-/// Offline reading's backpressure: sends `b`, waiting while the queue is full; gives it back if
-/// the worker is gone. `pace` is how long the reader sleeps between looks at the queue, learned
-/// per queue across calls.
+/// Bounds of the reader's sleep while every batch is out (offline only).
 ///
-/// Reading a file outruns the workers, so the queue is full nearly always. Parked in
-/// `Sender::send`, the reader would be woken by the worker after every batch it takes: a futex
-/// call on the worker's core per batch (4 % of the worker's time in a profile). Instead the
-/// reader sleeps on its own core until the queue is half empty; the worker then never has a
-/// sleeper to wake, and still has half a queue of work when the reader refills it.
-///
-/// A fixed 100 µs sleep cost the reader's core a context switch 20 times per refill on large
-/// packets (`finish_task_switch`, 2.5 % of all samples). The pace grows while a look finds the
-/// queue still over half full and shrinks when one finds it under a quarter full (the worker's
-/// reserve ran low), so a refill takes one or two looks on any packet size.
-fn send_when_room(q: &Sender<Batch>, mut b: Batch, pace: &mut Duration) -> Result<(), Batch> {
-    let capacity = q.capacity().unwrap_or(0);
-    let half = capacity / 2;
-    loop {
-        match q.try_send(b) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(back)) => return Err(back),
-            Err(TrySendError::Full(back)) => b = back,
-        }
-        // A worker that is gone leaves its queue full for good: try again at least every
-        // ~10 ms, as only `try_send` can tell.
-        let mut waited = Duration::ZERO;
-        while q.len() > half && waited < GONE_CHECK {
-            std::thread::sleep(*pace);
-            waited += *pace;
-            let len = q.len();
-            if len > half {
-                *pace = (*pace * 3 / 2).min(PACE_MAX);
-            } else if len < capacity / 4 {
-                *pace = (*pace / 2).max(PACE_MIN);
-            }
-        }
-    }
-}
-
-/// Bounds of the reader's sleep while a queue is full (see [`send_when_room`]).
+/// Parked in a blocking receive, the reader would be woken by a worker after every batch it
+/// returns: a futex call on the worker's core per batch (4 % of the worker's time in a
+/// profile). The reader sleeps on its own core instead. The pace grows while a look finds no
+/// batch back and shrinks when one finds a quarter of the budget back, so a refill takes one
+/// or two looks whatever the packet size.
 const PACE_MIN: Duration = Duration::from_micros(25);
 const PACE_MAX: Duration = Duration::from_millis(2);
-/// How often a reader waiting on a full queue asks whether its worker is gone.
-const GONE_CHECK: Duration = Duration::from_millis(10);
 
 impl Dispatcher {
     /// Queues a copy of `q` for `worker`.
@@ -270,52 +264,121 @@ impl Dispatcher {
         }
     }
 
-    /// Sends every partly filled batch (read timeout, end of input).
+    /// Sends every partly filled batch (read timeout, end of input). Offline, returns once
+    /// every batch is in a worker's queue (or its worker is gone).
     pub fn flush(&mut self) {
         for w in 0..self.current.len() {
             if !self.current[w].is_empty() {
                 self.send(w);
             }
         }
-    }
-
-    /// The batch being filled for `worker`, replaced by an emptied one from the pool (or a new
-    /// one while the pool is still filling up).
-    fn take_current(&mut self, worker: usize) -> Batch {
-        let fresh = self
-            .pool
-            .try_recv()
-            .unwrap_or_else(|_| Batch::with_capacity(self.batch_packets));
-        std::mem::replace(&mut self.current[worker], fresh)
+        while self
+            .offline
+            .as_ref()
+            .is_some_and(|o| o.waiting.iter().any(|q| !q.is_empty()))
+        {
+            self.move_waiting();
+            self.sleep(|_| false);
+        }
     }
 
     fn send(&mut self, worker: usize) {
-        let full = self.take_current(worker);
-        let result = match self.when_full {
-            WhenFull::Block => send_when_room(&self.queues[worker], full, &mut self.pace[worker]),
-            WhenFull::Drop => self.queues[worker].try_send(full).map_err(|e| match e {
-                TrySendError::Full(b) | TrySendError::Disconnected(b) => b,
-            }),
-        };
-        if let Err(mut back) = result {
-            self.dropped_packets += back.len() as u64;
-            back.clear();
-            self.current[worker] = back;
-        }
+        let full = std::mem::take(&mut self.current[worker]);
+        self.dispatch(worker, full);
+        self.current[worker] = self.fresh();
     }
 
     /// Sends every worker the current time with whatever it has queued, so timers run on a quiet
     /// link (live capture only; never blocks).
     pub fn tick(&mut self, now: Timestamp) {
         for w in 0..self.current.len() {
-            let mut b = self.take_current(w);
+            let mut b = std::mem::take(&mut self.current[w]);
             b.tick = Some(now);
-            if let Err(e) = self.queues[w].try_send(b) {
-                let mut back = e.into_inner();
-                self.dropped_packets += back.len() as u64;
-                back.clear();
-                self.current[w] = back;
+            self.dispatch(w, b);
+            self.current[w] = self.fresh();
+        }
+    }
+
+    /// Hands `b` to `worker`'s queue: live, or counted as dropped if the queue is full; offline,
+    /// behind the batches already waiting for that worker.
+    fn dispatch(&mut self, worker: usize, b: Batch) {
+        match &mut self.offline {
+            None => {
+                if let Err(e) = self.queues[worker].try_send(b) {
+                    self.drop_batch(e.into_inner());
+                }
             }
+            Some(o) => {
+                o.waiting[worker].push_back(b);
+                self.move_waiting();
+            }
+        }
+    }
+
+    /// Offline: moves waiting batches into queues that have room, in order.
+    fn move_waiting(&mut self) {
+        let Some(o) = &mut self.offline else { return };
+        let mut gone = Vec::new();
+        for (w, waiting) in o.waiting.iter_mut().enumerate() {
+            while let Some(b) = waiting.pop_front() {
+                match self.queues[w].try_send(b) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(b)) => {
+                        waiting.push_front(b);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(b)) => gone.push(b),
+                }
+            }
+        }
+        for b in gone {
+            self.drop_batch(b);
+        }
+    }
+
+    /// Counts `b`'s packets as dropped and keeps the emptied batch at hand.
+    fn drop_batch(&mut self, mut b: Batch) {
+        self.dropped_packets += b.len() as u64;
+        b.clear();
+        self.spare.push(b);
+    }
+
+    /// An empty batch: one at hand, one back from a worker, or a new one. Offline, once the
+    /// budget is made, waits for a worker to give one back.
+    fn fresh(&mut self) -> Batch {
+        loop {
+            if let Some(b) = self.spare.pop() {
+                return b;
+            }
+            let all_gone = match self.pool.try_recv() {
+                Ok(b) => return b,
+                Err(e) => e.is_disconnected(),
+            };
+            match &mut self.offline {
+                Some(o) if o.unmade == 0 && !all_gone => {}
+                Some(o) => {
+                    // Every worker gone: what is sent now is dropped and comes back as a spare,
+                    // so this is made at most once more.
+                    o.unmade = o.unmade.saturating_sub(1);
+                    return Batch::with_capacity(self.batch_packets);
+                }
+                None => return Batch::with_capacity(self.batch_packets),
+            }
+            self.move_waiting();
+            self.sleep(|pool| pool == 0);
+        }
+    }
+
+    /// Offline: one sleep at the learned pace; `slow(batches back in the pool)` says whether
+    /// that look came too early.
+    fn sleep(&mut self, slow: impl Fn(usize) -> bool) {
+        let Some(o) = &mut self.offline else { return };
+        std::thread::sleep(o.pace);
+        let back = self.pool.len();
+        if slow(back) {
+            o.pace = (o.pace * 3 / 2).min(PACE_MAX);
+        } else if back >= o.budget / 4 {
+            o.pace = (o.pace / 2).max(PACE_MIN);
         }
     }
 
@@ -339,6 +402,7 @@ impl Dispatcher {
 mod tests {
     use super::*;
     use crate::flow::{Endpoint, Proto};
+    use std::sync::Arc;
 
     /// A UDP packet at `micros` with `payload`, on a fixed flow whose direction is `dir`.
     fn q(micros: u64, payload: &[u8], dir: Dir) -> Queued<'_> {
@@ -432,6 +496,59 @@ mod tests {
             d.push(0, &q(i, &[1; 8], Dir::AtoB));
         }
         assert_eq!(d.dropped_packets(), 20);
+    }
+
+    #[test]
+    fn offline_a_full_queue_holds_back_only_its_own_worker_within_the_batch_budget() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Two workers, queues of 2, one packet per batch: a budget of 2 * (2 + 2) = 8 batches.
+        let (mut d, ends) = channels(1, 2, 2, 1, WhenFull::Block);
+        let mut d = d.remove(0);
+        let (slow, fast) = (&ends[0], &ends[1]);
+        let pushed = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let pushed = Arc::clone(&pushed);
+            std::thread::spawn(move || {
+                // Worker 0 takes nothing for now: its queue fills and its third packet waits.
+                for i in 0..3u64 {
+                    d.push(0, &q(i, &[0; 4], Dir::AtoB));
+                }
+                for i in 0..20u64 {
+                    d.push(1, &q(i, &[1; 4], Dir::AtoB));
+                }
+                for i in 3..100u64 {
+                    d.push(0, &q(i, &[0; 4], Dir::AtoB));
+                    pushed.fetch_add(1, Ordering::SeqCst);
+                }
+                d.flush();
+                d.dropped_packets()
+            })
+        };
+        let take = |end: &WorkerQueue, got: &mut Vec<u64>| {
+            let mut b = end.rx.recv_timeout(Duration::from_secs(10)).expect("a batch arrives");
+            got.extend(b.iter().map(|p| p.ts.as_micros()));
+            b.clear();
+            end.pool.send(b).unwrap();
+        };
+        // Worker 1 gets every packet meant for it while worker 0's queue stays full.
+        let mut fast_got = Vec::new();
+        while fast_got.len() < 20 {
+            take(fast, &mut fast_got);
+        }
+        assert_eq!(fast_got, (0..20).collect::<Vec<_>>());
+        // Behind a worker that takes nothing, the reader stops once the budget is out.
+        std::thread::sleep(Duration::from_millis(50));
+        let held = 3 + pushed.load(Ordering::SeqCst);
+        assert!(
+            held <= 8,
+            "{held} packets held for a worker that took none: over the budget of 8"
+        );
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            take(slow, &mut got);
+        }
+        assert_eq!(got, (0..100).collect::<Vec<_>>(), "in order, none lost");
+        assert_eq!(reader.join().unwrap(), 0);
     }
 
     #[test]
