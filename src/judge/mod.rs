@@ -269,9 +269,13 @@ fn located(finding: &Finding, facts: &Facts<'_>) -> Confidence {
     confidence_at(finding, facts.location)
 }
 
+/// The locations at which [`confidence_at`] may raise a finding's confidence; at any other,
+/// a finding keeps the confidence the matcher gave it.
+pub const RAISING_LOCATIONS: [Location; 1] = [Location::DnsCnicLabel];
+
 /// The finding's confidence at `location` (see [`Judge::below_minimum_needs_no_facts`]).
 pub fn confidence_at(finding: &Finding, location: Option<Location>) -> Confidence {
-    if location == Some(Location::DnsCnicLabel) && finding.value.kind() == PiiKind::Cnic {
+    if location == Some(RAISING_LOCATIONS[0]) && finding.value.kind() == PiiKind::Cnic {
         finding.confidence.max(Confidence::Medium)
     } else {
         finding.confidence

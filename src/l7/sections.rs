@@ -77,6 +77,11 @@ impl SectionLog {
         }
     }
 
+    /// Whether a remembered section is at `location` (so [`SectionLog::lookup`] can answer it).
+    pub fn holds(&self, location: Location) -> bool {
+        (0..self.len).any(|i| self.entries[(self.head + i) % ENTRIES].location == location)
+    }
+
     /// The section holding stream offset `offset`: its location and name. `None` when that
     /// section is older than the ring (or nothing was recorded).
     pub fn lookup(&self, offset: u64) -> Option<(Location, &[u8])> {

@@ -102,6 +102,11 @@ pub struct MatchCounters {
     pub scan_errors: u64,
     /// Hyperscan streams opened (flow directions that saw data).
     pub streams_opened: u64,
+    /// Findings per rule counted instead of reported, as below [`WorkerScratch::set_quiet_below`]
+    /// (also counted in `findings` and `by_confidence`). The caller takes them out.
+    pub quiet: Vec<u64>,
+    /// Whether `quiet` grew since the caller last took it out.
+    pub quiet_seen: bool,
 }
 
 impl MatchCounters {
@@ -109,6 +114,7 @@ impl MatchCounters {
         Self {
             hits: vec![0; rules],
             findings: vec![0; rules],
+            quiet: vec![0; rules],
             ..Self::default()
         }
     }
@@ -272,6 +278,21 @@ pub struct WorkerScratch {
     dgram: DirScanner,
     /// Identity of the matcher this scratch belongs to.
     owner: usize,
+    /// Findings below this confidence are counted, not reported (see `set_quiet_below`).
+    quiet_below: Option<crate::pii::Confidence>,
+}
+
+impl WorkerScratch {
+    /// From now on, findings whose confidence (keyword context included) is below `min` are
+    /// counted in `counters.quiet` instead of being reported; `None` reports every finding.
+    ///
+    /// For a caller that would drop them anyway, as the judge does below its minimum when
+    /// nothing else it knows could change its mind. On digit-heavy traffic nearly every
+    /// finding is a low-confidence timestamp, and building and handing over each one cost more
+    /// than deciding it.
+    pub fn set_quiet_below(&mut self, min: Option<crate::pii::Confidence>) {
+        self.quiet_below = min;
+    }
 }
 
 impl std::fmt::Debug for WorkerScratch {
@@ -399,6 +420,7 @@ impl Matcher {
             emitted: Vec::with_capacity(8),
             dgram: DirScanner::default(),
             owner: self.id(),
+            quiet_below: None,
         })
     }
 

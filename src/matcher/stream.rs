@@ -485,6 +485,7 @@ impl Active {
             hits,
             counters,
             emitted,
+            quiet_below,
             ..
         } = w;
         // Only for windows that straddle the tail and the chunk; the rest are borrowed in place.
@@ -597,6 +598,11 @@ impl Active {
             emitted.push((h.rule, h.start));
             counters.findings[h.rule as usize] += 1;
             counters.by_confidence[confidence as usize] += 1;
+            if quiet_below.is_some_and(|min| confidence < min) {
+                counters.quiet[h.rule as usize] += 1;
+                counters.quiet_seen = true;
+                continue;
+            }
             out(Finding {
                 rule: h.rule,
                 value,

@@ -739,3 +739,71 @@ no_match = ["35202123456712"]
     assert_eq!(got.0.len(), 1, "{:?}", got.0);
     assert_eq!(got.1, vec![5], "a hit at every end of 13 digits in a row (1 + 2 + 2)");
 }
+
+/// Findings, per-rule quiet counts and the finding counters, with findings below `quiet`
+/// counted instead of reported.
+fn run_quiet(chunks: &[Option<&[u8]>], quiet: Option<Confidence>) -> (Vec<Seen>, Vec<u64>, Vec<u64>, [u64; 3]) {
+    let m = matcher();
+    let mut w = m.worker().unwrap();
+    w.set_quiet_below(quiet);
+    let mut s = DirScanner::default();
+    let mut v = Vec::new();
+    let mut out = |f: Finding| v.push(seen(m, &f));
+    for c in chunks {
+        match c {
+            Some(c) => s.feed(m, &mut w, c, &mut out),
+            None => s.gap(m, &mut w, &mut out),
+        }
+    }
+    s.finish(m, &mut w, &mut out);
+    v.sort();
+    assert_eq!(w.counters.quiet_seen, w.counters.quiet.iter().any(|&n| n > 0));
+    (
+        v,
+        w.counters.quiet.clone(),
+        w.counters.findings.clone(),
+        w.counters.by_confidence,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Counting the findings below a confidence instead of reporting them reports exactly the
+    /// others, counts exactly those (per rule), and leaves the finding counters as they were.
+    #[test]
+    fn quiet_findings_are_counted_exactly_where_they_would_have_been_reported(
+        tokens in proptest::collection::vec(digits_token(), 1..30),
+        cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..6),
+        min in prop_oneof![Just(Confidence::Medium), Just(Confidence::High)],
+    ) {
+        let text: Vec<u8> = tokens.concat();
+        let chunks = cut(&text, &cuts);
+        let (all, none_quiet, findings, by_confidence) = run_quiet(&chunks, None);
+        prop_assert!(none_quiet.iter().all(|&n| n == 0));
+        let (reported, quiet, q_findings, q_by_confidence) = run_quiet(&chunks, Some(min));
+        let (want, below): (Vec<Seen>, Vec<Seen>) = all.into_iter().partition(|s| s.confidence >= min);
+        prop_assert_eq!(reported, want);
+        let mut want_quiet = vec![0u64; quiet.len()];
+        for s in &below {
+            let i = matcher().rules().rules().iter().position(|r| r.id == s.rule).unwrap();
+            want_quiet[i] += 1;
+        }
+        prop_assert_eq!(quiet, want_quiet);
+        prop_assert_eq!((q_findings, q_by_confidence), (findings, by_confidence));
+    }
+}
+
+#[test]
+fn a_timestamp_is_counted_quiet_and_a_cnic_next_to_its_keyword_is_reported() {
+    let text = b"{\"ts\":1732212345678,\"n\":1} cnic=3520212345671 ";
+    let (reported, quiet, _, _) = run_quiet(&[Some(text)], Some(Confidence::Medium));
+    assert_eq!(ids(&reported), [("NGB-CNIC-002", 32, "35202-*******-1", "medium")]);
+    let rules = matcher().rules().rules();
+    let quiet: Vec<(&str, u64)> = rules
+        .iter()
+        .zip(&quiet)
+        .filter(|(_, &n)| n > 0)
+        .map(|(r, &n)| (r.id.as_str(), n))
+        .collect();
+    assert_eq!(quiet, [("NGB-CNIC-002", 1)]);
+}

@@ -221,6 +221,8 @@ struct ScanContent<'a> {
     /// judge needs no facts to say so (`quiet_below`, from
     /// [`Judge::below_minimum_needs_no_facts`]). On digit-heavy traffic nearly every finding is
     /// a low-confidence timestamp; they skip the queue, the location capture and the judge.
+    /// Where no remembered section is at a location that could raise them, the matcher counts
+    /// them itself (`WorkerScratch::set_quiet_below`) and no `Finding` is built.
     quiet_below: Option<Confidence>,
     /// Per-rule count of those (`Local::below_min`).
     below_min: &'a mut [u64],
@@ -283,6 +285,11 @@ impl ScanContent<'_> {
             found.push(FoundAt::of(sections, messages, f.offset));
             findings.push(f);
         }
+        // Where no remembered section's location can raise a finding, the matcher itself counts
+        // the quiet ones instead of building and handing them over.
+        let location_may_raise = sections.is_some_and(|log| judge::RAISING_LOCATIONS.iter().any(|&l| log.holds(l)));
+        self.scratch
+            .set_quiet_below(quiet_below.filter(|_| !location_may_raise));
         let mut out = |f: Finding| {
             if let Some(min) = quiet_below.filter(|min| f.confidence < *min) {
                 let location = sections.map_or(Some(Location::Raw), |log| log.lookup(f.offset).map(|(l, _)| l));
@@ -295,6 +302,13 @@ impl ScanContent<'_> {
             queue(f, found, findings, sections, messages);
         };
         op(self.scanner, self.matcher, self.scratch, &mut out);
+        let counters = &mut self.scratch.counters;
+        if std::mem::take(&mut counters.quiet_seen) {
+            for (total, quiet) in below_min.iter_mut().zip(&mut counters.quiet) {
+                *total += std::mem::take(quiet);
+            }
+            *quiet_since_judged = true;
+        }
     }
 }
 
