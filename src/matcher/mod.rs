@@ -110,6 +110,15 @@ pub struct MatchCounters {
 }
 
 impl MatchCounters {
+    /// A finding of `rule` at `confidence`, counted instead of reported.
+    #[inline]
+    fn count_quiet(&mut self, rule: RuleIdx, confidence: crate::pii::Confidence) {
+        self.findings[rule as usize] += 1;
+        self.by_confidence[confidence as usize] += 1;
+        self.quiet[rule as usize] += 1;
+        self.quiet_seen = true;
+    }
+
     fn new(rules: usize) -> Self {
         Self {
             hits: vec![0; rules],

@@ -202,25 +202,25 @@ impl View<'_> {
         }
     }
 
-    /// The validator's reason to reject a hit of the digit-run scan, told without assembling
-    /// its candidate, when the hit lies in the tail or in the chunk alone; `None` when it would
-    /// be accepted or that is not known (a candidate then decides). The candidate would hold
-    /// the byte before the hit exactly when the hit starts after the view does, and the byte
-    /// after it exactly when the bytes seen go beyond its end (`seen`). `h` lies inside the view.
+    /// The validator's verdict on a hit of the digit-run scan, told without assembling its
+    /// candidate, when the hit lies in the tail or in the chunk alone; `None` when that is not
+    /// known (a candidate then decides). The candidate would hold the byte before the hit
+    /// exactly when the hit starts after the view does, and the byte after it exactly when the
+    /// bytes seen go beyond its end (`seen`). `h` lies inside the view.
     #[inline(always)]
-    fn reject_digits(
+    fn digits_verdict(
         &self,
         h: Hit,
         digit_before: bool,
         seen: u64,
         validator: crate::validate::Validator,
         inner: &Inner,
-    ) -> Option<crate::validate::Reject> {
+    ) -> Option<Result<(), crate::validate::Reject>> {
         let hit = self.borrowed(h.start, h.end)?;
         let before = digit_before && h.start > self.first();
         // One byte never straddles the tail and the chunk.
         let after = h.end < seen && self.borrowed(h.end, h.end + 1).is_some_and(|b| b[0].is_ascii_digit());
-        validator.reject_digits(hit, before || after, inner.rules.schemes())
+        validator.digits_verdict(hit, before || after, inner.rules.schemes())
     }
 
     /// Copies stream bytes `lo..hi` (inside the view) into `dst`.
@@ -530,15 +530,45 @@ impl Active {
                 continue;
             }
             let facts = &inner.facts[h.rule as usize];
-            // Only where nearly every hit is rejected (check digits): a hit the fast path does
-            // not decide pays for both.
-            if let (HitShape::Digits { digit_before }, true) = (h.shape, facts.validator.has_check_digits()) {
-                if let Some(reason) = view.reject_digits(h, digit_before, seen, facts.validator, inner) {
-                    counters.rejected[reason.index()] += 1;
-                    continue;
+            let after_wait = u64::from(facts.after_wait);
+            // Quiet unless a keyword raises it (or its location, which the caller rules out).
+            let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
+            // Only where nearly every hit is decided without its candidate: check digits reject
+            // nearly every random run, and nearly every bare CNIC is a quiet timestamp. A hit
+            // the fast path does not decide pays for both.
+            if let (HitShape::Digits { digit_before }, true) = (h.shape, quiet || facts.validator.has_check_digits()) {
+                match view.digits_verdict(h, digit_before, seen, facts.validator, inner) {
+                    Some(Err(reason)) => {
+                        counters.rejected[reason.index()] += 1;
+                        continue;
+                    }
+                    // Valid and quiet, if the keyword prefilter rules out a keyword on both
+                    // sides; the same steps as below, without the window, candidate or value.
+                    Some(Ok(())) if quiet => {
+                        let set = facts.keyword_set;
+                        let window = u64::from(facts.window);
+                        let before = facts.raisable
+                            && !no_keyword_before
+                            && keywords.maybe(set, h.start.saturating_sub(window), h.start);
+                        if !before {
+                            if after_wait > 0 && !eos && h.end + after_wait > seen {
+                                pend(h, true, counters);
+                                continue;
+                            }
+                            let after =
+                                after_wait > 0 && keywords.maybe(set, h.end, h.end + u64::from(facts.window_after));
+                            if !after {
+                                if !duplicate(emitted, h) {
+                                    emitted.push((h.rule, h.start));
+                                    counters.count_quiet(h.rule, facts.confidence);
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
-            let after_wait = u64::from(facts.after_wait);
             let lo = h.start.saturating_sub(u64::from(facts.before_needed)).max(view.first());
             let hi = (h.end + after_wait.max(AFTER_BYTES as u64)).min(seen);
             let bytes = view.window(lo, hi, &mut buf);
@@ -583,26 +613,16 @@ impl Active {
             } else {
                 facts.confidence
             };
-            // Two patterns of one rule can report the same span; report a value once per rule.
-            // Hits are decided in order of their end and a match is at most MAX_MATCH_WIDTH
-            // wide, so a finding with this start is among the last ones whose start is at most
-            // that far back (a large decoded body can report thousands per call).
-            let duplicate = emitted
-                .iter()
-                .rev()
-                .take_while(|&&(_, s)| s + MAX_MATCH_WIDTH as u64 >= h.start)
-                .any(|&(r, s)| r == h.rule && s == h.start);
-            if duplicate {
+            if duplicate(emitted, h) {
                 continue;
             }
             emitted.push((h.rule, h.start));
-            counters.findings[h.rule as usize] += 1;
-            counters.by_confidence[confidence as usize] += 1;
             if quiet_below.is_some_and(|min| confidence < min) {
-                counters.quiet[h.rule as usize] += 1;
-                counters.quiet_seen = true;
+                counters.count_quiet(h.rule, confidence);
                 continue;
             }
+            counters.findings[h.rule as usize] += 1;
+            counters.by_confidence[confidence as usize] += 1;
             out(Finding {
                 rule: h.rule,
                 value,
@@ -628,6 +648,20 @@ impl Active {
         self.pos += chunk.len() as u64;
         debug_assert!(usize::from(self.tail_len) <= TAIL_LEN && u64::from(self.tail_len) <= self.pos);
     }
+}
+
+/// Whether a finding of `h`'s rule at `h`'s start was already emitted: two patterns of one rule
+/// can report the same span, and a value is reported once per rule. Hits are decided in order
+/// of their end and a match is at most `MAX_MATCH_WIDTH` wide, so a finding with this start is
+/// among the last ones whose start is at most that far back (a large decoded body can report
+/// thousands per call).
+#[inline]
+fn duplicate(emitted: &[(RuleIdx, u64)], h: Hit) -> bool {
+    emitted
+        .iter()
+        .rev()
+        .take_while(|&&(_, s)| s + MAX_MATCH_WIDTH as u64 >= h.start)
+        .any(|&(r, s)| r == h.rule && s == h.start)
 }
 
 /// Adds the hits of the digit-run members ending in `chunk` (stream offset `pos`) to `hits`,

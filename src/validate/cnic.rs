@@ -40,16 +40,30 @@ pub fn cnic(c: &Candidate<'_>) -> Result<PiiValue, Reject> {
     finish(c, &digits)
 }
 
+/// [`cnic`]'s verdict on a hit of ASCII digits, given whether a digit touches it: decided for
+/// 13 digits, `None` for other lengths.
+#[inline]
+pub(super) fn bare_digits(hit: &[u8], touches_digit: bool) -> Option<Result<(), Reject>> {
+    let digits = <&[u8; CNIC_DIGITS]>::try_from(hit).ok()?;
+    Some(province_then_boundary(digits[0], || touches_digit))
+}
+
 /// The checks after the shape: province digit, then boundaries.
 #[inline]
 fn finish(c: &Candidate<'_>, digits: &[u8; CNIC_DIGITS]) -> Result<PiiValue, Reject> {
-    if !(b'1'..=b'7').contains(&digits[0]) {
-        return Err(Reject::FirstDigit);
-    }
-    if touches_digit(c) {
-        return Err(Reject::Boundary);
-    }
+    province_then_boundary(digits[0], || touches_digit(c))?;
     PiiValue::new(PiiKind::Cnic, digits).ok_or(Reject::Shape)
+}
+
+#[inline]
+fn province_then_boundary(first: u8, touches_digit: impl FnOnce() -> bool) -> Result<(), Reject> {
+    if !(b'1'..=b'7').contains(&first) {
+        Err(Reject::FirstDigit)
+    } else if touches_digit() {
+        Err(Reject::Boundary)
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
