@@ -30,6 +30,8 @@ pub(super) struct PeerRequests {
     len: usize,
     /// A scratch entry for parsing (reused).
     next: PeerRequest,
+    /// Heap bytes held, kept up to date by every change: it is read for every packet.
+    heap: usize,
 }
 
 impl PeerRequests {
@@ -38,6 +40,11 @@ impl PeerRequests {
         let Some((method, target)) = request_line(payload) else {
             return;
         };
+        self.queue(method, target, payload);
+        self.heap = self.heap_now();
+    }
+
+    fn queue(&mut self, method: &str, target: &[u8], payload: &[u8]) {
         let next = &mut self.next;
         next.method.clear();
         next.method.push_str(method);
@@ -80,10 +87,16 @@ impl PeerRequests {
         self.slots = Vec::new();
         self.head = 0;
         self.len = 0;
+        self.heap = self.heap_now();
     }
 
     /// Heap bytes held.
     pub(super) fn memory(&self) -> usize {
+        debug_assert_eq!(self.heap, self.heap_now());
+        self.heap
+    }
+
+    fn heap_now(&self) -> usize {
         let strings = |r: &PeerRequest| r.method.capacity() + r.host.capacity() + r.path.capacity();
         self.slots.capacity() * std::mem::size_of::<PeerRequest>()
             + self.slots.iter().map(strings).sum::<usize>()
