@@ -59,17 +59,22 @@ fn run(chunks: &[Option<&[u8]>]) -> Vec<Seen> {
 }
 
 fn run_with(m: &Matcher, chunks: &[Option<&[u8]>]) -> Vec<Seen> {
-    let mut w = m.worker().unwrap();
+    scan_chunks(m, &mut m.worker().unwrap(), chunks)
+}
+
+/// Feeds `chunks` in order (`None` = gap) to a new direction scanned with `w`, then finishes.
+/// Findings sorted.
+fn scan_chunks(m: &Matcher, w: &mut WorkerScratch, chunks: &[Option<&[u8]>]) -> Vec<Seen> {
     let mut s = DirScanner::default();
     let mut v = Vec::new();
     let mut out = |f: Finding| v.push(seen(m, &f));
     for c in chunks {
         match c {
-            Some(c) => s.feed(m, &mut w, c, &mut out),
-            None => s.gap(m, &mut w, &mut out),
+            Some(c) => s.feed(m, w, c, &mut out),
+            None => s.gap(m, w, &mut out),
         }
     }
-    s.finish(m, &mut w, &mut out);
+    s.finish(m, w, &mut out);
     assert_eq!(s.memory(), 0);
     v.sort();
     v
@@ -492,17 +497,7 @@ proptest! {
 /// Findings and every counter the matcher keeps: raw hits per rule and rejections by reason.
 fn run_counting(m: &Matcher, chunks: &[Option<&[u8]>]) -> (Vec<Seen>, Vec<u64>, Vec<u64>) {
     let mut w = m.worker().unwrap();
-    let mut s = DirScanner::default();
-    let mut v = Vec::new();
-    let mut out = |f: Finding| v.push(seen(m, &f));
-    for c in chunks {
-        match c {
-            Some(c) => s.feed(m, &mut w, c, &mut out),
-            None => s.gap(m, &mut w, &mut out),
-        }
-    }
-    s.finish(m, &mut w, &mut out);
-    v.sort();
+    let v = scan_chunks(m, &mut w, chunks);
     (v, w.counters.hits.clone(), w.counters.rejected.to_vec())
 }
 
@@ -750,17 +745,7 @@ fn run_quiet(chunks: &[Option<&[u8]>], quiet: Option<Confidence>) -> (Vec<Seen>,
     let m = matcher();
     let mut w = m.worker().unwrap();
     w.set_quiet_below(quiet);
-    let mut s = DirScanner::default();
-    let mut v = Vec::new();
-    let mut out = |f: Finding| v.push(seen(m, &f));
-    for c in chunks {
-        match c {
-            Some(c) => s.feed(m, &mut w, c, &mut out),
-            None => s.gap(m, &mut w, &mut out),
-        }
-    }
-    s.finish(m, &mut w, &mut out);
-    v.sort();
+    let v = scan_chunks(m, &mut w, chunks);
     assert_eq!(w.counters.quiet_seen, w.counters.quiet.iter().any(|&n| n > 0));
     let c = &w.counters;
     let counts = (
