@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a finished run reports.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Summary {
     /// Packets read from the source.
     pub packets: u64,
@@ -39,6 +39,21 @@ pub struct Summary {
     /// Time from the start of the run to the first packet read: loading and compiling the
     /// rules, opening the source and outputs, starting threads.
     pub startup: std::time::Duration,
+    /// The run's metrics, final: every thread has published its counts.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Summary")
+            .field("packets", &self.packets)
+            .field("alerts", &self.alerts)
+            .field("queue_drops", &self.queue_drops)
+            .field("capture", &self.capture)
+            .field("scanned_bytes", &self.scanned_bytes)
+            .field("startup", &self.startup)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Loads the rule set and compiles it, with the directory named in any error.
@@ -162,6 +177,7 @@ pub fn run(settings: Settings, stop: Arc<AtomicBool>) -> anyhow::Result<Summary>
         capture,
         scanned_bytes,
         startup,
+        metrics,
     })
 }
 

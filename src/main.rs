@@ -1,7 +1,9 @@
 //! The `nigehban` binary: parse flags, run, and turn any error into one line and an exit code.
 
+use anyhow::Context;
 use clap::Parser;
 use nigehban::cli::{self, Cli, Command, InputArgs, LogFormat, RulesCommand};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -49,7 +51,7 @@ fn init_logs(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (input, common) = match cli.command {
+    let (input, common, metrics_dump) = match cli.command {
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => {
@@ -81,7 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", cli::bench_gen::run(&a)?);
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Read(a) => (InputArgs::Files(a.files), a.common),
+        Command::Read(a) => (InputArgs::Files(a.files), a.common, a.metrics_dump),
         Command::Capture(a) => (
             InputArgs::Live {
                 interface: a.interface,
@@ -91,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 threads: a.capture_threads,
             },
             a.common,
+            None,
         ),
     };
     let settings = cli::settings(Some(input), &common)?;
@@ -99,6 +102,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-    nigehban::app::run(settings, stop)?;
+    // Opened before the run: a path that cannot be written should not cost a long read.
+    let dump = metrics_dump
+        .map(|p| {
+            std::fs::File::create(&p)
+                .map(|f| (p.clone(), f))
+                .with_context(|| format!("cannot write --metrics-dump {}", p.display()))
+        })
+        .transpose()?;
+    let summary = nigehban::app::run(settings, stop)?;
+    if let Some((path, mut file)) = dump {
+        file.write_all(summary.metrics.render().as_bytes())
+            .with_context(|| format!("cannot write --metrics-dump {}", path.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }

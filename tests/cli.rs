@@ -173,3 +173,64 @@ fn a_capture_piped_into_stdin_is_read_like_the_file() {
     assert!(count(&alerts("file.json")) > 0);
     assert_eq!(count(&alerts("pipe.json")), count(&alerts("file.json")));
 }
+
+/// `--metrics-dump` writes the run's final counters in the Prometheus text format, and they
+/// agree with what the run did: the alerts written, the packets in the capture. A path that
+/// cannot be written is refused up front, in one line, before anything is read.
+#[test]
+fn metrics_dump_holds_the_final_counters_of_a_read() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/demo.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let (alerts, dump) = (dir.path().join("a.json"), dir.path().join("m.prom"));
+    let (demo_s, alerts_s, dump_s) = (demo.to_str().unwrap(), alerts.to_str().unwrap(), dump.to_str().unwrap());
+    let r = run(&[
+        "read",
+        demo_s,
+        "--metrics-listen",
+        "off",
+        "--alerts",
+        alerts_s,
+        "--metrics-dump",
+        dump_s,
+    ]);
+    assert!(r.status.success(), "{}", r.stderr);
+    let text = std::fs::read_to_string(&dump).unwrap();
+    // Summed over label sets: `name{labels} value` or `name value`.
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next() == Some(name))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let written = std::fs::read_to_string(&alerts).unwrap().lines().count();
+    assert!(written > 0);
+    assert_eq!(sum("nigehban_alerts_total"), written as f64);
+    let mut capture = pcap::Capture::from_file(&demo).unwrap();
+    let mut frames = 0u64;
+    while capture.next_packet().is_ok() {
+        frames += 1;
+    }
+    assert_eq!(
+        sum("nigehban_packets_total"),
+        frames as f64,
+        "every packet counted once, by triage"
+    );
+
+    let bad = dir.path().join("no-such-dir/m.prom");
+    let r = run(&[
+        "read",
+        demo_s,
+        "--metrics-listen",
+        "off",
+        "--alerts",
+        alerts_s,
+        "--metrics-dump",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success());
+    let line = one_line_error(&r);
+    assert!(
+        line.contains("--metrics-dump") && line.contains("no-such-dir"),
+        "{line}"
+    );
+}

@@ -83,6 +83,10 @@ pub struct ReadArgs {
     /// pcap or pcapng files, processed in the order given.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Write the final metrics (Prometheus text format) to FILE when the input ends, e.g. to
+    /// compare two builds' counters on the same capture.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_dump: Option<PathBuf>,
     /// Options shared with `capture`.
     #[command(flatten)]
     pub common: CommonArgs,
