@@ -151,27 +151,31 @@ fn a_capture_piped_into_stdin_is_read_like_the_file() {
     let file = args(demo.to_str().unwrap(), &alerts("file.json")).output().unwrap();
     assert!(file.status.success(), "{}", String::from_utf8_lossy(&file.stderr));
 
-    let log = std::fs::File::create(dir.path().join("pipe.log")).unwrap();
-    let mut child = args("/dev/stdin", &alerts("pipe.json"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let bytes = std::fs::read(&demo).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    // The pipe closes when the writer is done, which ends the capture.
-    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
-    let Some(status) = exited_within(&mut child, std::time::Duration::from_secs(30)) else {
-        child.kill().unwrap();
-        panic!("reading a capture from a pipe did not end");
-    };
-    writer.join().unwrap().unwrap();
-    let log = std::fs::read_to_string(dir.path().join("pipe.log")).unwrap();
-    assert!(status.success(), "{log}");
     let count = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
     assert!(count(&alerts("file.json")) > 0);
-    assert_eq!(count(&alerts("pipe.json")), count(&alerts("file.json")));
+    // `-` names standard input, as for `tcpdump -r -`.
+    for (n, input) in ["/dev/stdin", "-"].into_iter().enumerate() {
+        let log_path = dir.path().join(format!("pipe{n}.log"));
+        let out = alerts(&format!("pipe{n}.json"));
+        let mut child = args(input, &out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let bytes = std::fs::read(&demo).unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The pipe closes when the writer is done, which ends the capture.
+        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+        let Some(status) = exited_within(&mut child, std::time::Duration::from_secs(30)) else {
+            child.kill().unwrap();
+            panic!("reading a capture from a pipe ({input}) did not end");
+        };
+        writer.join().unwrap().unwrap();
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(status.success(), "{input}: {log}");
+        assert_eq!(count(&out), count(&alerts("file.json")), "{input}");
+    }
 }
 
 /// `--metrics-dump` writes the run's final counters in the Prometheus text format, and they

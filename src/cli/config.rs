@@ -395,6 +395,17 @@ pub fn settings(input: Option<InputArgs>, common: &CommonArgs) -> anyhow::Result
 
     let input = match input {
         Some(InputArgs::Files(files)) => {
+            // `-` is standard input, as for tcpdump -r; read through its device, once.
+            let files: Vec<PathBuf> = files
+                .into_iter()
+                .map(|f| {
+                    if f.as_os_str() == "-" {
+                        PathBuf::from("/dev/stdin")
+                    } else {
+                        f
+                    }
+                })
+                .collect();
             for f in &files {
                 std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
             }

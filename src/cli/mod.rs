@@ -80,7 +80,7 @@ pub struct CaptureArgs {
 /// `read` flags.
 #[derive(Debug, Args)]
 pub struct ReadArgs {
-    /// pcap or pcapng files, processed in the order given.
+    /// pcap or pcapng files, processed in the order given; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Write the final metrics (Prometheus text format) to FILE when the input ends, e.g. to
