@@ -105,8 +105,6 @@ pub struct MatchCounters {
     /// Findings per rule counted instead of reported, as below [`WorkerScratch::set_quiet_below`]
     /// (also counted in `findings` and `by_confidence`). The caller takes them out.
     pub quiet: Vec<u64>,
-    /// Whether `quiet` grew since the caller last took it out.
-    pub quiet_seen: bool,
 }
 
 impl MatchCounters {
@@ -116,7 +114,6 @@ impl MatchCounters {
         self.findings[rule as usize] += 1;
         self.by_confidence[confidence as usize] += 1;
         self.quiet[rule as usize] += 1;
-        self.quiet_seen = true;
     }
 
     fn new(rules: usize) -> Self {

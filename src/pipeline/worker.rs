@@ -302,9 +302,9 @@ impl ScanContent<'_> {
             queue(f, found, findings, sections, messages);
         };
         op(self.scanner, self.matcher, self.scratch, &mut out);
-        let counters = &mut self.scratch.counters;
-        if std::mem::take(&mut counters.quiet_seen) {
-            for (total, quiet) in below_min.iter_mut().zip(&mut counters.quiet) {
+        let quiet = &mut self.scratch.counters.quiet;
+        if quiet.iter().any(|&n| n > 0) {
+            for (total, quiet) in below_min.iter_mut().zip(quiet) {
                 *total += std::mem::take(quiet);
             }
             *quiet_since_judged = true;
