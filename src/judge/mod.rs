@@ -275,7 +275,7 @@ pub const RAISING_LOCATIONS: [Location; 1] = [Location::DnsCnicLabel];
 
 /// The finding's confidence at `location` (see [`Judge::below_minimum_needs_no_facts`]).
 pub fn confidence_at(finding: &Finding, location: Option<Location>) -> Confidence {
-    if location == Some(RAISING_LOCATIONS[0]) && finding.value.kind() == PiiKind::Cnic {
+    if location.is_some_and(|l| RAISING_LOCATIONS.contains(&l)) && finding.value.kind() == PiiKind::Cnic {
         finding.confidence.max(Confidence::Medium)
     } else {
         finding.confidence
