@@ -292,10 +292,8 @@ impl Dispatcher {
     /// link (live capture only; never blocks).
     pub fn tick(&mut self, now: Timestamp) {
         for w in 0..self.current.len() {
-            let mut b = std::mem::take(&mut self.current[w]);
-            b.tick = Some(now);
-            self.dispatch(w, b);
-            self.current[w] = self.fresh();
+            self.current[w].tick = Some(now);
+            self.send(w);
         }
     }
 
