@@ -186,17 +186,21 @@ fn metrics_dump_holds_the_final_counters_of_a_read() {
     let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/demo.pcap");
     let dir = tempfile::tempdir().unwrap();
     let (alerts, dump) = (dir.path().join("a.json"), dir.path().join("m.prom"));
-    let (demo_s, alerts_s, dump_s) = (demo.to_str().unwrap(), alerts.to_str().unwrap(), dump.to_str().unwrap());
-    let r = run(&[
-        "read",
-        demo_s,
-        "--metrics-listen",
-        "off",
-        "--alerts",
-        alerts_s,
-        "--metrics-dump",
-        dump_s,
-    ]);
+    let (demo_s, alerts_s) = (demo.to_str().unwrap(), alerts.to_str().unwrap());
+    let read_dumping_to = |dump: &std::path::Path| {
+        let dump = dump.to_str().unwrap();
+        run(&[
+            "read",
+            demo_s,
+            "--metrics-listen",
+            "off",
+            "--alerts",
+            alerts_s,
+            "--metrics-dump",
+            dump,
+        ])
+    };
+    let r = read_dumping_to(&dump);
     assert!(r.status.success(), "{}", r.stderr);
     let text = std::fs::read_to_string(&dump).unwrap();
     // Summed over label sets: `name{labels} value` or `name value`.
@@ -221,16 +225,7 @@ fn metrics_dump_holds_the_final_counters_of_a_read() {
     );
 
     let bad = dir.path().join("no-such-dir/m.prom");
-    let r = run(&[
-        "read",
-        demo_s,
-        "--metrics-listen",
-        "off",
-        "--alerts",
-        alerts_s,
-        "--metrics-dump",
-        bad.to_str().unwrap(),
-    ]);
+    let r = read_dumping_to(&bad);
     assert!(!r.status.success());
     let line = one_line_error(&r);
     assert!(
