@@ -211,10 +211,21 @@ enum PatternKind {
 /// start of match: `start = end - min(n, run)` when `run >= m`.
 #[derive(Debug, Default)]
 struct DigitRuns {
-    /// (rule, m, n) for each member pattern.
-    members: Vec<(RuleIdx, u8, u8)>,
+    /// One per member pattern.
+    members: Vec<DigitRunMember>,
     /// M: the shortest run any member matches (0 when there are no members).
     shortest: u8,
+}
+
+/// A digit-run pattern `\d{m,n}` of a rule.
+#[derive(Debug, Clone, Copy)]
+struct DigitRunMember {
+    rule: RuleIdx,
+    m: u8,
+    n: u8,
+    /// The rule's only pattern: no other pattern can report a value at the same start, so a
+    /// hit decided while scanning needs no de-duplication against the rule's other findings.
+    alone: bool,
 }
 
 /// `(m, n)` if `expr` is exactly `\d{m}`, `\d{m,n}`, `[0-9]{m}` or `[0-9]{m,n}` with
@@ -332,7 +343,12 @@ impl Matcher {
             let idx = idx as RuleIdx;
             for p in &rule.patterns {
                 if let Some((m, n)) = digit_run(p).filter(|_| lean) {
-                    digit_runs.members.push((idx, m, n));
+                    digit_runs.members.push(DigitRunMember {
+                        rule: idx,
+                        m,
+                        n,
+                        alone: rule.patterns.len() == 1,
+                    });
                     continue;
                 }
                 let id = pattern_kind.len();
@@ -348,7 +364,7 @@ impl Matcher {
                 }
             }
         }
-        digit_runs.shortest = digit_runs.members.iter().map(|&(_, m, _)| m).min().unwrap_or(0);
+        digit_runs.shortest = digit_runs.members.iter().map(|d| d.m).min().unwrap_or(0);
         let (rule_keyword_set, keywords) = if prefilter {
             keyword_prefilter(&rules)
         } else {

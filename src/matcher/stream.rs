@@ -2,8 +2,8 @@
 
 use super::hs::HsStream;
 use super::{
-    digits, DigitRuns, Finding, Hit, HitShape, Inner, KeywordSets, Matcher, PatternKind, RuleIdx, WorkerScratch,
-    AFTER_BYTES, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
+    digits, DigitRuns, Finding, Hit, HitShape, Inner, KeywordSets, MatchCounters, Matcher, PatternKind, RuleFacts,
+    RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
 };
 use crate::pii::Confidence;
 use crate::validate::{Candidate, BEFORE_BYTES};
@@ -413,6 +413,7 @@ impl Active {
             hits,
             spare_hits,
             counters,
+            quiet_below,
             ..
         } = w;
         hits.clear();
@@ -444,7 +445,42 @@ impl Active {
         }
         match data {
             Some(d) if !inner.digit_runs.members.is_empty() => {
-                digit_run_hits(d, self.pos, &mut self.digit_run, &inner.digit_runs, hits, spare_hits);
+                let view = View {
+                    tail: &self.tail[..usize::from(self.tail_len)],
+                    chunk: d,
+                    pos: self.pos,
+                };
+                let (keywords, quiet_below) = (&self.keywords, *quiet_below);
+                // Decided here, as `resolve` would decide it at once (every keyword ending in
+                // this chunk is in the ring): most digit-run hits are timestamps, rejected or
+                // quiet, and never become a `Hit` to store and go over again. Not when the
+                // bytes are a tail scanned again after a reload (`count` false): the old
+                // stream decided those hits already.
+                let decide = |h: Hit, alone: bool, counters: &mut MatchCounters| {
+                    if !count || h.end + AFTER_BYTES as u64 > view.end() || h.start < view.first() {
+                        return false;
+                    }
+                    let facts = &inner.facts[h.rule as usize];
+                    let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
+                    match quick(&view, h, facts, quiet, false, keywords, inner, false) {
+                        Quick::Rejected(reason) => counters.rejected[reason.index()] += 1,
+                        // `resolve` counts a value once per rule and start; with no other
+                        // pattern in its rule, nothing else can report this one.
+                        Quick::Quiet if alone => counters.count_quiet(h.rule, facts.confidence),
+                        _ => return false,
+                    }
+                    counters.hits[h.rule as usize] += 1;
+                    true
+                };
+                digit_run_hits(
+                    d,
+                    self.pos,
+                    &mut self.digit_run,
+                    &inner.digit_runs,
+                    (hits, spare_hits),
+                    counters,
+                    decide,
+                );
             }
             Some(_) => {}
             None => self.digit_run = 0,
@@ -533,41 +569,23 @@ impl Active {
             let after_wait = u64::from(facts.after_wait);
             // Quiet unless a keyword raises it (or its location, which the caller rules out).
             let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
-            // Only where nearly every hit is decided without its candidate: check digits reject
-            // nearly every random run, and nearly every bare CNIC is a quiet timestamp. A hit
-            // the fast path does not decide pays for both.
-            if let (HitShape::Digits { digit_before }, true) = (h.shape, quiet || facts.validator.has_check_digits()) {
-                match view.digits_verdict(h, digit_before, seen, facts.validator, inner) {
-                    Some(Err(reason)) => {
-                        counters.rejected[reason.index()] += 1;
-                        continue;
-                    }
-                    // Valid and quiet, if the keyword prefilter rules out a keyword on both
-                    // sides; the same steps as below, without the window, candidate or value.
-                    Some(Ok(())) if quiet => {
-                        let set = facts.keyword_set;
-                        let window = u64::from(facts.window);
-                        let before = facts.raisable
-                            && !no_keyword_before
-                            && keywords.maybe(set, h.start.saturating_sub(window), h.start);
-                        if !before {
-                            if after_wait > 0 && !eos && h.end + after_wait > seen {
-                                pend(h, true, counters);
-                                continue;
-                            }
-                            let after =
-                                after_wait > 0 && keywords.maybe(set, h.end, h.end + u64::from(facts.window_after));
-                            if !after {
-                                if !duplicate(emitted, h) {
-                                    emitted.push((h.rule, h.start));
-                                    counters.count_quiet(h.rule, facts.confidence);
-                                }
-                                continue;
-                            }
-                        }
-                    }
-                    _ => {}
+            match quick(&view, h, facts, quiet, no_keyword_before, keywords, inner, eos) {
+                Quick::Rejected(reason) => {
+                    counters.rejected[reason.index()] += 1;
+                    continue;
                 }
+                Quick::Quiet => {
+                    if !duplicate(emitted, h) {
+                        emitted.push((h.rule, h.start));
+                        counters.count_quiet(h.rule, facts.confidence);
+                    }
+                    continue;
+                }
+                Quick::Wait => {
+                    pend(h, true, counters);
+                    continue;
+                }
+                Quick::Slow => {}
             }
             let lo = h.start.saturating_sub(u64::from(facts.before_needed)).max(view.first());
             let hi = (h.end + after_wait.max(AFTER_BYTES as u64)).min(seen);
@@ -664,15 +682,77 @@ fn duplicate(emitted: &[(RuleIdx, u64)], h: Hit) -> bool {
         .any(|&(r, s)| r == h.rule && s == h.start)
 }
 
-/// Adds the hits of the digit-run members ending in `chunk` (stream offset `pos`) to `hits`,
-/// keeping them in order of their end (at one end, Hyperscan's hits first).
+/// What a hit's bytes alone decide, without its candidate or value.
+enum Quick {
+    /// Its validator rejects it.
+    Rejected(crate::validate::Reject),
+    /// Valid, below the quiet minimum, and the keyword prefilter rules out a keyword on both
+    /// sides: counted, never reported.
+    Quiet,
+    /// Valid and quiet so far, but the window after it is not all in yet.
+    Wait,
+    /// Not known this way: the candidate decides.
+    Slow,
+}
+
+/// The fast path for a hit of the digit-run scan, the same steps as the candidate's path in
+/// [`Active::resolve`] where it applies: check digits reject nearly every random run, and
+/// nearly every bare CNIC is a quiet timestamp. Any other hit is [`Quick::Slow`] and pays for
+/// both. `h` lies inside `view`, with its boundary bytes seen unless `eos`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn quick(
+    view: &View<'_>,
+    h: Hit,
+    facts: &RuleFacts,
+    quiet: bool,
+    no_keyword_before: bool,
+    keywords: &KeywordRing,
+    inner: &Inner,
+    eos: bool,
+) -> Quick {
+    let HitShape::Digits { digit_before } = h.shape else {
+        return Quick::Slow;
+    };
+    if !quiet && !facts.validator.has_check_digits() {
+        return Quick::Slow;
+    }
+    let seen = view.end();
+    match view.digits_verdict(h, digit_before, seen, facts.validator, inner) {
+        Some(Err(reason)) => Quick::Rejected(reason),
+        Some(Ok(())) if quiet => {
+            let set = facts.keyword_set;
+            let before = facts.raisable
+                && !no_keyword_before
+                && keywords.maybe(set, h.start.saturating_sub(u64::from(facts.window)), h.start);
+            if before {
+                return Quick::Slow;
+            }
+            let after_wait = u64::from(facts.after_wait);
+            if after_wait > 0 && !eos && h.end + after_wait > seen {
+                return Quick::Wait;
+            }
+            if after_wait > 0 && keywords.maybe(set, h.end, h.end + u64::from(facts.window_after)) {
+                Quick::Slow
+            } else {
+                Quick::Quiet
+            }
+        }
+        _ => Quick::Slow,
+    }
+}
+
+/// Adds the hits of the digit-run members ending in `chunk` (at stream offset `pos`) to `hits`,
+/// keeping them in order of their end (at one end, Hyperscan's hits first), except those
+/// `decide(hit, member is its rule's only pattern, counters)` settles (it returns true).
 fn digit_run_hits(
     chunk: &[u8],
     pos: u64,
     carry: &mut u32,
     runs: &DigitRuns,
-    hits: &mut Vec<Hit>,
-    spare: &mut Vec<Hit>,
+    (hits, spare): (&mut Vec<Hit>, &mut Vec<Hit>),
+    counters: &mut MatchCounters,
+    mut decide: impl FnMut(Hit, bool, &mut MatchCounters) -> bool,
 ) {
     // Usually Hyperscan found nothing here: the digit-run hits are the list.
     let merge = !hits.is_empty();
@@ -684,17 +764,20 @@ fn digit_run_hits(
     };
     digits::run_ends(chunk, u32::from(runs.shortest), carry, |end, run| {
         let end = pos + end as u64;
-        for &(rule, m, n) in &runs.members {
-            let width = run.min(u32::from(n));
-            if width >= u32::from(m) {
-                out.push(Hit {
-                    rule,
+        for d in &runs.members {
+            let width = run.min(u32::from(d.n));
+            if width >= u32::from(d.m) {
+                let h = Hit {
+                    rule: d.rule,
                     shape: HitShape::Digits {
                         digit_before: run > width,
                     },
                     start: end - u64::from(width),
                     end,
-                });
+                };
+                if !decide(h, d.alone, counters) {
+                    out.push(h);
+                }
             }
         }
     });

@@ -816,3 +816,88 @@ fn a_quiet_looking_cnic_waits_for_a_keyword_after_it_in_later_chunks() {
         assert!(quiet.iter().all(|&n| n == 0), "cut at {cut}");
     }
 }
+
+#[test]
+fn a_value_two_patterns_of_one_rule_find_is_counted_quiet_once() {
+    // Both patterns go to the digit-run scan and report the same 13 digits: the hits decided
+    // while scanning must not count the value once per pattern.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("twice.toml"),
+        r#"
+[[rule]]
+id = "T-CNIC-TWICE"
+name = "bare CNIC, two overlapping patterns"
+pii = "cnic"
+severity = "high"
+validator = "cnic"
+confidence = "low"
+patterns = ['\d{13}', '\d{13,14}']
+
+[rule.examples]
+match = [{ text = "3520212345671", confidence = "low" }]
+no_match = ["352021234567123"]
+"#,
+    )
+    .unwrap();
+    let m = Matcher::new(RuleSet::load_dir(dir.path()).unwrap()).unwrap();
+    let text = b"{\"ts\":1732212345678,\"n\":1} and 3520212345671 ";
+    for cut in 0..=text.len() {
+        let (a, b) = text.split_at(cut);
+        for quiet in [None, Some(Confidence::Medium)] {
+            let mut w = m.worker().unwrap();
+            w.set_quiet_below(quiet);
+            let v = scan_chunks(&m, &mut w, &[Some(a), Some(b)]);
+            let c = &w.counters;
+            assert_eq!(c.hits, [4], "two patterns, two values (cut at {cut})");
+            assert_eq!(c.findings, [2], "each value once (cut at {cut}, quiet {quiet:?})");
+            let (reported, counted) = if quiet.is_some() { (0, 2) } else { (2, 0) };
+            assert_eq!(
+                (v.len(), c.quiet[0]),
+                (reported, counted),
+                "cut at {cut}, quiet {quiet:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_reload_counts_each_rejected_or_quiet_timestamp_once() {
+    // The new stream scans the old one's tail again; hits the old stream decided there must not
+    // be counted a second time, wherever the reload falls.
+    let (a, b) = (matcher(), reloaded());
+    let text = b"{\"ts\":1732212345678,\"seen\":1732212349999,\"id\":4111111111111112},{\"ts\":1732212350001}\n";
+    let counts = |w: &WorkerScratch| {
+        (
+            w.counters.rejected,
+            w.counters.quiet.clone(),
+            w.counters.findings.clone(),
+        )
+    };
+    let mut one = a.worker().unwrap();
+    one.set_quiet_below(Some(Confidence::Medium));
+    assert!(scan_chunks(a, &mut one, &[Some(text)]).is_empty());
+    let want = counts(&one);
+    assert!(
+        want.1.iter().sum::<u64>() >= 3 && want.0.iter().sum::<u64>() >= 3,
+        "{want:?}"
+    );
+    for cut in 0..=text.len() {
+        let (wa, wb) = (&mut a.worker().unwrap(), &mut b.worker().unwrap());
+        wa.set_quiet_below(Some(Confidence::Medium));
+        wb.set_quiet_below(Some(Confidence::Medium));
+        let mut s = DirScanner::default();
+        let mut out = |f: Finding| panic!("nothing here is reported: {}", f.rule);
+        s.feed(a, wa, &text[..cut], &mut out);
+        s.feed(b, wb, &text[cut..], &mut out);
+        s.finish(b, wb, &mut out);
+        let (ca, cb) = (counts(wa), counts(wb));
+        let sum = |x: &[u64], y: &[u64]| x.iter().zip(y).map(|(p, q)| p + q).collect::<Vec<u64>>();
+        let got = (sum(&ca.0, &cb.0), sum(&ca.1, &cb.1), sum(&ca.2, &cb.2));
+        assert_eq!(
+            got,
+            (want.0.to_vec(), want.1.clone(), want.2.clone()),
+            "reload at {cut}"
+        );
+    }
+}
