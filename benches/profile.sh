@@ -82,6 +82,7 @@ itotal, inc_rows = rows(sys.argv[2])
 entries = [
     ("capture thread: file read", "nigehban::capture::FileSource::next_packet"),
     ("decode (both threads)", "nigehban::decode::Decoder::decode"),
+    ("worker: batches (flows, reassembly, l7, matching)", "nigehban::pipeline::worker::Worker::batch"),
     ("worker: per packet", "nigehban::pipeline::worker::Worker::packet"),
     ("flow table get", "nigehban::flow::table::FlowTable<V>::get"),
     ("reassembly: segment", "nigehban::reassembly::Reassembler::segment"),
@@ -91,6 +92,7 @@ entries = [
     ("judge", "nigehban::pipeline::worker::Engine::judge_findings"),
     ("alerting: end_flow", "nigehban::pipeline::worker::Engine::end_flow"),
     ("matching: Hyperscan scan", "hs_scan_stream"),
+    ("matching: hits found (Hyperscan, digit-run scan, hits decided while scanning)", "nigehban::matcher::stream::Active::find_hits"),
     ("matching: digit-run scan and its hits", "nigehban::matcher::digits::run_ends"),
     ("matching: hits resolved (validation, keywords)", "nigehban::matcher::stream::Active::resolve"),
     ("startup: load and check rules", "nigehban::rules::RuleSet::load_dir"),

@@ -456,13 +456,24 @@ impl Active {
                 // quiet, and never become a `Hit` to store and go over again. Not when the
                 // bytes are a tail scanned again after a reload (`count` false): the old
                 // stream decided those hits already.
+                let (pos, end) = (view.pos, view.end());
                 let decide = |h: Hit, alone: bool, counters: &mut MatchCounters| {
-                    if !count || h.end + AFTER_BYTES as u64 > view.end() || h.start < view.first() {
+                    // Only a hit inside this chunk with its boundary bytes after it: its bytes
+                    // and the byte after it are read straight from the chunk, and the byte
+                    // before it is a digit exactly when the scan says so.
+                    if !count || h.start < pos || h.end + AFTER_BYTES as u64 > end {
                         return false;
                     }
                     let facts = &inner.facts[h.rule as usize];
                     let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
-                    match quick(&view, h, facts, quiet, false, keywords, inner, false) {
+                    let verdict = |digit_before: bool| {
+                        let (s, e) = ((h.start - pos) as usize, (h.end - pos) as usize);
+                        let after = d[e].is_ascii_digit();
+                        facts
+                            .validator
+                            .digits_verdict(&d[s..e], digit_before || after, inner.rules.schemes())
+                    };
+                    match quick(h, facts, quiet, false, keywords, (end, false), verdict) {
                         Quick::Rejected(reason) => counters.rejected[reason.index()] += 1,
                         // `resolve` counts a value once per rule and start; with no other
                         // pattern in its rule, nothing else can report this one.
@@ -569,7 +580,8 @@ impl Active {
             let after_wait = u64::from(facts.after_wait);
             // Quiet unless a keyword raises it (or its location, which the caller rules out).
             let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
-            match quick(&view, h, facts, quiet, no_keyword_before, keywords, inner, eos) {
+            let verdict = |digit_before| view.digits_verdict(h, digit_before, seen, facts.validator, inner);
+            match quick(h, facts, quiet, no_keyword_before, keywords, (seen, eos), verdict) {
                 Quick::Rejected(reason) => {
                     counters.rejected[reason.index()] += 1;
                     continue;
@@ -699,17 +711,15 @@ enum Quick {
 /// [`Active::resolve`] where it applies: check digits reject nearly every random run, and
 /// nearly every bare CNIC is a quiet timestamp. Any other hit is [`Quick::Slow`] and pays for
 /// both. `h` lies inside `view`, with its boundary bytes seen unless `eos`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn quick(
-    view: &View<'_>,
     h: Hit,
     facts: &RuleFacts,
     quiet: bool,
     no_keyword_before: bool,
     keywords: &KeywordRing,
-    inner: &Inner,
-    eos: bool,
+    (seen, eos): (u64, bool),
+    verdict: impl FnOnce(bool) -> Option<Result<(), crate::validate::Reject>>,
 ) -> Quick {
     let HitShape::Digits { digit_before } = h.shape else {
         return Quick::Slow;
@@ -717,8 +727,7 @@ fn quick(
     if !quiet && !facts.validator.has_check_digits() {
         return Quick::Slow;
     }
-    let seen = view.end();
-    match view.digits_verdict(h, digit_before, seen, facts.validator, inner) {
+    match verdict(digit_before) {
         Some(Err(reason)) => Quick::Rejected(reason),
         Some(Ok(())) if quiet => {
             let set = facts.keyword_set;
