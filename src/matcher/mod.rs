@@ -226,6 +226,8 @@ struct DigitRunMember {
     /// The rule's only pattern: no other pattern can report a value at the same start, so a
     /// hit decided while scanning needs no de-duplication against the rule's other findings.
     alone: bool,
+    /// A copy of the rule's facts, at hand for every run the scan finds.
+    facts: RuleFacts,
 }
 
 /// `(m, n)` if `expr` is exactly `\d{m}`, `\d{m,n}`, `[0-9]{m}` or `[0-9]{m,n}` with
@@ -338,17 +340,13 @@ impl Matcher {
     fn build(rules: RuleSet, prefilter: bool, lean: bool) -> Result<Matcher, MatcherError> {
         let mut patterns = Vec::new();
         let mut pattern_kind = Vec::new();
-        let mut digit_runs = DigitRuns::default();
+        // (rule, m, n, its rule's only pattern) of each digit-run pattern.
+        let mut runs: Vec<(RuleIdx, u8, u8, bool)> = Vec::new();
         for (idx, rule) in rules.rules().iter().enumerate() {
             let idx = idx as RuleIdx;
             for p in &rule.patterns {
                 if let Some((m, n)) = digit_run(p).filter(|_| lean) {
-                    digit_runs.members.push(DigitRunMember {
-                        rule: idx,
-                        m,
-                        n,
-                        alone: rule.patterns.len() == 1,
-                    });
+                    runs.push((idx, m, n, rule.patterns.len() == 1));
                     continue;
                 }
                 let id = pattern_kind.len();
@@ -364,7 +362,6 @@ impl Matcher {
                 }
             }
         }
-        digit_runs.shortest = digit_runs.members.iter().map(|d| d.m).min().unwrap_or(0);
         let (rule_keyword_set, keywords) = if prefilter {
             keyword_prefilter(&rules)
         } else {
@@ -384,12 +381,25 @@ impl Matcher {
         let db: StreamingDatabase =
             hyperscan::Builder::build(&Patterns(patterns)).map_err(|e| MatcherError::Compile(hs::message(&e)))?;
         let stream_size = db.stream_size().map_err(|e| MatcherError::Alloc(e.to_string()))?;
-        let facts = rules
+        let facts: Vec<RuleFacts> = rules
             .rules()
             .iter()
             .zip(&rule_keyword_set)
             .map(|(r, &set)| RuleFacts::of(r, set))
             .collect();
+        let digit_runs = DigitRuns {
+            shortest: runs.iter().map(|r| r.1).min().unwrap_or(0),
+            members: runs
+                .into_iter()
+                .map(|(rule, m, n, alone)| DigitRunMember {
+                    rule,
+                    m,
+                    n,
+                    alone,
+                    facts: facts[rule as usize],
+                })
+                .collect(),
+        };
         Ok(Matcher {
             inner: Arc::new(Inner {
                 rules,

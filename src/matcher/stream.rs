@@ -2,8 +2,8 @@
 
 use super::hs::HsStream;
 use super::{
-    digits, DigitRuns, Finding, Hit, HitShape, Inner, KeywordSets, MatchCounters, Matcher, PatternKind, RuleFacts,
-    RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
+    digits, DigitRunMember, DigitRuns, Finding, Hit, HitShape, Inner, KeywordSets, MatchCounters, Matcher, PatternKind,
+    RuleFacts, RuleIdx, WorkerScratch, AFTER_BYTES, MAX_CONTEXT_AFTER, MAX_CONTEXT_WINDOW, MAX_MATCH_WIDTH,
 };
 use crate::pii::Confidence;
 use crate::validate::{Candidate, BEFORE_BYTES};
@@ -457,14 +457,14 @@ impl Active {
                 // bytes are a tail scanned again after a reload (`count` false): the old
                 // stream decided those hits already.
                 let (pos, end) = (view.pos, view.end());
-                let decide = |h: Hit, alone: bool, counters: &mut MatchCounters| {
+                let decide = |h: Hit, member: &DigitRunMember, counters: &mut MatchCounters| {
                     // Only a hit inside this chunk with its boundary bytes after it: its bytes
                     // and the byte after it are read straight from the chunk, and the byte
                     // before it is a digit exactly when the scan says so.
                     if !count || h.start < pos || h.end + AFTER_BYTES as u64 > end {
                         return false;
                     }
-                    let facts = &inner.facts[h.rule as usize];
+                    let facts = &member.facts;
                     let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
                     let verdict = |digit_before: bool| {
                         let (s, e) = ((h.start - pos) as usize, (h.end - pos) as usize);
@@ -477,7 +477,7 @@ impl Active {
                         Quick::Rejected(reason) => counters.rejected[reason.index()] += 1,
                         // `resolve` counts a value once per rule and start; with no other
                         // pattern in its rule, nothing else can report this one.
-                        Quick::Quiet if alone => counters.count_quiet(h.rule, facts.confidence),
+                        Quick::Quiet if member.alone => counters.count_quiet(h.rule, facts.confidence),
                         _ => return false,
                     }
                     counters.hits[h.rule as usize] += 1;
@@ -753,7 +753,7 @@ fn quick(
 
 /// Adds the hits of the digit-run members ending in `chunk` (at stream offset `pos`) to `hits`,
 /// keeping them in order of their end (at one end, Hyperscan's hits first), except those
-/// `decide(hit, member is its rule's only pattern, counters)` settles (it returns true).
+/// `decide(hit, its member, counters)` settles (it returns true).
 fn digit_run_hits(
     chunk: &[u8],
     pos: u64,
@@ -761,7 +761,7 @@ fn digit_run_hits(
     runs: &DigitRuns,
     (hits, spare): (&mut Vec<Hit>, &mut Vec<Hit>),
     counters: &mut MatchCounters,
-    mut decide: impl FnMut(Hit, bool, &mut MatchCounters) -> bool,
+    mut decide: impl FnMut(Hit, &DigitRunMember, &mut MatchCounters) -> bool,
 ) {
     // Usually Hyperscan found nothing here: the digit-run hits are the list.
     let merge = !hits.is_empty();
@@ -784,7 +784,7 @@ fn digit_run_hits(
                     start: end - u64::from(width),
                     end,
                 };
-                if !decide(h, d.alone, counters) {
+                if !decide(h, d, counters) {
                     out.push(h);
                 }
             }

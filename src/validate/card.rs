@@ -48,6 +48,7 @@ pub fn card(c: &Candidate<'_>, schemes: &CardSchemes) -> Result<PiiValue, Reject
 /// Why [`card`] rejects a hit that is all ASCII digits (the caller knows it), told from its bytes and whether a
 /// digit touches it on either side (the same checks in the same order); `None` when it would
 /// accept it, or is not sure (not 13–19 bytes of digits): then ask [`card`].
+#[inline]
 pub(super) fn reject_digits(hit: &[u8], touches_digit: bool, schemes: &CardSchemes) -> Option<Reject> {
     if !(MIN_CARD_DIGITS..=MAX_CARD_DIGITS).contains(&hit.len()) {
         return None;
