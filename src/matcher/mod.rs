@@ -6,7 +6,9 @@
 //!   is its end minus its width, and digit-run patterns (`\d{13,16}`, `\d{13}`, ...) are not
 //!   given to Hyperscan at all: one vectorised pass finds where digit runs end and how long they
 //!   are (`DigitRuns`). Both give exactly the hits of `SOM_LEFTMOST` (tested against a
-//!   database built that way) at a fraction of the cost on digit-heavy traffic. [`Matcher`] is
+//!   database built that way) at a fraction of the cost on digit-heavy traffic. A digit-run hit
+//!   whose bytes decide it (its validator rejects it, or it is a quiet finding with no keyword
+//!   possible near it) is counted as the pass finds it and never stored. [`Matcher`] is
 //!   that database plus the rule set behind an `Arc`: cheap to clone, read-only, shared by all
 //!   workers.
 //! - Each worker owns a [`WorkerScratch`]: the Hyperscan scratch, a reusable hit buffer and

@@ -445,18 +445,13 @@ impl Active {
         }
         match data {
             Some(d) if !inner.digit_runs.members.is_empty() => {
-                let view = View {
-                    tail: &self.tail[..usize::from(self.tail_len)],
-                    chunk: d,
-                    pos: self.pos,
-                };
                 let (keywords, quiet_below) = (&self.keywords, *quiet_below);
                 // Decided here, as `resolve` would decide it at once (every keyword ending in
                 // this chunk is in the ring): most digit-run hits are timestamps, rejected or
                 // quiet, and never become a `Hit` to store and go over again. Not when the
                 // bytes are a tail scanned again after a reload (`count` false): the old
                 // stream decided those hits already.
-                let (pos, end) = (view.pos, view.end());
+                let (pos, end) = (self.pos, self.pos + d.len() as u64);
                 let decide = |h: Hit, member: &DigitRunMember, counters: &mut MatchCounters| {
                     // Only a hit inside this chunk with its boundary bytes after it: its bytes
                     // and the byte after it are read straight from the chunk, and the byte
@@ -710,7 +705,8 @@ enum Quick {
 /// The fast path for a hit of the digit-run scan, the same steps as the candidate's path in
 /// [`Active::resolve`] where it applies: check digits reject nearly every random run, and
 /// nearly every bare CNIC is a quiet timestamp. Any other hit is [`Quick::Slow`] and pays for
-/// both. `h` lies inside `view`, with its boundary bytes seen unless `eos`.
+/// both. `verdict(digit_before)` is the validator's verdict from the hit's bytes (see
+/// `Validator::digits_verdict`); the stream's bytes are seen up to `seen`, its end is `eos`.
 #[inline(always)]
 fn quick(
     h: Hit,
