@@ -460,7 +460,6 @@ impl Active {
                         return false;
                     }
                     let facts = &member.facts;
-                    let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
                     let verdict = |digit_before: bool| {
                         let (s, e) = ((h.start - pos) as usize, (h.end - pos) as usize);
                         let after = d[e].is_ascii_digit();
@@ -468,7 +467,7 @@ impl Active {
                             .validator
                             .digits_verdict(&d[s..e], digit_before || after, inner.rules.schemes())
                     };
-                    match quick(h, facts, quiet, false, keywords, (end, false), verdict) {
+                    match quick(h, facts, quiet_below, false, keywords, (end, false), verdict) {
                         Quick::Rejected(reason) => counters.rejected[reason.index()] += 1,
                         // `resolve` counts a value once per rule and start; with no other
                         // pattern in its rule, nothing else can report this one.
@@ -573,10 +572,16 @@ impl Active {
             }
             let facts = &inner.facts[h.rule as usize];
             let after_wait = u64::from(facts.after_wait);
-            // Quiet unless a keyword raises it (or its location, which the caller rules out).
-            let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
             let verdict = |digit_before| view.digits_verdict(h, digit_before, seen, facts.validator, inner);
-            match quick(h, facts, quiet, no_keyword_before, keywords, (seen, eos), verdict) {
+            match quick(
+                h,
+                facts,
+                *quiet_below,
+                no_keyword_before,
+                keywords,
+                (seen, eos),
+                verdict,
+            ) {
                 Quick::Rejected(reason) => {
                     counters.rejected[reason.index()] += 1;
                     continue;
@@ -706,12 +711,13 @@ enum Quick {
 /// [`Active::resolve`] where it applies: check digits reject nearly every random run, and
 /// nearly every bare CNIC is a quiet timestamp. Any other hit is [`Quick::Slow`] and pays for
 /// both. `verdict(digit_before)` is the validator's verdict from the hit's bytes (see
-/// `Validator::digits_verdict`); the stream's bytes are seen up to `seen`, its end is `eos`.
+/// `Validator::digits_verdict`); `quiet_below` is the worker's (see
+/// [`WorkerScratch::set_quiet_below`]); the stream's bytes are seen up to `seen`, its end is `eos`.
 #[inline(always)]
 fn quick(
     h: Hit,
     facts: &RuleFacts,
-    quiet: bool,
+    quiet_below: Option<Confidence>,
     no_keyword_before: bool,
     keywords: &KeywordRing,
     (seen, eos): (u64, bool),
@@ -720,6 +726,8 @@ fn quick(
     let HitShape::Digits { digit_before } = h.shape else {
         return Quick::Slow;
     };
+    // Quiet unless a keyword raises it (or its location, which the caller rules out).
+    let quiet = quiet_below.is_some_and(|min| facts.confidence < min);
     if !quiet && !facts.validator.has_check_digits() {
         return Quick::Slow;
     }
