@@ -113,9 +113,15 @@ impl MatchCounters {
     /// A finding of `rule` at `confidence`, counted instead of reported.
     #[inline]
     fn count_quiet(&mut self, rule: RuleIdx, confidence: crate::pii::Confidence) {
-        self.findings[rule as usize] += 1;
-        self.by_confidence[confidence as usize] += 1;
-        self.quiet[rule as usize] += 1;
+        self.count_quiet_n(rule, confidence, 1);
+    }
+
+    /// `n` findings of `rule` at `confidence`, counted instead of reported.
+    #[inline]
+    fn count_quiet_n(&mut self, rule: RuleIdx, confidence: crate::pii::Confidence, n: u64) {
+        self.findings[rule as usize] += n;
+        self.by_confidence[confidence as usize] += n;
+        self.quiet[rule as usize] += n;
     }
 
     fn new(rules: usize) -> Self {
@@ -284,6 +290,15 @@ enum HitShape {
     Digits { digit_before: bool },
 }
 
+/// Reusable buffers of the digit-run scan (see `stream::digit_run_hits`).
+#[derive(Debug, Default)]
+struct DigitBufs {
+    /// Where digit runs end in the current piece of a chunk: `(end, run)`.
+    ends: Vec<(u32, u32)>,
+    /// Digit-run hits of the current call left for `resolve`, with their member's index.
+    found: Vec<(u32, Hit)>,
+}
+
 /// Per-worker Hyperscan scratch and reusable buffers.
 pub struct WorkerScratch {
     /// Counters for this worker.
@@ -291,8 +306,8 @@ pub struct WorkerScratch {
     scratch: Scratch,
     /// Reusable hit buffer of the current call.
     hits: Vec<Hit>,
-    /// Second hit buffer, for merging digit-run hits with Hyperscan's.
-    spare_hits: Vec<Hit>,
+    /// The digit-run scan's buffers.
+    digit_bufs: DigitBufs,
     /// `(rule, start)` of findings emitted in the current batch, for de-duplication.
     emitted: Vec<(RuleIdx, u64)>,
     /// Reusable stream for datagrams.
@@ -450,7 +465,10 @@ impl Matcher {
             counters: MatchCounters::new(self.inner.rules.rules().len()),
             scratch,
             hits: Vec::with_capacity(64),
-            spare_hits: Vec::with_capacity(64),
+            digit_bufs: DigitBufs {
+                ends: Vec::with_capacity(stream::RUN_PIECE),
+                found: Vec::with_capacity(64),
+            },
             emitted: Vec::with_capacity(8),
             dgram: DirScanner::default(),
             owner: self.id(),

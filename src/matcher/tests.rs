@@ -901,3 +901,37 @@ fn a_reload_counts_each_rejected_or_quiet_timestamp_once() {
         );
     }
 }
+
+#[test]
+fn a_chunk_longer_than_a_run_piece_is_decided_as_in_small_chunks() {
+    // The digit-run scan gathers run ends a piece of the chunk at a time: values across a
+    // piece's edge, at every alignment, are found, rejected and counted as when the same bytes
+    // come in small chunks (where every piece is a whole chunk).
+    let record: &[u8] =
+        b"{\"ts\":1732212345678,\"card\":4111111111111111,\"v\":35202123456712345678,\"x\":\"cnic 3520212345671\"},";
+    let mut text = Vec::new();
+    while text.len() < 3 * stream::RUN_PIECE {
+        text.extend_from_slice(record);
+        // A pad of a growing length moves the next record along the pieces' edges.
+        text.extend(std::iter::repeat_n(b' ', text.len() / record.len() % 7));
+    }
+    for quiet in [None, Some(Confidence::Medium)] {
+        let hits = |chunks: &[Option<&[u8]>]| {
+            let m = matcher();
+            let mut w = m.worker().unwrap();
+            w.set_quiet_below(quiet);
+            let seen = scan_chunks(m, &mut w, chunks);
+            let c = &w.counters;
+            (seen, c.hits.clone(), c.quiet.clone(), c.findings.clone(), c.rejected)
+        };
+        let whole = hits(&[Some(&text)]);
+        let small: Vec<Option<&[u8]>> = text.chunks(100).map(Some).collect();
+        assert_eq!(whole, hits(&small), "quiet below {quiet:?}");
+        let (_, hit_counts, quiet_counts, findings, rejected) = &whole;
+        let records = (text.len() / record.len()) as u64;
+        assert!(hit_counts.iter().sum::<u64>() >= 3 * records, "{hit_counts:?}");
+        assert!(findings.iter().sum::<u64>() >= 2 * records, "{findings:?}");
+        assert!(rejected.iter().sum::<u64>() >= records, "{rejected:?}");
+        assert_eq!(quiet_counts.iter().sum::<u64>() > 0, quiet.is_some());
+    }
+}
