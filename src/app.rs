@@ -492,7 +492,7 @@ impl CaptureLoop {
                 match f.next_packet() {
                     Ok(Next::Packet(p)) => {
                         self.packet(link, p);
-                        if self.packets % 65536 == 0 {
+                        if self.packets.is_multiple_of(65536) {
                             self.publish_stats(CaptureStats::default(), 0);
                         }
                     }

@@ -576,7 +576,7 @@ mod tests {
             b[h + pkt::LEN..h + pkt::LEN + 4].copy_from_slice(&(f.len() as u32 + 1).to_ne_bytes());
             b[h + pkt::MAC..h + pkt::MAC + 2].copy_from_slice(&(pkt::HEADER_LEN as u16).to_ne_bytes());
             b.extend_from_slice(f);
-            while b.len() % 16 != 0 {
+            while !b.len().is_multiple_of(16) {
                 b.push(0);
             }
         }

@@ -80,7 +80,7 @@ impl Checker {
             return false;
         }
         // 0xffff reads the same in either byte order, so the native-order sum needs no swap here.
-        let ok = ip_header.map_or(true, |h| fold(sum(0, h)) == 0xffff) && l4_ok(src, dst, proto, segment);
+        let ok = ip_header.is_none_or(|h| fold(sum(0, h)) == 0xffff) && l4_ok(src, dst, proto, segment);
         if !ok {
             self.errors += 1;
         }

@@ -131,7 +131,7 @@ impl PiiValue {
         let mut s = String::with_capacity(d.len() + 2);
         let keep = |s: &mut String, head: usize, tail: usize| {
             s.extend(d[..head].iter().map(|&b| b as char));
-            s.extend(std::iter::repeat('*').take(d.len() - head - tail));
+            s.extend(std::iter::repeat_n('*', d.len() - head - tail));
             s.extend(d[d.len() - tail..].iter().map(|&b| b as char));
         };
         match self.kind {
@@ -142,7 +142,7 @@ impl PiiValue {
             }
             PiiKind::Card if d.len() >= 13 => keep(&mut s, 6, 4),
             PiiKind::Iban if d.len() >= 15 => keep(&mut s, 8, 4),
-            _ => s.extend(std::iter::repeat('*').take(d.len())),
+            _ => s.extend(std::iter::repeat_n('*', d.len())),
         }
         s
     }

@@ -136,7 +136,7 @@ impl OooStore {
         debug_assert_eq!(idx, self.find(start));
         let end = start + bytes.len() as u64;
         debug_assert!(
-            self.runs.get(idx).map_or(true, |r| r.start >= end),
+            self.runs.get(idx).is_none_or(|r| r.start >= end),
             "insert over held bytes"
         );
         let at = if self.extends_previous(idx, start) {

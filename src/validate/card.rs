@@ -112,7 +112,7 @@ impl DigitRun {
         // Luhn doubles every second digit from the right: in `last` and `mid` (both end an even
         // distance from the end) the even bytes; in the head, the even bytes when `len` is even.
         let head_mask = u64::MAX >> (8 * (8 - head_len));
-        let head_dbl = if len % 2 == 0 { EVEN_BYTES } else { !EVEN_BYTES };
+        let head_dbl = if len.is_multiple_of(2) { EVEN_BYTES } else { !EVEN_BYTES };
         let mut sum = luhn_word(digits(first) & head_mask, head_dbl) + luhn_word(digits(last), EVEN_BYTES);
         if len > 16 {
             sum += luhn_word(digits(mid), EVEN_BYTES);
@@ -124,7 +124,7 @@ impl DigitRun {
     }
 
     fn luhn_ok(&self) -> bool {
-        self.sum % 10 == 0
+        self.sum.is_multiple_of(10)
     }
 
     /// The checks after the boundary, in their order: Luhn, then the issuer table for a PAN of
@@ -227,7 +227,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
     if digits.is_empty() {
         return false;
     }
-    let mut dbl = digits.len() % 2 == 0;
+    let mut dbl = digits.len().is_multiple_of(2);
     let mut sum = 0u32;
     for &b in digits {
         let d = b.wrapping_sub(b'0');
@@ -237,7 +237,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         sum += u32::from(LUHN[usize::from(dbl)][usize::from(d)]);
         dbl = !dbl;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Errors in a `[[card_scheme]]` entry; the rules loader adds the file and scheme name.
@@ -647,7 +647,7 @@ pub(crate) mod tests {
                 }
                 sum += d;
             }
-            sum % 10 == 0
+            sum.is_multiple_of(10)
         }
 
         /// The linear scan over schemes and their unscaled prefix ranges.

@@ -599,7 +599,7 @@ fn malformed_chunk_size_passes_raw_without_loss() {
 #[test]
 fn oversized_header_block_passes_raw() {
     let mut s = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
-    s.extend(std::iter::repeat(b'a').take(MAX_HEAD));
+    s.extend(std::iter::repeat_n(b'a', MAX_HEAD));
     s.extend_from_slice(b"\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
     let pieces: Vec<&[u8]> = s.chunks(1460).collect();
     let (rec, d) = run_with(&[], &pieces);

@@ -193,7 +193,7 @@ fn check_url(url: &url::Url) -> anyhow::Result<()> {
             url.host_str().unwrap_or("")
         );
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    if url.host_str().is_none_or(str::is_empty) {
         anyhow::bail!("HTTP output url {url} has no host");
     }
     if url.query().is_some() || url.fragment().is_some() {
