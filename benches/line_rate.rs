@@ -93,7 +93,10 @@ impl Staged {
             Ok(_) => Staged { path, temporary: true },
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
-                eprintln!("could not copy {} to /dev/shm ({e}); reading it in place", src.display());
+                eprintln!(
+                    "could not copy {} to /dev/shm ({e}); reading it in place",
+                    src.display()
+                );
                 in_place
             }
         }

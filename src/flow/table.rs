@@ -4,6 +4,7 @@
 
 use super::{FlowKey, Proto};
 use crate::clock::Timestamp;
+use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::LinkedHashMap;
 use std::time::Duration;
 
@@ -143,21 +144,28 @@ impl<V> FlowTable<V> {
         on_end: &mut impl FnMut(FlowKey, V, EndReason),
     ) -> Option<&mut FlowEntry<V>> {
         let lifetime = self.cfg.lifetime;
-        let list = self.list(key.proto());
-        let expired = match list.get(key) {
-            None => return None,
-            Some(e) => now.since(e.first_seen) > lifetime,
+        // One lookup per packet (each is a hash of the key and a probe: 7 % of the data work
+        // on the cleartext benchmark was flow lookups, several per packet).
+        let list = match key.proto() {
+            Proto::Tcp => &mut self.tcp,
+            Proto::Udp => &mut self.udp,
         };
-        if expired {
-            self.end(key, EndReason::Lifetime, on_end);
-            return None;
+        match list.raw_entry_mut().from_key(key) {
+            RawEntryMut::Vacant(_) => None,
+            RawEntryMut::Occupied(o) if now.since(o.get().first_seen) > lifetime => {
+                let (k, e) = o.remove_entry();
+                Self::ended(&mut self.mem_used, &mut self.stats, (k, e), EndReason::Lifetime, on_end);
+                None
+            }
+            RawEntryMut::Occupied(mut o) => {
+                o.to_back();
+                let entry = o.into_mut();
+                if now > entry.last_seen {
+                    entry.last_seen = now;
+                }
+                Some(entry)
+            }
         }
-        let list = self.list(key.proto());
-        let entry = list.to_back(key)?;
-        if now > entry.last_seen {
-            entry.last_seen = now;
-        }
-        Some(entry)
     }
 
     /// Finds the flow for `key` without refreshing it (housekeeping must not keep flows alive).
@@ -212,10 +220,21 @@ impl<V> FlowTable<V> {
     /// Removes `key`'s flow, reporting it through `on_end`.
     pub fn end(&mut self, key: &FlowKey, reason: EndReason, on_end: &mut impl FnMut(FlowKey, V, EndReason)) {
         if let Some(e) = self.list(key.proto()).remove(key) {
-            self.mem_used -= Self::ENTRY_OVERHEAD + e.mem;
-            self.stats.ended[reason as usize] += 1;
-            on_end(*key, e.value, reason);
+            Self::ended(&mut self.mem_used, &mut self.stats, (*key, e), reason, on_end);
         }
+    }
+
+    /// The accounting of a flow just removed from its list, and its report.
+    fn ended(
+        mem_used: &mut usize,
+        stats: &mut FlowTableStats,
+        (key, e): (FlowKey, FlowEntry<V>),
+        reason: EndReason,
+        on_end: &mut impl FnMut(FlowKey, V, EndReason),
+    ) {
+        *mem_used -= Self::ENTRY_OVERHEAD + e.mem;
+        stats.ended[reason as usize] += 1;
+        on_end(key, e.value, reason);
     }
 
     /// Ends every flow idle for longer than its transport's timeout.
@@ -334,6 +353,8 @@ mod tests {
         assert!(tab.get(&k, t(101), &mut on_end).is_none());
         assert_eq!(*ended.borrow(), vec![(7, EndReason::Lifetime)]);
         assert_eq!(tab.mem_used(), 0);
+        assert_eq!(tab.stats().ended[EndReason::Lifetime as usize], 1);
+        assert!(tab.is_empty());
     }
 
     #[test]

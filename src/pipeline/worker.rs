@@ -543,9 +543,12 @@ impl Worker {
         }
         let Worker { table, engine, .. } = self;
 
-        let mut exists = table
-            .get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)))
-            .is_some();
+        // Whether the flow is bypassed comes with the lookup: most packets then need no other
+        // lookup before their flow's entry is taken below.
+        let (mut exists, bypassed) = match table.get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts))) {
+            Some(e) => (true, e.value.bypass.is_some()),
+            None => (false, false),
+        };
         if let Transport::Tcp(h) = pkt.transport {
             // A SYN opening a new connection on a finished 5-tuple (port reuse) starts a new flow.
             if exists && h.syn && !h.ack {
@@ -564,7 +567,7 @@ impl Worker {
                 return;
             }
         }
-        if exists && bypassed_packet(table, engine, &key, pkt.transport, pkt.payload.len(), is_egress, ts) {
+        if exists && bypassed && bypassed_packet(table, engine, &key, pkt.transport, pkt.payload.len(), is_egress, ts) {
             return;
         }
         if !exists {
