@@ -326,3 +326,35 @@ fn alert_is_raised_when_the_value_leaks_not_at_flow_end() {
     assert_eq!(run.alerts.len(), 1);
     assert_eq!(run.alerts[0]["@timestamp"], nigehban::alert::rfc3339(leak_ts));
 }
+
+#[test]
+fn a_syn_reusing_a_finished_five_tuple_starts_a_new_flow_and_a_repeated_syn_does_not() {
+    let payload = format!("customer cnic {CNIC} verified");
+    let cut = payload.find(CNIC).expect("the value is in the payload") + 6;
+    // One client port, two connections one after the other. The first ends with the client's
+    // FIN only (the server never closes), so its flow is still held when the second SYN finds
+    // it finished: that SYN starts a new flow, whose value is reported too.
+    let (client, server) = (sa("10.0.0.5:41000"), sa("203.0.113.10:443"));
+    let mut first = TcpConn::new(client, server, 1_000, 77, t(0));
+    let mut frames = first.handshake();
+    frames.extend(first.segments(true, payload.as_bytes(), &[payload.len()]));
+    let fin_seq = first.client_seq;
+    frames.push(first.frame_at(true, fin_seq, Flags::FIN_ACK, &[]));
+    let mut second = TcpConn::new(client, server, 9_000_000, 5_000_000, t(10_000_000));
+    frames.extend(second.handshake());
+    frames.extend(second.segments(true, payload.as_bytes(), &[payload.len()]));
+    frames.extend(second.close());
+    // A SYN again in the middle of a live connection's data (a late retransmission): the flow
+    // goes on, and the value split around it is found once.
+    let mut c = TcpConn::new(sa("10.0.0.5:41001"), sa("203.0.113.10:443"), 5_000, 77, t(20_000_000));
+    let isn = c.client_seq;
+    frames.extend(c.handshake());
+    frames.extend(c.segments(true, &payload.as_bytes()[..cut], &[cut]));
+    frames.push(c.frame_at(true, isn, Flags::SYN, &[]));
+    frames.extend(c.segments(true, &payload.as_bytes()[cut..], &[payload.len()]));
+    frames.extend(c.close());
+    let run = read_frames(&frames, &[]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.hashes(), vec![expected_hash(CNIC); 3]);
+    assert_no_clear_values(&run, &[CNIC]);
+}

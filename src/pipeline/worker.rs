@@ -10,7 +10,7 @@ use crate::alert::{
 use crate::clock::Timestamp;
 use crate::decode::Transport;
 use crate::flow::bypass::{self, BypassKind, BypassReason, Bypassed};
-use crate::flow::{Dir, EndReason, FlowKey, FlowTable, FlowTableConfig, Proto};
+use crate::flow::{Dir, EndReason, FlowEntry, FlowKey, FlowTable, FlowTableConfig, Proto};
 use crate::judge::{self, Facts, Judge, Suppression, Verdict};
 use crate::l7::{
     self, AppDecoder, ContentSink, Evidence, L7Event, Location, MessageLog, Protocol, SectionLog, MAX_SECTION_NAME,
@@ -533,7 +533,6 @@ impl Worker {
         let Queued {
             ts,
             key,
-            dir,
             egress: is_egress,
             ..
         } = pkt;
@@ -543,62 +542,20 @@ impl Worker {
         }
         let Worker { table, engine, .. } = self;
 
-        // Whether the flow is bypassed comes with the lookup: most packets then need no other
-        // lookup before their flow's entry is taken below.
-        let (mut exists, bypassed) = match table.get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts))) {
-            Some(e) => (true, e.value.bypass.is_some()),
-            None => (false, false),
-        };
-        if let Transport::Tcp(h) = pkt.transport {
-            // A SYN opening a new connection on a finished 5-tuple (port reuse) starts a new flow.
-            if exists && h.syn && !h.ack {
-                let reuse = table
-                    .peek_mut(&key)
-                    .is_some_and(|e| e.value.stream.is_closed() || e.value.peer_fin);
-                if reuse {
-                    table.end(&key, EndReason::Closed, &mut |k, f, r| {
-                        engine.end_flow(k, f, r, Some(ts))
-                    });
-                    exists = false;
+        let syn_only = matches!(pkt.transport, Transport::Tcp(h) if h.syn && !h.ack);
+        let found = table.get(&key, ts, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
+        let entry = match found {
+            // Most packets: a known flow, not bypassed, and no SYN that could start a new
+            // connection on its 5-tuple. Their flow is found with this one lookup.
+            Some(e) if !syn_only && e.value.bypass.is_none() => e,
+            found => {
+                let bypassed = found.map(|e| e.value.bypass.is_some());
+                match flow_of_other_packet(table, engine, &pkt, bypassed) {
+                    Some(e) => e,
+                    None => return,
                 }
             }
-            // Bare ACKs, FINs and RSTs of flows we do not know carry nothing to scan.
-            if !exists && !h.syn && pkt.payload.is_empty() {
-                return;
-            }
-        }
-        if exists && bypassed && bypassed_packet(table, engine, &key, pkt.transport, pkt.payload.len(), is_egress, ts) {
-            return;
-        }
-        if !exists {
-            let egress = if is_egress { dir } else { dir.reverse() };
-            let (sender, receiver) = key.endpoints(egress);
-            let flow = Flow {
-                egress,
-                stream: TcpStream::default(),
-                scan: EgressScan {
-                    app: if engine.shared.decode_l7 {
-                        AppDecoder::new(sender.port, receiver.port)
-                    } else {
-                        AppDecoder::raw()
-                    },
-                    scanner: DirScanner::default(),
-                    sections: None,
-                    messages: None,
-                },
-                leaks: None,
-                peer_fin: false,
-                listed_pending: false,
-                bypass: None,
-                evasion_alerted: false,
-            };
-            match key.proto() {
-                Proto::Tcp => engine.local.flows_tcp += 1,
-                Proto::Udp => engine.local.flows_udp += 1,
-            }
-            table.insert(key, ts, flow, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
-        }
-        let entry = table.peek_mut(&key).expect("flow present: found or just inserted");
+        };
         let before = entry.mem();
         let flow = &mut entry.value;
         let mut closed = false;
@@ -674,6 +631,76 @@ impl Worker {
             table.recharge(&key, mem, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts)));
         }
     }
+}
+
+/// The flow of a packet that is not simply the next one of a known, live flow: `found` is
+/// `None` when no flow was found, else whether the found one is bypassed. Ends a finished
+/// flow whose 5-tuple a SYN reuses, starts new flows, and handles a bypassed flow's packet;
+/// `None` when nothing is left to do with the packet.
+fn flow_of_other_packet<'t>(
+    table: &'t mut FlowTable<Flow>,
+    engine: &mut Engine,
+    pkt: &Queued<'_>,
+    found: Option<bool>,
+) -> Option<&'t mut FlowEntry<Flow>> {
+    let Queued {
+        ts,
+        key,
+        dir,
+        egress: is_egress,
+        ..
+    } = *pkt;
+    let (mut exists, bypassed) = (found.is_some(), found == Some(true));
+    if let Transport::Tcp(h) = pkt.transport {
+        // A SYN opening a new connection on a finished 5-tuple (port reuse) starts a new flow.
+        if exists && h.syn && !h.ack {
+            let reuse = table
+                .peek_mut(&key)
+                .is_some_and(|e| e.value.stream.is_closed() || e.value.peer_fin);
+            if reuse {
+                table.end(&key, EndReason::Closed, &mut |k, f, r| {
+                    engine.end_flow(k, f, r, Some(ts))
+                });
+                exists = false;
+            }
+        }
+        // Bare ACKs, FINs and RSTs of flows we do not know carry nothing to scan.
+        if !exists && !h.syn && pkt.payload.is_empty() {
+            return None;
+        }
+    }
+    if exists && bypassed && bypassed_packet(table, engine, &key, pkt.transport, pkt.payload.len(), is_egress, ts) {
+        return None;
+    }
+    if !exists {
+        let egress = if is_egress { dir } else { dir.reverse() };
+        let (sender, receiver) = key.endpoints(egress);
+        let flow = Flow {
+            egress,
+            stream: TcpStream::default(),
+            scan: EgressScan {
+                app: if engine.shared.decode_l7 {
+                    AppDecoder::new(sender.port, receiver.port)
+                } else {
+                    AppDecoder::raw()
+                },
+                scanner: DirScanner::default(),
+                sections: None,
+                messages: None,
+            },
+            leaks: None,
+            peer_fin: false,
+            listed_pending: false,
+            bypass: None,
+            evasion_alerted: false,
+        };
+        match key.proto() {
+            Proto::Tcp => engine.local.flows_tcp += 1,
+            Proto::Udp => engine.local.flows_udp += 1,
+        }
+        return Some(table.insert(key, ts, flow, &mut |k, f, r| engine.end_flow(k, f, r, Some(ts))));
+    }
+    Some(table.peek_mut(&key).expect("a flow found and not ended is still there"))
 }
 
 /// A packet of a bypassed flow: only counted, and its FIN or RST followed so the flow still
