@@ -603,6 +603,13 @@ fn without_cards() -> &'static Matcher {
     })
 }
 
+/// The rules of one rule file, `toml`, loaded from a rules directory holding only it.
+fn rules_of(toml: &str) -> RuleSet {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.toml"), toml).unwrap();
+    RuleSet::load_dir(dir.path()).unwrap()
+}
+
 /// Feeds `chunks[k]` with `matchers[k]` (each with its own worker scratch, as a worker gets a new
 /// one on reload), then finishes with the last matcher. Findings sorted, rule ids by the
 /// matcher that reported them; checks offsets never go backwards.
@@ -705,10 +712,7 @@ fn a_rule_removed_by_the_reload_no_longer_fires_after_the_switch() {
 fn a_rule_set_of_digit_runs_only_still_compiles_and_finds() {
     // Every pattern goes to the digit-run scan and no rule has keywords: Hyperscan gets a
     // placeholder so its database is not empty, and its hits must not be counted twice.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bare.toml"),
-        r#"
+    let bare = r#"
 [[rule]]
 id = "T-CNIC-BARE"
 name = "bare CNIC, no context"
@@ -721,11 +725,9 @@ patterns = ['\d{13}']
 [rule.examples]
 match = ["3520212345671"]
 no_match = ["35202123456712"]
-"#,
-    )
-    .unwrap();
-    let lean = Matcher::new(RuleSet::load_dir(dir.path()).unwrap()).unwrap();
-    let oracle = Matcher::oracle(RuleSet::load_dir(dir.path()).unwrap()).unwrap();
+"#;
+    let lean = Matcher::new(rules_of(bare)).unwrap();
+    let oracle = Matcher::oracle(rules_of(bare)).unwrap();
     assert!(matches!(lean.inner.pattern_kind[..], [PatternKind::Placeholder]));
     let text = b"id=3520212345671&t=17322123456789&x=42101765432130";
     let chunks: Vec<Option<&[u8]>> = text.chunks(7).map(Some).collect();
@@ -821,9 +823,7 @@ fn a_quiet_looking_cnic_waits_for_a_keyword_after_it_in_later_chunks() {
 fn a_value_two_patterns_of_one_rule_find_is_counted_quiet_once() {
     // Both patterns go to the digit-run scan and report the same 13 digits: the hits decided
     // while scanning must not count the value once per pattern.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("twice.toml"),
+    let m = Matcher::new(rules_of(
         r#"
 [[rule]]
 id = "T-CNIC-TWICE"
@@ -838,9 +838,8 @@ patterns = ['\d{13}', '\d{13,14}']
 match = [{ text = "3520212345671", confidence = "low" }]
 no_match = ["352021234567123"]
 "#,
-    )
+    ))
     .unwrap();
-    let m = Matcher::new(RuleSet::load_dir(dir.path()).unwrap()).unwrap();
     let text = b"{\"ts\":1732212345678,\"n\":1} and 3520212345671 ";
     for cut in 0..=text.len() {
         let (a, b) = text.split_at(cut);
