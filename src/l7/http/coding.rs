@@ -1,5 +1,5 @@
 //! `Content-Encoding` decoding of a body: gzip, deflate (zlib-wrapped or raw, told apart by the
-//! first two bytes as browsers do) and brotli, streaming through one reused output buffer.
+//! first two bytes as browsers do) and brotli, streaming through one output buffer per thread.
 //!
 //! Bounds: a body inflates to at most [`MAX_INFLATED`] bytes, and past [`RATIO_FLOOR`] bytes of
 //! output to at most [`MAX_RATIO`] times its compressed size. Crossing either is a
@@ -20,10 +20,59 @@ pub(super) const RATIO_FLOOR: u64 = 4 << 20;
 /// Most output bytes per compressed input byte once past [`RATIO_FLOOR`]. Text, CSV and JSON
 /// stay well under 50; runs of zeros reach ~1000.
 pub(super) const MAX_RATIO: u64 = 100;
-/// Size of the reused output buffer (bytes).
+/// Size of the output buffer (bytes).
 const OUT_BUF: usize = 16 << 10;
 /// Heap held by one inflate state (zlib-rs: 32 KiB window plus tables), for memory accounting.
-const INFLATE_STATE: usize = 43 << 10;
+pub(super) const INFLATE_STATE: usize = 43 << 10;
+/// Idle inflate states a thread keeps for its next bodies (at most ~700 KiB).
+const SPARE_INFLATE: usize = 16;
+
+/// Inflate states and the output buffer, per thread (a worker is one thread) instead of per
+/// flow. A flow holds an inflate state only while one of its bodies inflates, and takes the one
+/// most recently given back, whose pages are mapped and often still in cache: a new state per
+/// flow cost a page fault for each first touch of its window and a zeroed 16 KiB buffer, half
+/// of the sensor's page faults on the cleartext benchmark.
+mod spare {
+    use super::{Decompress, OUT_BUF, SPARE_INFLATE};
+    use std::cell::{Cell, RefCell};
+
+    thread_local! {
+        static INFLATE: RefCell<Vec<Decompress>> = const { RefCell::new(Vec::new()) };
+        static OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
+
+    /// An inflate state ready for a new stream (`zlib`: with a zlib header, else raw deflate).
+    pub(super) fn inflate(zlib: bool) -> Decompress {
+        match INFLATE.with_borrow_mut(Vec::pop) {
+            Some(mut d) => {
+                // Reset forgets the last stream's window: a new one cannot refer back into it.
+                d.reset(zlib);
+                d
+            }
+            None => Decompress::new(zlib),
+        }
+    }
+
+    /// Keeps `d` for a later body, unless enough are kept already.
+    pub(super) fn give_back(d: Decompress) {
+        INFLATE.with_borrow_mut(|spare| {
+            if spare.len() < SPARE_INFLATE {
+                spare.push(d);
+            }
+        });
+    }
+
+    /// Runs `f` with the thread's output buffer (a fresh one if it is already in use).
+    pub(super) fn with_out<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let mut out = OUT.take();
+        if out.is_empty() {
+            out = vec![0; OUT_BUF];
+        }
+        let r = f(&mut out);
+        OUT.set(out);
+        r
+    }
+}
 
 /// A body's content coding, read from `Content-Encoding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,15 +249,13 @@ impl GzHeader {
     }
 }
 
-/// Content decoding of one direction's bodies; the inflate state and output buffer are kept
-/// across bodies so a keep-alive connection allocates them once.
+/// Content decoding of one direction's bodies. An inflate state is held from a deflate
+/// stream's start to the body's end (see [`spare`]).
 pub(super) struct Decoder {
     phase: Phase,
     kind: CodingKind,
     inflate: Option<Decompress>,
     brotli: Option<Box<Brotli>>,
-    /// Invariant: empty, or exactly `OUT_BUF` long.
-    out: Vec<u8>,
     /// Compressed bytes consumed and bytes produced in the current body.
     total_in: u64,
     total_out: u64,
@@ -232,10 +279,15 @@ impl Default for Decoder {
             kind: CodingKind::Identity,
             inflate: None,
             brotli: None,
-            out: Vec::new(),
             total_in: 0,
             total_out: 0,
         }
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -267,9 +319,6 @@ impl Decoder {
                 Phase::Brotli
             }
         };
-        if kind != CodingKind::Identity && self.out.is_empty() {
-            self.out = vec![0; OUT_BUF];
-        }
     }
 
     /// Decodes the next coded bytes of the body into `content`.
@@ -366,7 +415,15 @@ impl Decoder {
             self.stop(Stop::Corrupt, &[first], content, sink);
         }
         self.phase = Phase::Identity;
+        self.release();
+    }
+
+    /// Lets go of the decompressor state: the body ended, or the rest of it passes raw.
+    fn release(&mut self) {
         self.brotli = None;
+        if let Some(d) = self.inflate.take() {
+            spare::give_back(d);
+        }
     }
 
     /// Content is missing: a coded stream cannot continue past it, so the rest of the body is
@@ -379,7 +436,7 @@ impl Decoder {
             content.finish(sink);
             sink.section(Location::Raw, b"");
             self.phase = Phase::Cut;
-            self.brotli = None;
+            self.release();
         }
         sink.gap();
         true
@@ -391,13 +448,13 @@ impl Decoder {
         let brotli = self.brotli.as_ref().map_or(0, |b| {
             std::mem::size_of::<Brotli>() + usize::try_from(b.ringbuffer_size).unwrap_or(0)
         });
-        self.out.capacity() + inflate + brotli
+        inflate + brotli
     }
 
     fn reset_inflate(&mut self, zlib: bool) {
         match &mut self.inflate {
             Some(d) => d.reset(zlib),
-            None => self.inflate = Some(Decompress::new(zlib)),
+            None => self.inflate = Some(spare::inflate(zlib)),
         }
     }
 
@@ -408,18 +465,28 @@ impl Decoder {
         content: &mut Content,
         sink: &mut dyn ContentSink,
     ) -> Result<usize, (usize, Stop)> {
+        spare::with_out(|out| self.inflate_into(out, input, content, sink))
+    }
+
+    fn inflate_into(
+        &mut self,
+        out: &mut [u8],
+        input: &[u8],
+        content: &mut Content,
+        sink: &mut dyn ContentSink,
+    ) -> Result<usize, (usize, Stop)> {
         let Some(d) = self.inflate.as_mut() else {
             return Err((0, Stop::Corrupt));
         };
         let mut pos = 0;
         loop {
             let (in0, out0) = (d.total_in(), d.total_out());
-            let status = d.decompress(&input[pos..], &mut self.out, FlushDecompress::None);
+            let status = d.decompress(&input[pos..], out, FlushDecompress::None);
             let used = (d.total_in() - in0) as usize;
             let made = (d.total_out() - out0) as usize;
             pos += used;
             self.total_in += used as u64;
-            if !deliver(&self.out[..made], &mut self.total_out, self.total_in, content, sink) {
+            if !deliver(&out[..made], &mut self.total_out, self.total_in, content, sink) {
                 return Err((pos, Stop::Bomb));
             }
             match status {
@@ -434,7 +501,7 @@ impl Decoder {
                 Ok(_) => {
                     // Done with this piece when all input is taken and the output buffer was not
                     // filled (nothing more is pending), or when no progress is possible.
-                    if (pos == input.len() && made < self.out.len()) || (used == 0 && made == 0) {
+                    if (pos == input.len() && made < out.len()) || (used == 0 && made == 0) {
                         return Ok(pos);
                     }
                 }
@@ -448,6 +515,16 @@ impl Decoder {
         content: &mut Content,
         sink: &mut dyn ContentSink,
     ) -> Result<usize, (usize, Stop)> {
+        spare::with_out(|out| self.brotli_into(out, input, content, sink))
+    }
+
+    fn brotli_into(
+        &mut self,
+        out: &mut [u8],
+        input: &[u8],
+        content: &mut Content,
+        sink: &mut dyn ContentSink,
+    ) -> Result<usize, (usize, Stop)> {
         let Some(state) = self.brotli.as_deref_mut() else {
             return Err((0, Stop::Corrupt));
         };
@@ -455,7 +532,7 @@ impl Decoder {
         loop {
             let mut avail_in = input.len() - pos;
             let mut in_off = pos;
-            let mut avail_out = self.out.len();
+            let mut avail_out = out.len();
             let mut out_off = 0;
             let mut total = 0;
             let result = BrotliDecompressStream(
@@ -464,13 +541,13 @@ impl Decoder {
                 input,
                 &mut avail_out,
                 &mut out_off,
-                &mut self.out,
+                out,
                 &mut total,
                 state,
             );
             self.total_in += (in_off - pos) as u64;
             pos = in_off;
-            if !deliver(&self.out[..out_off], &mut self.total_out, self.total_in, content, sink) {
+            if !deliver(&out[..out_off], &mut self.total_out, self.total_in, content, sink) {
                 return Err((pos, Stop::Bomb));
             }
             match result {
@@ -501,7 +578,7 @@ impl Decoder {
         sink.section(Location::Raw, b"");
         sink.data(rest);
         self.phase = Phase::Cut;
-        self.brotli = None;
+        self.release();
     }
 }
 

@@ -772,3 +772,67 @@ fn memory_is_reused_across_messages() {
     assert_eq!(d.memory(), warm);
     assert!(warm < 128 << 10, "memory {warm}");
 }
+
+#[test]
+fn an_inflate_state_is_held_only_while_a_body_inflates() {
+    let body = gzip(JSON);
+    let s = request("POST", "/z", &[("Content-Encoding", "gzip")], &body);
+    let cut = s.len() - body.len() / 2;
+    let mut d = HttpDecoder::new();
+    let mut rec = Rec::default();
+    d.data(&s[..cut], &mut rec);
+    assert!(d.memory() >= coding::INFLATE_STATE, "memory {}", d.memory());
+    d.data(&s[cut..], &mut rec);
+    assert!(d.memory() < coding::INFLATE_STATE, "memory {}", d.memory());
+    assert!(rec.joined(Location::Body) == JSON, "{}", rec.shape());
+}
+
+/// Inflate states are reused across flows on a thread (`coding::spare`): the next body must
+/// start from a clean state, whatever the last one was, and never see the last body's window.
+#[test]
+fn a_reused_inflate_state_starts_clean() {
+    let first = b"the first flow's body, 35202-1234567-1, which no other body may refer back to";
+    let rec = run(&[&request("POST", "/a", &[("Content-Encoding", "gzip")], &gzip(first))]);
+    assert!(rec.joined(Location::Body) == first, "{}", rec.shape());
+
+    // Raw deflate made with the first body as its preset dictionary: its first symbol copies
+    // from before its own start, which only the old window could answer.
+    let mut c = flate2::Compress::new(Compression::default(), false);
+    c.set_dictionary(first).unwrap();
+    let mut refers_back = Vec::with_capacity(256);
+    c.compress_vec(first, &mut refers_back, flate2::FlushCompress::Finish)
+        .unwrap();
+    let mut with_window = flate2::Decompress::new(false);
+    with_window.set_dictionary(first).unwrap();
+    let mut whole = Vec::with_capacity(2 * first.len());
+    with_window
+        .decompress_vec(&refers_back, &mut whole, flate2::FlushDecompress::Finish)
+        .unwrap();
+    assert!(
+        whole == first && refers_back.len() < first.len() / 2,
+        "not a back-reference"
+    );
+    let rec = run(&[&request("POST", "/b", &[("Content-Encoding", "deflate")], &refers_back)]);
+    assert_eq!(rec.events, [L7Event::DecompressionError]);
+    // At most the literals before the first back-reference are decoded.
+    assert!(rec.joined(Location::Body).len() < 8, "{}", rec.shape());
+
+    // After a body that failed, and with the other header mode, decoding is whole again.
+    let rec = run(&[&request("POST", "/c", &[("Content-Encoding", "deflate")], &zlib(JSON))]);
+    assert!(
+        rec.events.is_empty() && rec.joined(Location::Body) == JSON,
+        "{}",
+        rec.shape()
+    );
+    let rec = run(&[&request(
+        "POST",
+        "/d",
+        &[("Content-Encoding", "deflate")],
+        &raw_deflate(JSON),
+    )]);
+    assert!(
+        rec.events.is_empty() && rec.joined(Location::Body) == JSON,
+        "{}",
+        rec.shape()
+    );
+}
