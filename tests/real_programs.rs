@@ -557,7 +557,8 @@ fn real_clients_and_servers_in_network_namespaces() {
         kind: k,
         protocol: "http",
         locations: &["body"],
-        request: None,
+        // Learned from the outside client's request (the other direction, not reassembled).
+        request: Some(("GET", "reports.corp.example", "/export.csv")),
         response: true,
     });
     let export_path = dir.path().join("export.csv");

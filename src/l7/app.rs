@@ -131,15 +131,32 @@ impl AppDecoder {
         }
     }
 
+    /// Whether [`AppDecoder::peer_data`] reads `payload` at all: only a packet that starts like
+    /// an HTTP request (a response decoder learns its request's method, host and path from it).
+    /// Capture threads hand workers the other direction's payloads only when this says so, so
+    /// that direction's bytes (most of them, downloads and TLS) are never copied.
+    pub fn reads_peer_payload(payload: &[u8]) -> bool {
+        // Every method is upper case; the first byte alone turns away nearly every packet (body
+        // bytes, TLS records) before the method list is compared.
+        payload.first().is_some_and(u8::is_ascii_uppercase)
+            && !payload.starts_with(b"HTTP/")
+            && http::probe(&payload[..payload.len().min(16)]) == Probe::Yes
+    }
+
     /// Payload of one packet of the other direction (not reassembled), for decoders that learn
-    /// from the peer (HTTP request line for responses, SMTP replies).
+    /// from the peer (HTTP request line for responses). Ignores what
+    /// [`AppDecoder::reads_peer_payload`] rejects.
     pub fn peer_data(&mut self, bytes: &[u8]) {
+        if !Self::reads_peer_payload(bytes) {
+            return;
+        }
         match &mut self.state {
-            State::Sniff { peer_http, .. } if http::probe(bytes) == Probe::Yes && !bytes.starts_with(b"HTTP/") => {
+            State::Sniff { peer_http, .. } => {
                 peer_http.get_or_insert_with(Box::default).peer_data(bytes);
             }
             State::Http(d) => d.peer_data(bytes),
-            State::Smtp(d) => d.peer_data(bytes),
+            // SMTP needs no replies: whether STARTTLS took effect is read from this direction's
+            // own next bytes, which (unlike un-reassembled replies) are in order and complete.
             _ => {}
         }
     }
@@ -446,6 +463,27 @@ mod tests {
             d.data(c, rec);
         }
         d.finish(rec);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The first-byte shortcut turns away nothing the decoders would read: exactly the
+        /// packets that start with an HTTP method and a space.
+        #[test]
+        fn reads_peer_payload_is_the_request_probe(
+            payload in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..40),
+                "(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|CONNECT|TRACE|PROPFIND|MKCOL|LOCK|UNLOCK|PURGE|MKCALENDAR|HTTP/1\\.1|get|Get|G|GE)[ /]?[ -~]{0,20}"
+                    .prop_map(String::into_bytes),
+            ]
+        ) {
+            let probe = http::probe(&payload[..payload.len().min(16)]) == Probe::Yes;
+            prop_assert_eq!(
+                AppDecoder::reads_peer_payload(&payload),
+                probe && !payload.starts_with(b"HTTP/")
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Capture threads → workers: each packet is decoded once, on its capture thread, and what a
-//! worker needs of it (flow key, direction, TCP header, payload) is copied into a per-worker
+//! worker needs of it (flow key, direction, TCP header, payload; of the direction that is not
+//! inspected, only the payloads [`AppDecoder::reads_peer_payload`] accepts) is copied into a per-worker
 //! batch (one contiguous buffer for the payloads), sent over bounded `crossbeam-channel` queues;
 //! the emptied batches come back through a pool, so steady state allocates nothing per packet.
 //!
@@ -16,6 +17,7 @@ use crate::cli::HomeNet;
 use crate::clock::Timestamp;
 use crate::decode::{Decoder, LinkType, Packet, Transport};
 use crate::flow::{Dir, FlowKey};
+use crate::l7::AppDecoder;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -37,8 +39,11 @@ pub struct Queued<'a> {
     pub egress: bool,
     /// TCP header or UDP.
     pub transport: Transport,
-    /// Transport payload.
+    /// Transport payload; empty for an ingress payload the worker would not read (see
+    /// [`AppDecoder::reads_peer_payload`]).
     pub payload: &'a [u8],
+    /// The transport payload's length on the wire, which `payload` may fall short of.
+    pub payload_len: u32,
 }
 
 impl<'a> Queued<'a> {
@@ -49,13 +54,15 @@ impl<'a> Queued<'a> {
             return None;
         }
         let (key, dir) = FlowKey::of_packet(pkt);
+        let read = egress || AppDecoder::reads_peer_payload(pkt.payload);
         Some(Queued {
             ts,
             key,
             dir,
             egress,
             transport: pkt.transport,
-            payload: pkt.payload,
+            payload: if read { pkt.payload } else { &[] },
+            payload_len: u32::try_from(pkt.payload.len()).unwrap_or(u32::MAX),
         })
     }
 }
@@ -70,6 +77,7 @@ struct PacketMeta {
     transport: Transport,
     start: u32,
     len: u32,
+    payload_len: u32,
 }
 
 /// A batch of packets for one worker.
@@ -102,6 +110,7 @@ impl Batch {
             transport: q.transport,
             start,
             len: q.payload.len() as u32,
+            payload_len: q.payload_len,
         });
     }
 
@@ -143,6 +152,7 @@ impl Batch {
             egress: m.egress,
             transport: m.transport,
             payload: &self.data[m.start as usize..(m.start + m.len) as usize],
+            payload_len: m.payload_len,
         })
     }
 }
@@ -422,6 +432,58 @@ mod tests {
             egress: dir == Dir::AtoB,
             transport: Transport::Udp,
             payload,
+            payload_len: payload.len() as u32,
+        }
+    }
+
+    #[test]
+    fn ingress_payloads_are_queued_only_when_the_worker_reads_them() {
+        let home = HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap();
+        let mut decoder = Decoder::new(crate::decode::DefragConfig {
+            memcap: 1 << 20,
+            timeout: Duration::from_secs(30),
+        });
+        let frame = |from_inside: bool, payload: &[u8]| {
+            let (inside, outside) = ([10, 0, 0, 5], [192, 0, 2, 80]);
+            let (src, dst) = if from_inside {
+                (inside, outside)
+            } else {
+                (outside, inside)
+            };
+            let mut f = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4(src, dst, 64)
+                .tcp(
+                    if from_inside { 40000 } else { 80 },
+                    if from_inside { 80 } else { 40000 },
+                    1,
+                    1024,
+                )
+                .ack(1)
+                .write(&mut f, payload)
+                .unwrap();
+            f
+        };
+        let sent: [(bool, &[u8]); 6] = [
+            (true, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (true, b"{\"id\":35202}"),
+            (false, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (false, b"{\"id\":35202}"),
+            (false, b"\x17\x03\x03\x00\x20GET / HTTP/1.1"),
+            // A request coming in: a response decoder learns method, host and path from it.
+            (false, b"GET /x HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+        ];
+        let mut batch = Batch::default();
+        for (i, (inside, p)) in sent.iter().enumerate() {
+            let ts = Timestamp::from_micros(i as u64);
+            batch.push_frame(&mut decoder, &home, ts, LinkType::Ethernet, &frame(*inside, p));
+        }
+        assert_eq!(batch.len(), sent.len());
+        for ((inside, p), q) in sent.iter().zip(batch.iter()) {
+            assert_eq!(q.egress, *inside);
+            assert_eq!(q.payload_len as usize, p.len(), "the length on the wire is kept");
+            let read = *inside || p.starts_with(b"GET ");
+            assert_eq!(q.payload, if read { *p } else { &[][..] }, "from inside {inside}");
         }
     }
 

@@ -562,6 +562,7 @@ impl Worker {
         match pkt.transport {
             Transport::Tcp(h) => {
                 if !is_egress && !pkt.payload.is_empty() {
+                    // (only what `reads_peer_payload` accepted has bytes here)
                     flow.scan.app.peer_data(pkt.payload);
                 }
                 let (reassembler, mut sink) = engine.stream_parts(&mut flow.scan);
@@ -665,11 +666,22 @@ fn flow_of_other_packet<'t>(
             }
         }
         // Bare ACKs, FINs and RSTs of flows we do not know carry nothing to scan.
-        if !exists && !h.syn && pkt.payload.is_empty() {
+        if !exists && !h.syn && pkt.payload_len == 0 {
             return None;
         }
     }
-    if exists && bypassed && bypassed_packet(table, engine, &key, pkt.transport, pkt.payload.len(), is_egress, ts) {
+    if exists
+        && bypassed
+        && bypassed_packet(
+            table,
+            engine,
+            &key,
+            pkt.transport,
+            pkt.payload_len as usize,
+            is_egress,
+            ts,
+        )
+    {
         return None;
     }
     if !exists {

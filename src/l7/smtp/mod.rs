@@ -176,13 +176,6 @@ impl SmtpDecoder {
         self.end_message(sink);
     }
 
-    /// Payload of one packet of the other direction (the server's replies), not reassembled.
-    /// Unused: whether STARTTLS took effect is read from this direction's own next bytes,
-    /// which (unlike un-reassembled replies) are in order and complete.
-    pub fn peer_data(&mut self, bytes: &[u8]) {
-        let _ = bytes;
-    }
-
     /// True once STARTTLS took effect: nothing cleartext follows in this direction.
     pub fn is_encrypted(&self) -> bool {
         matches!(self.state, State::Encrypted)
