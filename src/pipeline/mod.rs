@@ -48,6 +48,7 @@ pub struct Queued<'a> {
 
 impl<'a> Queued<'a> {
     /// `pkt`, captured at `ts`, if exactly one of its ends is in `home`.
+    #[inline]
     pub fn of(pkt: &Packet<'a>, ts: Timestamp, home: &HomeNet) -> Option<Queued<'a>> {
         let egress = home.contains(&pkt.src);
         if egress == home.contains(&pkt.dst) {
