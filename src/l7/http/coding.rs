@@ -291,6 +291,11 @@ impl Drop for Decoder {
     }
 }
 
+/// One decompressor's step: `(decoder, output buffer, input, content, sink)` to `Ok(used)` or
+/// `Err((used, why))`.
+type DecodeStep =
+    fn(&mut Decoder, &mut [u8], &[u8], &mut Content, &mut dyn ContentSink) -> Result<usize, (usize, Stop)>;
+
 /// Why coded decoding stopped before the body ended.
 enum Stop {
     Bomb,
@@ -365,7 +370,7 @@ impl Decoder {
                         let zlib = (first & 0x0f) == 8 && (u16::from(first) << 8 | u16::from(rest[0])) % 31 == 0;
                         self.reset_inflate(zlib);
                         self.phase = Phase::Inflate;
-                        if let Err((_, why)) = self.inflate(&[first], content, sink) {
+                        if let Err((_, why)) = self.decode_with(Decoder::inflate, &[first], content, sink) {
                             // Corrupt at the first byte: it goes raw with the rest.
                             self.stop(why, &[first], content, sink);
                             sink.data(rest);
@@ -373,7 +378,7 @@ impl Decoder {
                         }
                     }
                 },
-                Phase::Inflate => match self.inflate(rest, content, sink) {
+                Phase::Inflate => match self.decode_with(Decoder::inflate, rest, content, sink) {
                     Ok(used) => pos += used,
                     Err((used, stop)) => {
                         self.stop(stop, &rest[used..], content, sink);
@@ -397,7 +402,7 @@ impl Decoder {
                         Phase::Ended
                     };
                 }
-                Phase::Brotli => match self.brotli(rest, content, sink) {
+                Phase::Brotli => match self.decode_with(Decoder::brotli, rest, content, sink) {
                     Ok(used) => pos += used,
                     Err((used, stop)) => {
                         self.stop(stop, &rest[used..], content, sink);
@@ -458,17 +463,19 @@ impl Decoder {
         }
     }
 
-    /// Inflates `input`: `Ok(used)`, or `Err((used, why))` when decoding must stop.
-    fn inflate(
+    /// Runs `step` (inflate or brotli) on `input` with the thread's output buffer: `Ok(used)`,
+    /// or `Err((used, why))` when decoding must stop.
+    fn decode_with(
         &mut self,
+        step: DecodeStep,
         input: &[u8],
         content: &mut Content,
         sink: &mut dyn ContentSink,
     ) -> Result<usize, (usize, Stop)> {
-        spare::with_out(|out| self.inflate_into(out, input, content, sink))
+        spare::with_out(|out| step(self, out, input, content, sink))
     }
 
-    fn inflate_into(
+    fn inflate(
         &mut self,
         out: &mut [u8],
         input: &[u8],
@@ -510,15 +517,6 @@ impl Decoder {
     }
 
     fn brotli(
-        &mut self,
-        input: &[u8],
-        content: &mut Content,
-        sink: &mut dyn ContentSink,
-    ) -> Result<usize, (usize, Stop)> {
-        spare::with_out(|out| self.brotli_into(out, input, content, sink))
-    }
-
-    fn brotli_into(
         &mut self,
         out: &mut [u8],
         input: &[u8],
