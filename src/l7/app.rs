@@ -434,6 +434,7 @@ fn with_peer(next: State, peer_http: Option<Box<HttpDecoder>>) -> State {
 mod tests {
     use super::*;
     use crate::l7::L7Event;
+    use proptest::prelude::*;
 
     /// Collects what a decoder emits: sections with their bytes, gaps as a marker section.
     #[derive(Default)]
@@ -464,8 +465,6 @@ mod tests {
         }
         d.finish(rec);
     }
-
-    use proptest::prelude::*;
 
     proptest! {
         /// The first-byte shortcut turns away nothing the decoders would read: exactly the
