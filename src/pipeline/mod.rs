@@ -445,25 +445,13 @@ mod tests {
             timeout: Duration::from_secs(30),
         });
         let frame = |from_inside: bool, payload: &[u8]| {
-            let (inside, outside) = ([10, 0, 0, 5], [192, 0, 2, 80]);
+            let (inside, outside) = ("10.0.0.5:40000".parse().unwrap(), "192.0.2.80:80".parse().unwrap());
             let (src, dst) = if from_inside {
                 (inside, outside)
             } else {
                 (outside, inside)
             };
-            let mut f = Vec::new();
-            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
-                .ipv4(src, dst, 64)
-                .tcp(
-                    if from_inside { 40000 } else { 80 },
-                    if from_inside { 80 } else { 40000 },
-                    1,
-                    1024,
-                )
-                .ack(1)
-                .write(&mut f, payload)
-                .unwrap();
-            f
+            crate::synth::tcp_frame(src, dst, 1, 1, crate::synth::Flags::ACK, payload, &[])
         };
         let sent: [(bool, &[u8]); 6] = [
             (true, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
